@@ -1,0 +1,79 @@
+"""Cutting a byte stream into complete lines with their offsets. Pure.
+
+Only complete lines go on: a partial last line waits for its newline. A line longer than
+``max_len`` bytes is cut to ``max_len`` and flagged ``truncated`` (memory stays bounded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auditor.model import Line
+
+
+@dataclass(slots=True)
+class LineSplitter:
+    """Stateful splitter for one file: feed chunks, get complete lines.
+
+    ``offset`` is the file offset of the first byte not yet returned as part of a line.
+    When a single line exceeds ``max_len`` its excess is skipped until the newline.
+    """
+
+    source: str
+    file: str
+    offset: int
+    max_len: int = 65536
+    _buf: bytes = b""
+    _skipping: bool = False  # inside an over-long line whose head was already emitted
+
+    def feed(self, chunk: bytes) -> list[Line]:
+        buf = self._buf + chunk if self._buf else chunk
+        out: list[Line] = []
+        pos = 0
+        base = self.offset
+        source, file, max_len = self.source, self.file, self.max_len
+        n = len(buf)
+        while pos < n:
+            nl = buf.find(b"\n", pos)
+            if self._skipping:
+                if nl < 0:
+                    pos = n
+                    break
+                pos = nl + 1
+                self._skipping = False
+                continue
+            if nl < 0:
+                if n - pos > max_len:
+                    # Emit the head now, skip the rest of this line as it arrives.
+                    out.append(self._make(buf[pos : pos + max_len], base + pos, base + n, True))
+                    self._skipping = True
+                    pos = n
+                break
+            end = nl + 1
+            raw = buf[pos:nl]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            truncated = len(raw) > max_len
+            if truncated:
+                raw = raw[:max_len]
+            out.append(
+                Line(source, file, base + pos, base + end, raw.decode("utf-8", "replace"), truncated)
+            )
+            pos = end
+        self._buf = buf[pos:]
+        self.offset = base + pos
+        # Lines of an over-long line share its offset; its end is where reading resumes.
+        return out
+
+    def _make(self, raw: bytes, start: int, end: int, truncated: bool) -> Line:
+        return Line(self.source, self.file, start, end, raw.decode("utf-8", "replace"), truncated)
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back waiting for a newline."""
+        return len(self._buf)
+
+    @property
+    def resume_offset(self) -> int:
+        """Where a restart should resume: the start of the first incomplete line."""
+        return self.offset

@@ -1,0 +1,227 @@
+"""`scan`: one pass of the daemon's pipeline over files and directories, then exit.
+
+Resumes each file where the last scan of it stopped (known by the fingerprint of its first
+line, see ``auditor.fileid``), so scanning an unchanged file again adds nothing, a grown
+file adds only its new lines, and a ``.gz`` rotated copy of a scanned file adds nothing.
+Positions commit with the events they cover. Bad files are counted and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from auditor.fileid import FileIdentity, identify, open_log
+from auditor.lines import LineSplitter
+from auditor.model import Line
+from auditor.pipeline import Pipeline, Position
+from auditor.progress import Progress
+from auditor.store import Store
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class ScanSummary:
+    files: int = 0
+    files_skipped: int = 0
+    lines: int = 0
+    events: int = 0
+    unparsed: int = 0
+    hits: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    pending_partial: int = 0  # files whose last line has no newline yet
+
+
+def expand_paths(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to scan, oldest first (so rotated files come before their successors)."""
+    found: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(Path(root) / n for n in names if not n.startswith("."))
+        elif p.exists():
+            found.append(p)
+        elif any(ch in raw for ch in "*?["):
+            found.extend(Path(g) for g in glob.glob(raw) if Path(g).is_file())
+        else:
+            missing.append((raw, "no such file or directory"))
+
+    def mtime(q: Path) -> tuple[float, str]:
+        try:
+            return (q.stat().st_mtime, str(q))
+        except OSError:
+            return (0.0, str(q))
+
+    unique = sorted(set(found), key=mtime)
+    return unique, missing
+
+
+@dataclass
+class _Batcher:
+    """Collects lines across files into batches; each batch carries its files' positions."""
+
+    pipeline: Pipeline
+    store: Store
+    batch_lines: int
+    summary: ScanSummary
+    lines: list[Line] = field(default_factory=list)
+    positions: dict[str, Position] = field(default_factory=dict)
+
+    def add(self, lines: list[Line], pos: Position) -> None:
+        self.lines.extend(lines)
+        self.positions[pos.file_id] = pos
+        if len(self.lines) >= self.batch_lines:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.lines and not self.positions:
+            return
+        batch = self.pipeline.process(self.lines, list(self.positions.values()))
+        self.store.write(batch)
+        self.summary.lines += len(self.lines)
+        self.summary.events += len(batch.events)
+        self.summary.hits += len(batch.hits)
+        self.summary.unparsed += len(self.lines) - len(batch.events)
+        self.lines = []
+        self.positions = {}
+
+
+def _chunks(f: object, read: Callable[[int], bytes]) -> Iterator[bytes]:
+    while True:
+        chunk = read(CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _skip(read: Callable[[int], bytes], n: int) -> int:
+    """Skip ``n`` bytes of a stream that cannot seek (gzip); returns how many were skipped."""
+    left = n
+    while left > 0:
+        got = read(min(left, CHUNK))
+        if not got:
+            break
+        left -= len(got)
+    return n - left
+
+
+def scan_file(
+    path: Path,
+    source: str,
+    ident: FileIdentity,
+    batcher: _Batcher,
+    max_line: int,
+    on_bytes: Callable[[int], None],
+) -> None:
+    """Feed one file from its stored position; raises OSError/EOFError/zlib.error."""
+    stored = batcher.store.position(ident.file_id)
+    pending = batcher.positions.get(ident.file_id)
+    start = pending.offset if pending else (stored.offset if stored else 0)
+    if not ident.compressed and start >= ident.size:
+        on_bytes(ident.size)
+        return
+    splitter = LineSplitter(source, str(path), start, max_line)
+    with open_log(path) as f:
+        if ident.compressed:
+            _skip(f.read, start)
+        else:
+            f.seek(start)
+        done = start
+        for chunk in _chunks(f, f.read):
+            lines = splitter.feed(chunk)
+            pos = Position(
+                ident.file_id, source, str(path), ident.dev, ident.inode, splitter.offset,
+                ident.size,
+            )
+            batcher.add(lines, pos)
+            done += len(chunk)
+            on_bytes(len(chunk) if not ident.compressed else 0)
+        if ident.compressed and splitter.pending:
+            # A finished (rotated, compressed) file: its unterminated last line is complete.
+            lines = splitter.feed(b"\n")
+            batcher.add(
+                lines,
+                Position(ident.file_id, source, str(path), ident.dev, ident.inode,
+                         splitter.offset, ident.size),
+            )
+        elif splitter.pending:
+            batcher.summary.pending_partial += 1
+    if ident.compressed:
+        on_bytes(ident.size)
+
+
+def scan_paths(
+    paths: list[str],
+    store: Store,
+    pipeline: Pipeline,
+    source_for: Callable[[Path], str],
+    *,
+    batch_lines: int = 20000,
+    max_line: int = 65536,
+    quiet: bool = False,
+) -> ScanSummary:
+    """Scan every file under ``paths``; commit per batch; report skipped files with reasons."""
+    summary = ScanSummary()
+    files, missing = expand_paths(paths)
+    summary.skipped.extend(missing)
+    total = 0
+    for p in files:
+        try:
+            total += p.stat().st_size
+        except OSError:
+            pass
+    progress = Progress(total, "scan", quiet=quiet)
+    batcher = _Batcher(pipeline, store, batch_lines, summary)
+    done_bytes = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal done_bytes
+        done_bytes += n
+        progress.update(done_bytes, summary.lines + len(batcher.lines))
+
+    for path in files:
+        try:
+            ident = identify(path)
+        except (OSError, EOFError, zlib.error) as exc:
+            summary.skipped.append((str(path), _reason(exc)))
+            continue
+        if ident is None:
+            summary.skipped.append((str(path), "empty, or no complete line yet"))
+            continue
+        summary.files += 1
+        try:
+            scan_file(path, source_for(path), ident, batcher, max_line, on_bytes)
+        except (OSError, EOFError, zlib.error) as exc:
+            # What was read before the damage is kept (and its position); the rest is skipped.
+            summary.skipped.append((str(path), f"stopped part way: {_reason(exc)}"))
+    batcher.flush()
+    progress.close()
+    summary.files_skipped = len(summary.skipped)
+    for path_s, reason in summary.skipped:
+        store.journal("skipped", None, f"{path_s}: {reason}")
+    return summary
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, EOFError):
+        return "compressed file ends early (truncated .gz)"
+    if isinstance(exc, zlib.error) or type(exc).__name__ == "BadGzipFile":
+        return f"corrupt compressed data ({exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,403 @@
+"""The store: one SQLite file in WAL mode. The only module that writes SQL.
+
+A batch (events, hits folded into findings, file positions, counters, per-minute stats,
+detector state) commits in ONE transaction, so a crash at any moment leaves positions and
+data consistent: nothing lost, nothing doubled on restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from sqlite_utils import Database
+
+from auditor.errors import StoreError
+from auditor.model import Event, Hit
+from auditor.pipeline import Batch, Position
+from auditor.store.schema import EVENT_COLUMNS, migrations
+
+_INSERT_EVENT = 'INSERT INTO events ({}) VALUES ({})'.format(
+    ", ".join(f'"{c}"' for c in EVENT_COLUMNS), ", ".join("?" for _ in EVENT_COLUMNS)
+)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _ms(event: Event) -> int:
+    return int(event.timestamp.timestamp() * 1000)
+
+
+def _exposures_json(event: Event) -> str | None:
+    if not event.exposures:
+        return None
+    return orjson.dumps(
+        [
+            {
+                "pii_type": x.pii_type,
+                "location": x.location,
+                "param": x.param,
+                "masked": x.masked,
+                "digest": x.digest,
+                "detail": x.detail,
+            }
+            for x in event.exposures
+        ]
+    ).decode()
+
+
+def event_row(e: Event) -> tuple[object, ...]:
+    """The tuple for ``_INSERT_EVENT``; plain tuples keep the hot insert lean."""
+    return (
+        _ms(e),
+        e.source,
+        e.format,
+        e.client_ip,
+        e.client_port,
+        e.method,
+        e.scheme,
+        e.host,
+        e.server_port,
+        e.path,
+        e.route,
+        e.query,
+        e.http_version,
+        e.status,
+        e.bytes_in,
+        e.bytes_out,
+        e.duration_ms,
+        e.user_name,
+        e.user_agent,
+        e.referrer,
+        e.tls_version,
+        e.request_id,
+        e.forwarded_for,
+        e.file,
+        e.offset,
+        _exposures_json(e),
+    )
+
+
+def finding_id(rule_id: str, key: str, first_seen_ms: int) -> str:
+    """Stable id: the same rule, key and episode start give the same id on every run."""
+    return hashlib.sha256(f"{rule_id}\x1f{key}\x1f{first_seen_ms}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPosition:
+    file_id: str
+    source: str
+    path: str
+    dev: int
+    inode: int
+    offset: int
+    size: int
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only before SQLite opens it (its -wal/-shm follow)."""
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+class Store:
+    """Owns one SQLite connection; use it from one thread."""
+
+    def __init__(self, db: Database, path: Path | None) -> None:
+        self.db = db
+        self.path = path
+        self.conn: sqlite3.Connection = db.conn
+
+    @classmethod
+    def open(cls, path: Path | str, *, check_same_thread: bool = True) -> Store:
+        """Open (creating and migrating) the store; ``StoreError`` with the reason otherwise."""
+        p = Path(path)
+        try:
+            _create_private(p)
+            conn = sqlite3.connect(str(p), check_same_thread=check_same_thread, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a power loss may drop the last batches, but positions drop
+            # with them, so the next start re-reads exactly those lines.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            db = Database(conn)
+            migrations.apply(db)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{p}: cannot open the store: {exc}") from None
+        return cls(db, p)
+
+    @classmethod
+    def open_readonly(cls, path: Path | str) -> Store:
+        """Open an existing store for queries; a missing file is a clear error."""
+        p = Path(path)
+        if not p.exists():
+            raise StoreError(f"{p}: no such store (run `log-auditor scan` or `run` first)")
+        return cls.open(p)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, batch: Batch) -> None:
+        """Commit one batch atomically; ``StoreError`` (nothing written) on failure."""
+        try:
+            with self.db.atomic():
+                self._write(batch)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write to the store: {exc}") from None
+
+    def _write(self, batch: Batch) -> None:
+        c = self.conn
+        now = _now_ms()
+        if batch.events:
+            c.executemany(_INSERT_EVENT, map(event_row, batch.events))
+            self._write_exposures(batch.events)
+        if batch.hits:
+            self._fold_hits(batch.hits, now)
+        for pos in batch.positions:
+            self._write_position(pos, now)
+        for source, cnt in batch.counters.items():
+            c.execute(
+                "INSERT INTO source_counters (source, lines_read, lines_parsed, lines_unparsed,"
+                " lines_truncated, bytes_read, rotations, first_event_ms, last_event_ms,"
+                " last_unparsed, updated_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(source) DO UPDATE SET"
+                " lines_read = lines_read + excluded.lines_read,"
+                " lines_parsed = lines_parsed + excluded.lines_parsed,"
+                " lines_unparsed = lines_unparsed + excluded.lines_unparsed,"
+                " lines_truncated = lines_truncated + excluded.lines_truncated,"
+                " bytes_read = bytes_read + excluded.bytes_read,"
+                " rotations = rotations + excluded.rotations,"
+                " first_event_ms = min(coalesce(first_event_ms, excluded.first_event_ms),"
+                "   coalesce(excluded.first_event_ms, first_event_ms)),"
+                " last_event_ms = max(coalesce(last_event_ms, excluded.last_event_ms),"
+                "   coalesce(excluded.last_event_ms, last_event_ms)),"
+                " last_unparsed = coalesce(excluded.last_unparsed, last_unparsed),"
+                " updated_at_ms = excluded.updated_at_ms",
+                (
+                    source,
+                    cnt.lines_read,
+                    cnt.lines_parsed,
+                    cnt.lines_unparsed,
+                    cnt.lines_truncated,
+                    cnt.bytes_read,
+                    cnt.rotations,
+                    cnt.first_event_ms,
+                    cnt.last_event_ms,
+                    cnt.last_unparsed,
+                    now,
+                ),
+            )
+        if batch.minutes:
+            c.executemany(
+                "INSERT INTO minute_stats VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(source, minute) DO UPDATE SET"
+                " requests = requests + excluded.requests,"
+                " status_2xx = status_2xx + excluded.status_2xx,"
+                " status_3xx = status_3xx + excluded.status_3xx,"
+                " status_4xx = status_4xx + excluded.status_4xx,"
+                " status_5xx = status_5xx + excluded.status_5xx,"
+                " auth_failures = auth_failures + excluded.auth_failures,"
+                " plain_http = plain_http + excluded.plain_http,"
+                " bytes_out = bytes_out + excluded.bytes_out",
+                [
+                    (
+                        s,
+                        minute,
+                        m.requests,
+                        m.status_2xx,
+                        m.status_3xx,
+                        m.status_4xx,
+                        m.status_5xx,
+                        m.auth_failures,
+                        m.plain_http,
+                        m.bytes_out,
+                    )
+                    for (s, minute), m in batch.minutes.items()
+                ],
+            )
+        if batch.client_minutes:
+            hours: dict[tuple[int, str], int] = {}
+            for (ip, minute), n in batch.client_minutes.items():
+                k = (minute // 60, ip)
+                hours[k] = hours.get(k, 0) + n
+            c.executemany(
+                "INSERT INTO client_hours (hour, client_ip, requests) VALUES (?,?,?)"
+                " ON CONFLICT(hour, client_ip) DO UPDATE SET requests = requests + excluded.requests",
+                [(h, ip, n) for (h, ip), n in hours.items()],
+            )
+        if batch.detector_state is not None:
+            c.execute(
+                "INSERT INTO detector_state (id, blob, updated_at_ms) VALUES (1, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET blob = excluded.blob,"
+                " updated_at_ms = excluded.updated_at_ms",
+                (batch.detector_state, now),
+            )
+
+    def _write_exposures(self, events: list[Event]) -> None:
+        agg: dict[tuple[str, str, str, str, str, str, str], list[int]] = {}
+        for e in events:
+            if not e.exposures:
+                continue
+            ms = _ms(e)
+            day = e.timestamp.strftime("%Y-%m-%d")
+            for x in e.exposures:
+                k = (day, e.source, x.pii_type, x.location, e.route, x.param or "", x.digest)
+                cur = agg.get(k)
+                if cur is None:
+                    agg[k] = [1, ms, ms]
+                else:
+                    cur[0] += 1
+                    cur[1] = min(cur[1], ms)
+                    cur[2] = max(cur[2], ms)
+        if agg:
+            self.conn.executemany(
+                "INSERT INTO exposures VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT DO UPDATE SET count = count + excluded.count,"
+                " first_ms = min(first_ms, excluded.first_ms),"
+                " last_ms = max(last_ms, excluded.last_ms)",
+                [(*k, v[0], v[1], v[2]) for k, v in agg.items()],
+            )
+
+    def _fold_hits(self, hits: list[Hit], now: int) -> None:
+        """One finding per (rule, key, episode): extend the open episode or start a new one."""
+        c = self.conn
+        for h in hits:
+            first = int(h.first_seen.timestamp() * 1000)
+            last = int(h.timestamp.timestamp() * 1000)
+            row = c.execute(
+                "SELECT id, first_seen_ms, last_seen_ms, severity FROM findings"
+                " WHERE rule_id = ? AND key = ? ORDER BY last_seen_ms DESC LIMIT 1",
+                (h.rule_id, h.key),
+            ).fetchone()
+            if row is not None and row[2] >= first - h.episode_gap_s * 1000:
+                fid = row[0]
+                better = int(h.severity) > row[3]
+                c.execute(
+                    "UPDATE findings SET count = count + ?,"
+                    " first_seen_ms = min(first_seen_ms, ?), last_seen_ms = max(last_seen_ms, ?),"
+                    " severity = max(severity, ?),"
+                    " evidence = CASE WHEN ? THEN ? ELSE evidence END"
+                    " WHERE id = ?",
+                    (h.count, first, last, int(h.severity), better, h.evidence, fid),
+                )
+            else:
+                fid = finding_id(h.rule_id, h.key, first)
+                c.execute(
+                    "INSERT OR IGNORE INTO findings (id, rule_id, title, category, severity, key,"
+                    " client_ip, source, first_seen_ms, last_seen_ms, count, pii_type, evidence,"
+                    " controls, episode_gap_s, detected_at_ms)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        fid,
+                        h.rule_id,
+                        h.title,
+                        h.category,
+                        int(h.severity),
+                        h.key,
+                        h.client_ip,
+                        h.source,
+                        first,
+                        last,
+                        h.count,
+                        h.pii_type,
+                        h.evidence,
+                        orjson.dumps(list(h.controls)).decode(),
+                        h.episode_gap_s,
+                        now,
+                    ),
+                )
+            if h.digest is not None:
+                c.execute(
+                    "INSERT OR IGNORE INTO finding_digests (finding_id, digest) VALUES (?, ?)",
+                    (fid, h.digest),
+                )
+
+    def _write_position(self, pos: Position, now: int) -> None:
+        self.conn.execute(
+            'INSERT INTO positions (file_id, source, path, dev, inode, "offset", size,'
+            " updated_at_ms) VALUES (?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(file_id) DO UPDATE SET source = excluded.source,"
+            ' path = excluded.path, dev = excluded.dev, inode = excluded.inode,'
+            ' "offset" = max("offset", excluded."offset"), size = excluded.size,'
+            " updated_at_ms = excluded.updated_at_ms",
+            (pos.file_id, pos.source, pos.path, pos.dev, pos.inode, pos.offset, pos.size, now),
+        )
+
+    def register_source(self, name: str, path: str, fmt: str) -> None:
+        """Record a configured source (so `status` lists it before its first line)."""
+        with self.db.atomic():
+            self.conn.execute(
+                "INSERT INTO source_counters (source, path, format, updated_at_ms)"
+                " VALUES (?,?,?,?) ON CONFLICT(source) DO UPDATE SET path = excluded.path,"
+                " format = excluded.format",
+                (name, path, fmt, _now_ms()),
+            )
+
+    def set_source_error(self, name: str, error: str | None) -> None:
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE source_counters SET last_error = ?, updated_at_ms = ? WHERE source = ?",
+                (error, _now_ms(), name),
+            )
+
+    def journal(self, kind: str, source: str | None = None, detail: str | None = None) -> None:
+        """Append an operational record (start, stop, rotation, resume, error)."""
+        with self.db.atomic():
+            self.conn.execute(
+                "INSERT INTO journal (at_ms, source, kind, detail) VALUES (?,?,?,?)",
+                (_now_ms(), source, kind, detail),
+            )
+
+    # -- reading positions and state -----------------------------------------------------
+
+    def position(self, file_id: str) -> StoredPosition | None:
+        row = self.conn.execute(
+            'SELECT file_id, source, path, dev, inode, "offset", size FROM positions'
+            " WHERE file_id = ?",
+            (file_id,),
+        ).fetchone()
+        return StoredPosition(*row) if row else None
+
+    def positions(self, source: str | None = None) -> list[StoredPosition]:
+        sql = 'SELECT file_id, source, path, dev, inode, "offset", size FROM positions'
+        args: tuple[object, ...] = ()
+        if source is not None:
+            sql += " WHERE source = ?"
+            args = (source,)
+        return [StoredPosition(*r) for r in self.conn.execute(sql, args)]
+
+    def detector_state(self) -> bytes | None:
+        row = self.conn.execute("SELECT blob FROM detector_state WHERE id = 1").fetchone()
+        return bytes(row[0]) if row else None
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.db.atomic():
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )

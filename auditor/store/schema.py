@@ -1,0 +1,198 @@
+"""The SQLite schema, created and migrated with sqlite-utils ``Migrations``.
+
+Times are integer milliseconds since the epoch (UTC), from the log's own clock, except the
+``*_at_ms`` wall-clock columns. Only redacted text is ever stored.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("log-auditor")
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "ts_ms",
+    "source",
+    "format",
+    "client_ip",
+    "client_port",
+    "method",
+    "scheme",
+    "host",
+    "server_port",
+    "path",
+    "route",
+    "query",
+    "http_version",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "user_name",
+    "user_agent",
+    "referrer",
+    "tls_version",
+    "request_id",
+    "forwarded_for",
+    "file",
+    "offset",
+    "exposures",
+)
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            ts_ms INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            format TEXT,
+            client_ip TEXT,
+            client_port INTEGER,
+            method TEXT,
+            scheme TEXT,
+            host TEXT,
+            server_port INTEGER,
+            path TEXT,
+            route TEXT,
+            query TEXT,
+            http_version TEXT,
+            status INTEGER,
+            bytes_in INTEGER,
+            bytes_out INTEGER,
+            duration_ms REAL,
+            user_name TEXT,
+            user_agent TEXT,
+            referrer TEXT,
+            tls_version TEXT,
+            request_id TEXT,
+            forwarded_for TEXT,
+            file TEXT,
+            "offset" INTEGER,
+            exposures TEXT
+        );
+        CREATE INDEX events_ts ON events (ts_ms);
+
+        CREATE TABLE findings (
+            id TEXT PRIMARY KEY,
+            rule_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            category TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            client_ip TEXT,
+            source TEXT,
+            first_seen_ms INTEGER NOT NULL,
+            last_seen_ms INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            pii_type TEXT,
+            evidence TEXT,
+            controls TEXT NOT NULL,
+            episode_gap_s INTEGER NOT NULL,
+            detected_at_ms INTEGER NOT NULL,
+            acknowledged_at_ms INTEGER,
+            status TEXT NOT NULL DEFAULT 'open'
+        );
+        CREATE INDEX findings_rule_key ON findings (rule_id, key, last_seen_ms);
+        CREATE INDEX findings_last_seen ON findings (last_seen_ms);
+
+        -- Distinct leaked values per finding, as keyed hashes only.
+        CREATE TABLE finding_digests (
+            finding_id TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            PRIMARY KEY (finding_id, digest)
+        ) WITHOUT ROWID;
+
+        -- PII exposure by day, type, route and parameter: the report never reads events.
+        CREATE TABLE exposures (
+            day TEXT NOT NULL,
+            source TEXT NOT NULL,
+            pii_type TEXT NOT NULL,
+            location TEXT NOT NULL,
+            route TEXT NOT NULL,
+            param TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            first_ms INTEGER NOT NULL,
+            last_ms INTEGER NOT NULL,
+            PRIMARY KEY (day, source, pii_type, location, route, param, digest)
+        ) WITHOUT ROWID;
+
+        -- Where reading of each file stopped; committed with the events it covers.
+        CREATE TABLE positions (
+            file_id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            path TEXT NOT NULL,
+            dev INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            "offset" INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        );
+        CREATE INDEX positions_inode ON positions (dev, inode);
+
+        CREATE TABLE source_counters (
+            source TEXT PRIMARY KEY,
+            path TEXT,
+            format TEXT,
+            lines_read INTEGER NOT NULL DEFAULT 0,
+            lines_parsed INTEGER NOT NULL DEFAULT 0,
+            lines_unparsed INTEGER NOT NULL DEFAULT 0,
+            lines_truncated INTEGER NOT NULL DEFAULT 0,
+            bytes_read INTEGER NOT NULL DEFAULT 0,
+            rotations INTEGER NOT NULL DEFAULT 0,
+            first_event_ms INTEGER,
+            last_event_ms INTEGER,
+            last_unparsed TEXT,
+            last_error TEXT,
+            updated_at_ms INTEGER
+        );
+
+        -- Per source and minute (epoch minutes): what reports and charts read.
+        CREATE TABLE minute_stats (
+            source TEXT NOT NULL,
+            minute INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            status_2xx INTEGER NOT NULL,
+            status_3xx INTEGER NOT NULL,
+            status_4xx INTEGER NOT NULL,
+            status_5xx INTEGER NOT NULL,
+            auth_failures INTEGER NOT NULL,
+            plain_http INTEGER NOT NULL,
+            bytes_out INTEGER NOT NULL,
+            PRIMARY KEY (source, minute)
+        ) WITHOUT ROWID;
+
+        -- Requests per client and hour (epoch hours), for top clients.
+        CREATE TABLE client_hours (
+            client_ip TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            PRIMARY KEY (hour, client_ip)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE detector_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            blob BLOB NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        );
+
+        -- Operational record: runs, rotations, resumes, errors (data completeness evidence).
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY,
+            at_ms INTEGER NOT NULL,
+            source TEXT,
+            kind TEXT NOT NULL,
+            detail TEXT
+        );
+        CREATE INDEX journal_at ON journal (at_ms);
+
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """
+    )
