@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -47,5 +48,7 @@ def _register() -> None:
 
 
 def main() -> None:
+    # Everything we write (store, keys, reports) is owner-only.
+    os.umask(0o077)
     _register()
     cli(prog_name="log-auditor")

@@ -1,0 +1,77 @@
+"""Deterministic nginx-combined traffic for benchmarks and the bundled samples.
+
+About 175 bytes a line; roughly 1 line in 200 carries PII or a secret in its URL, and a few
+clients misbehave (probing, brute force) so detection has work to do.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+ROUTES = [
+    "/api/v1/users/{n}",
+    "/api/v1/orders/{n}",
+    "/api/v1/products?page={p}&limit=50",
+    "/api/v1/cart",
+    "/static/app.{n}.js",
+    "/api/v1/search?q=shoes&sort=price",
+    "/health",
+    "/api/v1/users/{n}/orders?status=open",
+]
+PII = [
+    "/api/v1/checkout?card=4111111111111111&exp=12/27",
+    "/api/v1/users/lookup?email=jane.doe@example.org",
+    "/api/v1/login?user=bob&password=hunter2hunter2",
+    "/api/v1/export?api_key=ak_live_9f8a7b6c5d4e3f2a1b0c",
+    "/api/v1/pay?iban=DE89370400440532013000",
+]
+AGENTS = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "okhttp/4.12.0",
+    "python-requests/2.31.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+]
+
+
+def lines(n: int, *, seed: int = 7, start: datetime | None = None) -> Iterator[str]:
+    rnd = random.Random(seed)
+    t = start or datetime(2026, 11, 20, 0, 0, 0, tzinfo=UTC)
+    step = timedelta(milliseconds=max(1, 86_400_000 // max(n, 1)))
+    for i in range(n):
+        t += step
+        ip = f"10.{rnd.randrange(4)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
+        r = rnd.random()
+        if r < 0.005:
+            path, status = rnd.choice(PII), 200
+        elif r < 0.007:
+            path, status = rnd.choice(["/.env", "/.git/config", "/wp-login.php"]), 404
+        else:
+            path = rnd.choice(ROUTES).format(n=rnd.randrange(1, 100000), p=rnd.randrange(1, 20))
+            status = rnd.choice((200, 200, 200, 200, 201, 204, 304, 404))
+        ts = t.strftime("%d/%b/%Y:%H:%M:%S +0000")
+        ua = rnd.choice(AGENTS)
+        yield (
+            f'{ip} - - [{ts}] "GET {path} HTTP/1.1" {status} {rnd.randrange(200, 9000)} '
+            f'"https://shop.example.com/" "{ua}"'
+        )
+        del i
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    out = sys.stdout
+    buf: list[str] = []
+    for line in lines(n):
+        buf.append(line)
+        if len(buf) >= 10000:
+            out.write("\n".join(buf) + "\n")
+            buf.clear()
+    if buf:
+        out.write("\n".join(buf) + "\n")
+
+
+if __name__ == "__main__":
+    main()
