@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from auditor.lines import LineSplitter
+
+
+def test_only_complete_lines_and_offsets() -> None:
+    s = LineSplitter("src", "f.log", 100)
+    out = s.feed(b"one\ntw")
+    assert [(x.text, x.offset, x.end) for x in out] == [("one", 100, 104)]
+    assert s.resume_offset == 104
+    out = s.feed(b"o\r\nthree\n")
+    assert [(x.text, x.offset, x.end) for x in out] == [("two", 104, 109), ("three", 109, 115)]
+    assert s.pending == 0
+
+
+def test_long_line_is_truncated_and_counted_memory_bounded() -> None:
+    s = LineSplitter("src", "f.log", 0, max_len=10)
+    out = s.feed(b"x" * 25)  # no newline yet: head emitted, rest skipped
+    assert len(out) == 1 and out[0].truncated and out[0].text == "x" * 10
+    assert s.pending == 0
+    out = s.feed(b"yyyy\nok\n")
+    assert [x.text for x in out] == ["ok"]
+    out = s.feed(b"z" * 15 + b"\n")
+    assert out[0].truncated and out[0].text == "z" * 10
+
+
+def test_invalid_utf8_and_nul_never_raise() -> None:
+    s = LineSplitter("src", "f.log", 0)
+    out = s.feed(b"\xff\xfe\x00bad\n")
+    assert out[0].text.endswith("bad")
