@@ -1,0 +1,251 @@
+"""Retention: cut-offs are pure; pruning deletes by log time, in committed chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from auditor.config import RetentionConfig
+from auditor.model import Event, Exposure, Hit, Line, Severity
+from auditor.pipeline import Pipeline, Position
+from auditor.store import Store
+from auditor.store.retention import cutoffs, prune, prune_steps
+
+NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
+RET = RetentionConfig(events_days=90, findings_days=400)
+
+
+def _decode(line: Line) -> Event:
+    # Test lines are "<iso time> <ip> <path> [<digest>]": the decoder is not under test here.
+    parts = line.text.split()
+    ts = datetime.fromisoformat(parts[0])
+    exposures: tuple[Exposure, ...] = ()
+    if len(parts) > 3:
+        exposures = (Exposure("email", "query", "email", "j***@example.org", parts[3]),)
+    return Event(
+        timestamp=ts,
+        source=line.source,
+        format="test",
+        client_ip=parts[1],
+        client_port=None,
+        method="GET",
+        scheme="https",
+        host=None,
+        server_port=None,
+        path=parts[2],
+        route=parts[2],
+        query=None,
+        http_version="1.1",
+        status=200,
+        bytes_in=None,
+        bytes_out=10,
+        duration_ms=None,
+        user_name=None,
+        user_agent=None,
+        referrer=None,
+        tls_version=None,
+        request_id=None,
+        forwarded_for=None,
+        file=line.file,
+        offset=line.offset,
+        exposures=exposures,
+    )
+
+
+def _write(store: Store, source: str, texts: list[str], hits: Sequence[Hit] = ()) -> None:
+    pipe = Pipeline({source: _decode}, None)
+    lines = [
+        Line(source, f"/logs/{source}.log", i * 100, i * 100 + 99, t) for i, t in enumerate(texts)
+    ]
+    batch = pipe.process(
+        lines, [Position(f"fid-{source}", source, f"/logs/{source}.log", 1, 2, 99)]
+    )
+    batch.hits.extend(hits)
+    store.write(batch)
+
+
+def _hit(rule: str, first: datetime, last: datetime, digest: str | None = None) -> Hit:
+    return Hit(
+        rule_id=rule,
+        title=rule,
+        category="scanner-probe",
+        severity=Severity.parse("medium"),
+        key="203.0.113.9",
+        timestamp=last,
+        first_seen=first,
+        count=1,
+        source="api",
+        client_ip="203.0.113.9",
+        evidence="GET /.env",
+        controls=("PCI-DSS-4.0.1:6.4.2",),
+        digest=digest,
+        episode_gap_s=60,
+    )
+
+
+def _count(store: Store, table: str) -> int:
+    return int(store.conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "audit.db")
+    yield s
+    s.close()
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("events_days", "findings_days", "events_at", "day"),
+    [
+        (90, 400, "2026-04-01T12:00:00+00:00", "2025-05-26"),
+        (1, 1, "2026-06-29T12:00:00+00:00", "2026-06-29"),
+        (365, 365, "2025-06-30T12:00:00+00:00", "2025-06-30"),
+    ],
+)
+def test_cutoffs_are_pure_and_in_log_time(
+    events_days: int, findings_days: int, events_at: str, day: str
+) -> None:
+    c = cutoffs(RetentionConfig(events_days, findings_days), NOW)
+    assert datetime.fromtimestamp(c.events_ms / 1000, UTC).isoformat() == events_at
+    findings_at = NOW - timedelta(days=findings_days)
+    assert c.findings_ms == int(findings_at.timestamp() * 1000)
+    assert c.minute == c.findings_ms // 60_000
+    assert c.hour == c.findings_ms // 3_600_000
+    assert c.day == day
+
+
+def test_naive_now_means_utc() -> None:
+    assert cutoffs(RET, NOW.replace(tzinfo=None)) == cutoffs(RET, NOW)
+
+
+def test_prune_deletes_only_what_is_older_than_the_periods(store: Store) -> None:
+    very_old = NOW - timedelta(days=500)  # past both periods
+    old = NOW - timedelta(days=100)  # past events_days only
+    recent = NOW - timedelta(days=1)
+    _write(
+        store,
+        "api",
+        [
+            f"{_iso(very_old)} 192.0.2.1 /very-old d1",
+            f"{_iso(old)} 192.0.2.2 /old d2",
+            f"{_iso(recent)} 192.0.2.3 /recent d3",
+        ],
+        hits=[
+            _hit("r.gone", very_old, very_old + timedelta(seconds=5), digest="aa"),
+            # A long episode: first seen 500 days ago, last seen yesterday. It stays.
+            _hit("r.long", very_old, recent),
+            _hit("r.kept", old, old, digest="bb"),
+        ],
+    )
+    assert _count(store, "findings") == 3
+    store.journal("start", detail="test")
+    store.conn.execute("UPDATE journal SET at_ms = ?", (int(very_old.timestamp() * 1000),))
+
+    result = prune(store, RET, NOW)
+
+    paths = [r[0] for r in store.conn.execute("SELECT path FROM events ORDER BY ts_ms")]
+    assert paths == ["/recent"]
+    rules = sorted(r[0] for r in store.conn.execute("SELECT rule_id FROM findings"))
+    assert rules == ["r.kept", "r.long"]
+    digests = [r[0] for r in store.conn.execute("SELECT digest FROM finding_digests")]
+    assert digests == ["bb"]
+    days = sorted(r[0] for r in store.conn.execute("SELECT DISTINCT day FROM exposures"))
+    assert days == [old.strftime("%Y-%m-%d"), recent.strftime("%Y-%m-%d")]
+    assert _count(store, "minute_stats") == 2
+    assert _count(store, "client_hours") == 2
+    assert _count(store, "journal") == 0
+    # Exactly-once machinery is never pruned.
+    assert _count(store, "positions") == 1
+    assert _count(store, "source_counters") == 1
+    assert result.deleted == {
+        "events": 2,
+        "findings": 1,
+        "minute_stats": 1,
+        "client_hours": 1,
+        "exposures": 1,
+        "journal": 1,
+    }
+    assert result.total == 7
+
+
+def test_prune_again_deletes_nothing(store: Store) -> None:
+    _write(store, "api", [f"{_iso(NOW - timedelta(days=200))} 192.0.2.1 /x"])
+    assert prune(store, RET, NOW).total == 1
+    again = prune(store, RET, NOW)
+    assert again.total == 0
+    assert again.chunks == 0
+
+
+def test_chunks_are_bounded_and_each_is_committed(tmp_path: Path, store: Store) -> None:
+    old = NOW - timedelta(days=600)
+    texts = [f"{_iso(old + timedelta(minutes=i))} 192.0.2.{i % 50} /p{i}" for i in range(100)]
+    for source in ("a", "b", "c"):
+        _write(store, source, texts)
+    cutoff = cutoffs(RET, NOW).events_ms
+    other = Store.open(tmp_path / "audit.db")
+    steps = []
+    try:
+        for step in prune_steps(store, RET, NOW, chunk_rows=7):
+            assert 0 < step.rows <= 7
+            steps.append(step)
+            if step.table == "events":
+                # Another connection sees each chunk committed...
+                left = other.conn.execute(
+                    "SELECT count(*) FROM events WHERE ts_ms < ?", (cutoff,)
+                ).fetchall()[0][0]
+                assert left == 300 - sum(s.rows for s in steps if s.table == "events")
+            # ... and can write between two chunks.
+            _write(other, "live", [f"{_iso(NOW)} 192.0.2.200 /live"])
+    finally:
+        other.close()
+    assert len([s for s in steps if s.table == "events"]) == 43  # ceil(300 / 7)
+    assert {s.table for s in steps} == {"events", "minute_stats", "client_hours"}
+    assert _count(store, "events") == len(steps)  # only the live writes remain
+    assert {r[0] for r in store.conn.execute("SELECT source FROM events")} == {"live"}
+    assert _count(store, "minute_stats") == 1
+
+
+def test_chunk_rows_must_be_positive(store: Store) -> None:
+    with pytest.raises(ValueError, match="chunk_rows"):
+        list(prune_steps(store, RET, NOW, chunk_rows=0))
+
+
+def test_pruned_rows_leave_no_trace_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    store = Store.open(path)
+    marker = "/zz-retention-marker-7f3a"
+    _write(store, "api", [f"{_iso(NOW - timedelta(days=200))} 192.0.2.1 {marker}"] * 50)
+    _write(store, "api", [f"{_iso(NOW)} 192.0.2.1 /fresh"])
+    assert prune(store, RET, NOW).deleted["events"] == 50
+    store.close()  # the last connection checkpoints and removes the WAL
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+    assert marker.encode() not in path.read_bytes()
+
+
+def test_incremental_vacuum_shrinks_a_store_built_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    store = Store.open(path)
+    store.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    store.conn.execute("VACUUM")
+    old = NOW - timedelta(days=300)
+    _write(store, "api", [f"{_iso(old)} 192.0.2.1 /{'x' * 200}{i}" for i in range(3000)])
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = path.stat().st_size
+    result = prune(store, RET, NOW)
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert result.vacuumed_pages > 0
+    assert path.stat().st_size < before
+    store.close()
+
+
+def test_without_auto_vacuum_nothing_is_vacuumed(store: Store) -> None:
+    _write(store, "api", [f"{_iso(NOW - timedelta(days=300))} 192.0.2.1 /x"])
+    assert prune(store, RET, NOW).vacuumed_pages == 0
+    assert prune(store, RET, NOW, vacuum=False).vacuumed_pages == 0
