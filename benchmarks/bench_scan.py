@@ -89,7 +89,7 @@ def main() -> None:
         if goaccess:
             out = work / "out.json"
             results["goaccess --log-format=COMBINED -o out.json"].append(
-                run([goaccess, str(src), "--log-format=COMBINED", "--no-progress", "-o", str(out)])
+                run([goaccess, str(src), "--log-format=COMBINED", "--no-progress", "--no-parsing-spinner", "-o", str(out)])
             )
     print(f"input: {src} ({args.lines:,} lines, {src.stat().st_size / 1e6:.1f} MB), "
           f"{args.runs} runs, median")
