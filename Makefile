@@ -32,3 +32,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+
+install:
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" sh scripts/install.sh
+
+uninstall:
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" PURGE="$(PURGE)" sh scripts/uninstall.sh
