@@ -1,0 +1,329 @@
+"""JSON-lines access logs: Caddy, Traefik, Envoy, Cloudflare, ECS, nginx ``escape=json``.
+
+A *schema* maps each canonical raw key to candidate JSON paths, tried in order. The
+generic ``json`` format picks a schema per line from a few telltale keys, so one source
+can carry any of them; a user's ``fields`` mapping is tried before the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from auditor.errors import ConfigError
+from auditor.formats.event import DictParser
+from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS
+from auditor.normalize import last_ip
+
+Lookup = tuple[str, ...]
+Schema = tuple[tuple[str, tuple[Lookup, ...]], ...]
+
+
+def _lookups(path: str) -> tuple[Lookup, ...]:
+    """``"a.b"`` → try the flat key ``"a.b"`` first, then ``a`` → ``b``."""
+    if "." in path:
+        return ((path,), tuple(path.split(".")))
+    return ((path,),)
+
+
+def schema(mapping: Mapping[str, str | tuple[str, ...]]) -> Schema:
+    out: list[tuple[str, tuple[Lookup, ...]]] = []
+    for key, paths in mapping.items():
+        cands = (paths,) if isinstance(paths, str) else paths
+        out.append((key, tuple(lk for p in cands for lk in _lookups(p))))
+    return tuple(out)
+
+
+TRAEFIK = schema(
+    {
+        "time": ("StartUTC", "time", "StartLocal"),
+        "client_ip": "ClientHost",
+        "client_port": "ClientPort",
+        "client": "ClientAddr",
+        "method": "RequestMethod",
+        "target": "RequestPath",
+        "protocol": "RequestProtocol",
+        "status": ("DownstreamStatus", "OriginStatus"),
+        "bytes_out": "DownstreamContentSize",
+        "bytes_in": "RequestContentSize",
+        "duration_ns": "Duration",
+        "user": "ClientUsername",
+        "user_agent": "request_User-Agent",
+        "referrer": "request_Referer",
+        "host": ("RequestHost", "RequestAddr"),
+        "server_port": "RequestPort",
+        "scheme": "RequestScheme",
+        "tls_version": "TLSVersion",
+        "forwarded_for": "request_X-Forwarded-For",
+        "request_id": "request_X-Request-Id",
+    }
+)
+CADDY = schema(
+    {
+        "time": "ts",
+        "client_ip": ("request.client_ip", "request.remote_ip"),
+        "method": "request.method",
+        "target": "request.uri",
+        "protocol": "request.proto",
+        "status": "status",
+        "bytes_out": "size",
+        "bytes_in": "bytes_read",
+        "duration_s": "duration",
+        "user": "user_id",
+        "user_agent": "request.headers.User-Agent",
+        "referrer": "request.headers.Referer",
+        "host": "request.host",
+        "forwarded_for": "request.headers.X-Forwarded-For",
+        "request_id": "request.headers.X-Request-Id",
+    }
+)
+ENVOY = schema(
+    {
+        "time": ("start_time", "START_TIME"),
+        "client": ("downstream_remote_address", "DOWNSTREAM_REMOTE_ADDRESS"),
+        "method": ("method", ":method", "METHOD"),
+        "target": ("x-envoy-origin-path", "x-envoy-original-path", "path", ":path"),
+        "protocol": ("protocol", "PROTOCOL"),
+        "status": ("response_code", "RESPONSE_CODE"),
+        "bytes_out": ("bytes_sent", "BYTES_SENT"),
+        "bytes_in": ("bytes_received", "BYTES_RECEIVED"),
+        "duration_ms": ("duration", "DURATION"),
+        "user_agent": ("user-agent", "user_agent"),
+        "referrer": ("referer", "referrer"),
+        "host": (":authority", "authority", "host"),
+        "forwarded_for": ("x-forwarded-for", "x_forwarded_for"),
+        "forwarded_proto": ("x-forwarded-proto",),
+        "request_id": ("x-request-id", "request_id"),
+        "sni": ("requested_server_name",),
+        "tls_version": ("downstream_tls_version", "tls_version"),
+    }
+)
+CLOUDFLARE = schema(
+    {
+        "time": ("EdgeStartTimestamp", "EdgeEndTimestamp"),
+        "client_ip": "ClientIP",
+        "client_port": "ClientSrcPort",
+        "method": "ClientRequestMethod",
+        "target": "ClientRequestURI",
+        "path": "ClientRequestPath",
+        "protocol": "ClientRequestProtocol",
+        "status": "EdgeResponseStatus",
+        "bytes_out": "EdgeResponseBytes",
+        "bytes_in": "ClientRequestBytes",
+        "user_agent": "ClientRequestUserAgent",
+        "referrer": "ClientRequestReferer",
+        "host": "ClientRequestHost",
+        "scheme": "ClientRequestScheme",
+        "tls_version": "ClientSSLProtocol",
+        "request_id": "RayID",
+    }
+)
+ECS = schema(
+    {
+        "time": "@timestamp",
+        "client_ip": ("source.ip", "client.ip", "source.address"),
+        "client_port": ("source.port", "client.port"),
+        "method": "http.request.method",
+        "target": "url.original",
+        "path": "url.path",
+        "query": "url.query",
+        "protocol": "http.version",
+        "status": "http.response.status_code",
+        "bytes_out": "http.response.body.bytes",
+        "bytes_in": "http.request.body.bytes",
+        "duration_ns": "event.duration",
+        "user": "user.name",
+        "user_agent": "user_agent.original",
+        "referrer": "http.request.referrer",
+        "host": ("url.domain", "destination.domain"),
+        "server_port": ("url.port", "destination.port"),
+        "scheme": "url.scheme",
+        "tls_version": "tls.version",
+        "request_id": "http.request.id",
+        "forwarded_for": "network.forwarded_ip",
+    }
+)
+# nginx `escape=json` formats and hand-rolled JSON loggers: the usual key spellings.
+GENERIC = schema(
+    {
+        "time": ("time_local", "time_iso8601", "msec", "timestamp", "@timestamp", "time", "ts"),
+        "client_ip": ("remote_addr", "client_ip", "clientip", "remote_ip", "ip", "src_ip"),
+        "client_port": ("remote_port", "client_port"),
+        "method": ("request_method", "method", "verb", "http_method"),
+        "request": ("request",),
+        "target": ("request_uri", "uri", "url"),
+        "path": ("path",),
+        "query": ("args", "query_string", "query"),
+        "protocol": ("server_protocol", "protocol", "http_version"),
+        "status": ("status", "status_code", "response_code", "response_status"),
+        "bytes_out": ("body_bytes_sent", "bytes_sent", "response_size", "size", "bytes"),
+        "bytes_in": ("request_length", "bytes_received", "request_size"),
+        "duration_s": ("request_time",),
+        "duration_ms": ("duration_ms", "response_time_ms", "latency_ms"),
+        "user": ("remote_user", "user", "username", "user_name"),
+        "user_agent": ("http_user_agent", "user_agent", "useragent", "agent"),
+        "referrer": ("http_referer", "http_referrer", "referer", "referrer"),
+        "host": ("host", "http_host", "server_name"),
+        "server_port": ("server_port",),
+        "scheme": ("scheme",),
+        "https": ("https",),
+        "tls_version": ("ssl_protocol", "tls_version", "tls_protocol"),
+        "request_id": ("request_id", "http_x_request_id", "x_request_id", "requestId"),
+        "forwarded_for": ("http_x_forwarded_for", "x_forwarded_for", "forwarded_for", "xff"),
+        "forwarded_proto": ("http_x_forwarded_proto", "x_forwarded_proto"),
+    }
+)
+SCHEMAS: dict[str, Schema] = {
+    "traefik": TRAEFIK,
+    "caddy": CADDY,
+    "envoy": ENVOY,
+    "cloudflare": CLOUDFLARE,
+    "ecs": ECS,
+    "generic": GENERIC,
+}
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return _text(value[0]) if value else None
+    return None
+
+
+def _get(obj: dict[str, Any], lookup: Lookup) -> Any:
+    cur: Any = obj
+    for key in lookup:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(key)
+        if cur is None:
+            return None
+    return cur
+
+
+def _which(obj: dict[str, Any]) -> str:
+    """The schema a record most likely follows, from telltale keys."""
+    if isinstance(obj.get("request"), dict):
+        return "caddy"
+    if "RequestMethod" in obj or "ClientHost" in obj or "RequestPath" in obj:
+        return "traefik"
+    if "ClientRequestURI" in obj or "ClientRequestMethod" in obj:
+        return "cloudflare"
+    if "response_code" in obj or ":authority" in obj or "downstream_remote_address" in obj:
+        return "envoy"
+    if isinstance(obj.get("http"), dict) or isinstance(obj.get("url"), dict) or "url.path" in obj:
+        return "ecs"
+    return "generic"
+
+
+def _caddy_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+    """Caddy: only ``http.log.access*`` records are requests; TLS shows as ``request.tls``."""
+    logger = obj.get("logger")
+    if isinstance(logger, str) and not logger.startswith("http.log.access"):
+        return False
+    request = obj.get("request")
+    if not isinstance(request, dict):
+        return False
+    tls = request.get("tls")
+    if isinstance(tls, dict):
+        raw["scheme"] = "https"
+        version = _text(tls.get("version"))
+        if version:
+            raw["tls_version"] = version
+    elif "tls" not in request:
+        raw["scheme"] = "http"  # Caddy logs request.tls for every TLS connection
+    if raw.get("client_ip") == request.get("remote_ip"):
+        port = _text(request.get("remote_port"))
+        if port:
+            raw["client_port"] = port
+    return True
+
+
+def _traefik_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+    host = raw.get("client_ip")
+    if host and "," in host:  # several hops: keep the last (what the nearest proxy saw)
+        ip = last_ip(host)
+        if ip:
+            raw["client_ip"] = ip
+    return True
+
+
+_FIXUPS: dict[str, Callable[[dict[str, Any], dict[str, str]], bool]] = {
+    "caddy": _caddy_fixups,
+    "traefik": _traefik_fixups,
+}
+
+
+def user_schema(fields: Mapping[str, str], where: str) -> Schema:
+    """A user's ``fields`` (our field → their key) as a schema; unknown names are errors."""
+    mapping: dict[str, str] = {}
+    for ours, theirs in fields.items():
+        key = EVENT_TO_RAW.get(ours, ours)
+        if key not in RAW_KEYS:
+            known = ", ".join(sorted(set(RAW_KEYS) | set(EVENT_TO_RAW)))
+            raise ConfigError(f"{where}: unknown field {ours!r} in fields; known: {known}")
+        if not isinstance(theirs, str) or not theirs:
+            raise ConfigError(f"{where}: fields.{ours} must be a non-empty string")
+        mapping[key] = theirs
+    return schema(mapping)
+
+
+def _merge(first: Schema, then: Schema) -> Schema:
+    """Candidates of ``first`` before those of ``then``, key by key."""
+    merged: dict[str, tuple[Lookup, ...]] = dict(then)
+    for key, lookups in first:
+        merged[key] = lookups + merged.get(key, ())
+    return tuple(merged.items())
+
+
+class JsonParser(DictParser):
+    """JSON lines; ``kinds`` limits the schemas (``None``: pick one per line)."""
+
+    def __init__(
+        self, name: str, kinds: tuple[str, ...] | None = None, user: Schema | None = None
+    ) -> None:
+        self.name = name
+        self.kinds = kinds
+        self.schemas = {k: _merge(user, s) if user else s for k, s in SCHEMAS.items()}
+
+    def record(self, text: str) -> tuple[str, dict[str, Any]] | None:
+        if text[:1] != "{":
+            return None
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        kind = _which(obj)
+        if self.kinds is not None and kind not in self.kinds:
+            return None
+        return kind, obj
+
+    def fields(self, text: str) -> dict[str, str] | None:
+        rec = self.record(text)
+        if rec is None:
+            return None
+        kind, obj = rec
+        raw: dict[str, str] = {}
+        for key, lookups in self.schemas[kind]:
+            for lookup in lookups:
+                value = _text(_get(obj, lookup))
+                if value is not None:
+                    raw[key] = value
+                    break
+        fix = _FIXUPS.get(kind)
+        if fix is not None and not fix(obj, raw):
+            return None
+        if "time" not in raw or not (
+            "method" in raw or "request" in raw or "target" in raw or "path" in raw
+        ):
+            return None
+        return raw

@@ -1,0 +1,134 @@
+"""Load balancer and proxy text formats: AWS ALB, HAProxy httplog, Envoy's default format.
+
+These log the client-side transport better than a web server's default format does: the
+ALB ``type`` field, HAProxy's ``~`` after an SSL frontend's name, Envoy's SNI.
+"""
+
+from __future__ import annotations
+
+import re
+
+from auditor.formats.event import DictParser
+from auditor.normalize import first_ip, split_client, to_float
+
+_Q = r'"((?:[^"\\]|\\.)*)"'
+
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html
+_ALB = re.compile(
+    r"(https?|h2|grpcs|wss?) (\d{4}-\d\d-\d\dT\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+)"
+    r" (\S+) (\S+) (\S+) (\S+) "
+    + _Q
+    + " "
+    + _Q
+    + r" (\S+) (\S+) (\S+) "
+    + _Q
+    + r"(?: "
+    + _Q
+    + ")?(.*)"
+)
+
+
+class AlbParser(DictParser):
+    """AWS Application Load Balancer access log (trailing fields may grow: kept as rest)."""
+
+    def __init__(self, name: str = "aws-alb") -> None:
+        self.name = name
+
+    def fields(self, text: str) -> dict[str, str] | None:
+        m = _ALB.match(text)
+        if m is None:
+            return None
+        (kind, ts, _elb, client, _target, t1, t2, t3, status, _tstatus, rx, tx, req, ua) = (
+            m.groups()[:14]
+        )
+        _cipher, tls, _tg, trace, domain, _rest = m.groups()[14:]
+        raw = {"scheme": kind, "time": ts, "client": client, "status": status}
+        raw.update(bytes_in=rx, bytes_out=tx, request=req, user_agent=ua, tls_version=tls)
+        raw["request_id"] = trace
+        if domain and domain != "-":
+            raw["sni"] = domain
+        times = [to_float(t) for t in (t1, t2, t3)]
+        if all(t is not None and t >= 0 for t in times):
+            raw["duration_s"] = repr(sum(t for t in times if t is not None))
+        return raw
+
+
+# client:port [accept_date] frontend backend/server TR/Tw/Tc/Tr/Ta status bytes
+#   req_cookie resp_cookie termination act/fe/be/srv/retries srv_queue/backend_queue
+#   [{captured request headers}] [{captured response headers}] "request"
+_HAPROXY = re.compile(
+    r"(\S+) \[(\d{1,2}/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d(?:\.\d+)?)\] (\S+) (\S+)/(\S+)"
+    r" (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/\+?(-?\d+) (-?\d+) \+?(\d+) (\S+) (\S+) (\S{4})"
+    r" \d+/\d+/\d+/\d+/\+?\d+ \d+/\d+"
+    r"(?: \{((?:[^}\\]|\\.)*)\})?(?: \{((?:[^}\\]|\\.)*)\})? \"(.*?)\"?"
+)
+
+
+class HaproxyParser(DictParser):
+    """HAProxy ``option httplog`` (syslog header stripped by the decoder)."""
+
+    def __init__(self, name: str = "haproxy") -> None:
+        self.name = name
+
+    def fields(self, text: str) -> dict[str, str] | None:
+        m = _HAPROXY.fullmatch(text)
+        if m is None:
+            return None
+        client, ts, frontend, _backend, _server, *timers = m.groups()[:10]
+        status, nbytes = m.group(11), m.group(12)
+        raw = {"time": ts, "request": m.group(18), "bytes_out": nbytes}
+        ip, port = split_client(client, has_port=True)  # IPv6 is logged without brackets
+        if ip is not None:
+            raw["client_ip"] = ip
+        if port is not None:
+            raw["client_port"] = str(port)
+        if status != "-1":
+            raw["status"] = status
+        # %ft: an SSL frontend's name is logged with a trailing "~" (HAProxy docs, 8.2.3).
+        raw["scheme"] = "https" if frontend.endswith("~") else "http"
+        if not timers[-1].startswith("-"):
+            raw["duration_ms"] = timers[-1]
+        return raw
+
+
+# Envoy's default format, optionally with Istio's extra fields:
+# [%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE%
+# %RESPONSE_FLAGS% [%RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS%
+# "%UPSTREAM_TRANSPORT_FAILURE_REASON%"] %BYTES_RECEIVED% %BYTES_SENT% %DURATION%
+# %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%"
+# "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" [istio: cluster, upstream local,
+# downstream local, downstream remote, SNI, route]
+_ENVOY = re.compile(
+    r"\[(\d{4}-\d\d-\d\dT[^\]]+)\] " + _Q + r" (\d{1,3}|-) (\S+)(?: (\S+) (\S+) " + _Q + r")?"
+    r" (\d+|-) (\d+|-) (\d+|-) (\S+) " + _Q + " " + _Q + " " + _Q + " " + _Q + " " + _Q + "(.*)"
+)
+
+
+class EnvoyTextParser(DictParser):
+    """Envoy (and Istio) default text access log."""
+
+    def __init__(self, name: str = "envoy") -> None:
+        self.name = name
+
+    def fields(self, text: str) -> dict[str, str] | None:
+        m = _ENVOY.match(text)
+        if m is None:
+            return None
+        ts, req, status, _flags, details, _term, _fail, rx, tx, dur = m.groups()[:10]
+        _ust, xff, ua, rid, authority, _upstream, rest = m.groups()[10:]
+        raw = {"time": ts, "request": req, "status": status, "bytes_in": rx, "bytes_out": tx}
+        raw.update(duration_ms=dur, user_agent=ua, request_id=rid, host=authority)
+        if xff and xff != "-":
+            raw["forwarded_for"] = xff
+        tokens = rest.split() if details is not None else []
+        if len(tokens) >= 5:  # Istio: downstream remote address and SNI are logged
+            raw["client"] = tokens[3]
+            if tokens[4] != "-":
+                raw["sni"] = tokens[4]
+        elif xff:
+            # The default format has no peer address: the first X-Forwarded-For hop is the
+            # best client we have (what CrowdSec's envoy parser reports too).
+            ip = first_ip(xff)
+            if ip:
+                raw["client_ip"] = ip
+        return raw

@@ -1,0 +1,156 @@
+"""Named formats, their aliases, and ``--format auto`` detection.
+
+Detection tries strict patterns, most specific first (an ALB line is also "some text with
+quotes"; a Traefik CLF line is also a combined line), on the bare line and under each
+transport wrapper (syslog, CRI, ...), and keeps the format that fits the most sample lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from auditor.errors import ConfigError
+from auditor.formats.clf import ClfParser
+from auditor.formats.custom import compile_apache, compile_nginx
+from auditor.formats.event import DictParser
+from auditor.formats.jsonfmt import JsonParser, user_schema
+from auditor.formats.nginx_error import NginxErrorParser
+from auditor.formats.prefixes import STRIPPERS
+from auditor.formats.proxies import AlbParser, EnvoyTextParser, HaproxyParser
+from auditor.formats.spec import BoundDecode, Ctx, FormatSpec, Parser
+from auditor.model import Event, Line
+
+
+class EnvoyParser(DictParser):
+    """Envoy: the default text format, or JSON (``json_format``) on the same name."""
+
+    def __init__(self, name: str = "envoy") -> None:
+        self.name = name
+        self.text = EnvoyTextParser(name)
+        self.json = JsonParser(name, kinds=("envoy",))
+
+    def fields(self, text: str) -> dict[str, str] | None:
+        return self.json.fields(text) if text[:1] == "{" else self.text.fields(text)
+
+
+_FACTORIES: dict[str, Callable[[str], Parser]] = {
+    "combined": lambda n: ClfParser(n, "combined"),
+    "common": lambda n: ClfParser(n, "common"),
+    "vhost-combined": lambda n: ClfParser(n, "vhost"),
+    "traefik-clf": lambda n: ClfParser(n, "traefik"),
+    "kong": lambda n: ClfParser(n, "combined"),
+    "aws-alb": AlbParser,
+    "haproxy": HaproxyParser,
+    "envoy": EnvoyParser,
+    "nginx-error": NginxErrorParser,
+    "json": lambda n: JsonParser(n),
+    "caddy": lambda n: JsonParser(n, kinds=("caddy",)),
+    "traefik-json": lambda n: JsonParser(n, kinds=("traefik",)),
+    "cloudflare": lambda n: JsonParser(n, kinds=("cloudflare",)),
+}
+
+ALIASES: dict[str, str] = {
+    "nginx-combined": "combined",
+    "apache-combined": "combined",
+    "nginx-common": "common",
+    "apache-common": "common",
+    "clf": "common",
+    "vhost_combined": "vhost-combined",
+    "apache-vhost-combined": "vhost-combined",
+    "alb": "aws-alb",
+    "haproxy-http": "haproxy",
+    "traefik": "traefik-json",
+    "caddy-json": "caddy",
+    "envoy-json": "envoy",
+}
+
+FORMAT_NAMES: tuple[str, ...] = tuple(sorted((*_FACTORIES, *ALIASES)))
+"""Every named format (canonical names and aliases), for ``--format`` and config."""
+
+# Most specific first. Ties in detect_format go to the earlier entry.
+DETECT_ORDER: tuple[str, ...] = (
+    "aws-alb",
+    "haproxy",
+    "envoy",
+    "traefik-clf",
+    "vhost-combined",
+    "combined",
+    "common",
+    "nginx-error",
+    "caddy",
+    "traefik-json",
+    "cloudflare",
+    "json",
+)
+
+
+def canonical(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def named_parser(name: str) -> Parser:
+    """The parser for a named format; ``Event.format`` will carry ``name`` as given."""
+    factory = _FACTORIES.get(canonical(name))
+    if factory is None:
+        known = ", ".join(("auto", *FORMAT_NAMES))
+        raise ConfigError(f"unknown log format {name!r}; known formats: {known}")
+    return factory(name)
+
+
+_DETECTORS: tuple[Parser, ...] = tuple(named_parser(n) for n in DETECT_ORDER)
+
+
+def detectors() -> tuple[Parser, ...]:
+    """One parser per named format, in detection order (shared, stateless)."""
+    return _DETECTORS
+
+
+def parser_for(spec: FormatSpec) -> Parser | None:
+    """The parser a spec names; ``None`` for ``auto``. Raises ``ConfigError`` on bad specs."""
+    if spec.log_format is not None:
+        fmt = spec.log_format
+        name = spec.name if spec.name not in ("auto", "") else ""
+        apache = name.startswith("apache") or (not name.startswith("nginx") and "$" not in fmt)
+        if apache:
+            return compile_apache(fmt, name or "apache-custom")
+        return compile_nginx(fmt, name or "nginx-custom")
+    if spec.fields is not None:
+        name = spec.name if spec.name not in ("auto", "") else "json"
+        user = user_schema(spec.fields, f"format {name!r}")
+        kinds = ("caddy",) if canonical(name) == "caddy" else None
+        return JsonParser(name, kinds=kinds, user=user)
+    if spec.name in ("auto", ""):
+        return None
+    return named_parser(spec.name)
+
+
+def _probe_any(parser: Parser, text: str) -> bool:
+    if parser.probe(text):
+        return True
+    for _kind, strip in STRIPPERS:
+        inner = strip(text)
+        if inner is not None and parser.probe(inner):
+            return True
+    return False
+
+
+def detect_format(sample: Sequence[str]) -> str | None:
+    """The named format that strictly fits most of ``sample`` (blank and ``#`` lines skipped)."""
+    lines = [s for s in sample if s.strip() and not s.lstrip().startswith("#")]
+    if not lines:
+        return None
+    best: tuple[int, str] | None = None
+    for parser in _DETECTORS:
+        hits = sum(1 for s in lines if _probe_any(parser, s))
+        if hits and (best is None or hits > best[0]):
+            best = (hits, parser.name)
+    return best[1] if best else None
+
+
+def bind_all(parsers: Sequence[Parser], ctx: Ctx) -> list[tuple[str, BoundDecode]]:
+    return [(p.name, p.bind(ctx)) for p in parsers]
+
+
+def decode_with(parser: Parser, ctx: Ctx, text: str, line: Line) -> Event | None:
+    """One-off decode (tests, ``explain``); decoders bind once instead."""
+    return parser.bind(ctx)(text, line)

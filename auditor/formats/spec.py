@@ -1,0 +1,108 @@
+"""What a source's format is (``FormatSpec``) and what a parser hands to the normalizer.
+
+Every parser, whatever its syntax, produces the same *raw fields*: a dict of strings under
+the canonical keys below, values exactly as logged (``"-"`` or empty meaning absent).
+``build_event`` turns those into an ``Event``; ``parse_fields`` shows them to people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from auditor.model import Event, Line
+from auditor.normalize import RedactorLike
+
+
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    """A source's log format as configured.
+
+    ``name`` is ``"auto"``, a name from ``FORMAT_NAMES``, or ``"nginx-custom"`` /
+    ``"apache-custom"`` / ``"json"`` together with ``log_format`` (the operator's nginx
+    ``log_format`` or Apache ``LogFormat`` string) or ``fields`` (JSON: our field → their
+    key, dotted paths allowed). ``scheme`` is the listener's scheme, used when the format
+    does not log one.
+    """
+
+    name: str = "auto"
+    log_format: str | None = None
+    fields: dict[str, str] | None = None
+    scheme: str | None = None
+
+
+# Canonical raw keys (strings as logged). Several keys can feed one Event field; the
+# normalizer picks the most specific one present.
+RAW_KEYS: dict[str, str] = {
+    "time": "timestamp in any supported shape (CLF, ISO 8601, epoch, yyyy/mm/dd)",
+    "client": "client address with port, 'ip:port' or '[v6]:port'",
+    "client_ip": "client address",
+    "client_port": "client port",
+    "method": "request method",
+    "request": "the request line 'METHOD target HTTP/x'",
+    "target": "request target: path and query (origin- or absolute-form)",
+    "path": "path alone",
+    "query": "query string alone (no '?')",
+    "protocol": "'HTTP/1.1' or '1.1'",
+    "status": "response status",
+    "bytes_in": "request bytes",
+    "bytes_out": "response bytes",
+    "duration_s": "duration in seconds",
+    "duration_ms": "duration in milliseconds",
+    "duration_us": "duration in microseconds",
+    "duration_ns": "duration in nanoseconds",
+    "user": "authenticated user name",
+    "user_agent": "User-Agent header",
+    "referrer": "Referer header",
+    "host": "requested host, may carry ':port'",
+    "server_port": "listener port",
+    "scheme": "'http' / 'https' (or ALB type, ws, wss, h2...)",
+    "https": "'on' when TLS (nginx $https, Apache %{HTTPS}e)",
+    "forwarded_proto": "X-Forwarded-Proto header",
+    "tls_version": "TLS protocol version in any common spelling",
+    "sni": "TLS server name (its presence implies TLS)",
+    "request_id": "request id",
+    "forwarded_for": "X-Forwarded-For header",
+}
+
+# A user's JSON ``fields`` mapping may name Event fields; these are their raw keys.
+EVENT_TO_RAW: dict[str, str] = {
+    "timestamp": "time",
+    "user_name": "user",
+    "http_version": "protocol",
+    "referer": "referrer",
+    "duration": "duration_ms",
+}
+
+
+class Ctx:
+    """Per-decoder constants every parser needs: who we are and how to redact."""
+
+    __slots__ = ("redactor", "scheme", "source")
+
+    def __init__(self, source: str, redactor: RedactorLike, scheme: str | None) -> None:
+        self.source = source
+        self.redactor = redactor
+        self.scheme = scheme
+
+
+BoundDecode = Callable[[str, Line], Event | None]
+
+
+class Parser(Protocol):
+    """One log format. ``name`` goes into ``Event.format``."""
+
+    name: str
+
+    def fields(self, text: str) -> dict[str, str] | None:
+        """Raw fields under canonical keys, or ``None`` if the text is not this format."""
+        ...
+
+    def probe(self, text: str) -> bool:
+        """Strict match, for ``detect_format``: no lenient fallbacks."""
+        ...
+
+    def bind(self, ctx: Ctx) -> BoundDecode:
+        """A fast ``(text, line) -> Event | None`` for one decoder."""
+        ...
