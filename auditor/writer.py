@@ -1,0 +1,283 @@
+"""The single writer: batches from a bounded queue, processed and committed in one thread.
+
+Readers ``await queue.put(chunk)``; when the queue holds ``queue_lines`` lines (or
+``queue_bytes`` bytes) they wait, so memory stays bounded whatever the input rate. The
+writer takes up to ``batch_lines`` lines or ``batch_seconds`` worth of chunks, runs the
+pipeline and ``Store.write`` in its own thread (the only one that touches the SQLite
+connection), and commits each chunk's file position in the same transaction as its
+events. A failed write is retried with the *same* batch (the detector has already seen
+its events), and nothing after it is committed first, so a crash or a full disk can
+delay data but never skip or double it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from auditor.errors import StoreError
+from auditor.metrics import Metrics
+from auditor.model import Line
+from auditor.pipeline import Batch, Pipeline, Position
+from auditor.store import Store
+from auditor.tail import Chunk, SourceState
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BATCH_BYTES = 16 << 20  # a batch of very long lines stops here, whatever batch_lines says
+MAX_RETRY_DELAY = 30.0
+
+
+@dataclass(eq=False)
+class Barrier:
+    """Resolved once everything queued before it is committed (used by reload)."""
+
+    done: asyncio.Future[None]
+
+
+@dataclass(eq=False)
+class Stop:
+    """The last item: the writer commits what came before and returns."""
+
+
+QueueItem = Chunk | SourceState | Barrier | Stop
+
+
+def _weight(item: QueueItem) -> tuple[int, int]:
+    if isinstance(item, Chunk):
+        return len(item.lines), item.nbytes
+    return 0, 0
+
+
+class BoundedQueue:
+    """A FIFO bounded by the lines and bytes it holds (one oversized item always fits)."""
+
+    def __init__(self, max_lines: int, max_bytes: int) -> None:
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.lines = 0
+        self.nbytes = 0
+        self._items: deque[QueueItem] = deque()
+        self._cond = asyncio.Condition()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, item: QueueItem, *, force: bool = False) -> None:
+        n, b = _weight(item)
+        async with self._cond:
+            while (
+                not force
+                and self._items
+                and (self.lines + n > self.max_lines or self.nbytes + b > self.max_bytes)
+            ):
+                await self._cond.wait()
+            self._items.append(item)
+            self.lines += n
+            self.nbytes += b
+            self._cond.notify_all()
+
+    async def get(self, within: float | None = None) -> QueueItem | None:
+        """The next item, or None when none came within ``within`` seconds."""
+        async with self._cond:
+            if not self._items:
+                try:
+                    await asyncio.wait_for(self._cond.wait_for(lambda: bool(self._items)), within)
+                except TimeoutError:
+                    return None
+            item = self._items.popleft()
+            n, b = _weight(item)
+            self.lines -= n
+            self.nbytes -= b
+            self._cond.notify_all()
+            return item
+
+
+@dataclass
+class _Pending:
+    lines: list[Line] = field(default_factory=list)
+    positions: dict[str, Position] = field(default_factory=dict)
+    rotations: dict[str, int] = field(default_factory=dict)
+    states: list[SourceState] = field(default_factory=list)
+    barriers: list[Barrier] = field(default_factory=list)
+    nbytes: int = 0
+    stop: bool = False
+    first_at: float = 0.0  # monotonic time the oldest chunk was queued... or taken
+
+    def add(self, item: QueueItem) -> None:
+        if isinstance(item, Chunk):
+            self.lines.extend(item.lines)
+            self.positions[item.position.file_id] = item.position
+            self.nbytes += item.nbytes
+            if item.rotations:
+                self.rotations[item.source] = self.rotations.get(item.source, 0) + item.rotations
+        elif isinstance(item, SourceState):
+            self.states.append(item)
+        elif isinstance(item, Barrier):
+            self.barriers.append(item)
+        else:
+            self.stop = True
+
+    @property
+    def empty(self) -> bool:
+        return not (self.lines or self.positions or self.states)
+
+
+class Writer:
+    """Owns the store (in its own thread) and the pipeline; ``run()`` until a ``Stop``."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        queue: BoundedQueue,
+        metrics: Metrics,
+        *,
+        batch_lines: int,
+        batch_seconds: float,
+    ) -> None:
+        self.db_path = db_path
+        self.queue = queue
+        self.metrics = metrics
+        self.batch_lines = batch_lines
+        self.batch_seconds = batch_seconds
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._store: Store | None = None
+        self.pipeline: Pipeline | None = None
+        self.heartbeat = time.monotonic()
+        self.failing: str | None = None  # the store error being retried, for STATUS=
+        self.give_up_at: float | None = None  # set on shutdown: stop retrying after this
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the writer is not started")
+        return self._store
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the store thread (serialized with every write)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args))
+
+    async def open(self) -> Store:
+        self._store = await self.call(Store.open, self.db_path)
+        return self._store
+
+    async def close(self) -> None:
+        if self._store is not None:
+            store, self._store = self._store, None
+            try:
+                await self.call(store.close)
+            except (StoreError, OSError, sqlite3.Error) as exc:  # best effort at exit
+                log.warning("closing the store: %s", exc)
+        self._executor.shutdown(wait=False)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            pending = await self._collect()
+            if not pending.empty:
+                try:
+                    await self._commit(pending)
+                except _GiveUp:
+                    return
+            for b in pending.barriers:
+                if not b.done.done():
+                    b.done.set_result(None)
+            if pending.stop:
+                return
+
+    async def _collect(self) -> _Pending:
+        pending = _Pending()
+        loop = asyncio.get_running_loop()
+        while True:
+            self.heartbeat = time.monotonic()
+            item = await self.queue.get(within=1.0)
+            if item is not None:
+                break
+        pending.add(item)
+        deadline = loop.time() + self.batch_seconds
+        while (
+            len(pending.lines) < self.batch_lines
+            and pending.nbytes < BATCH_BYTES
+            and not pending.stop
+            and not pending.barriers
+        ):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            nxt = await self.queue.get(within=left)
+            if nxt is None:
+                break
+            pending.add(nxt)
+        return pending
+
+    async def _commit(self, pending: _Pending) -> None:
+        started = time.monotonic()
+        batch = await self.call(self._process, pending)
+        delay = 0.5
+        while True:
+            self.heartbeat = time.monotonic()
+            try:
+                await self.call(self.store.write, batch)
+                break
+            except StoreError as exc:
+                self.metrics.commit_failures += 1
+                if self.failing != str(exc):
+                    log.error("%s; keeping the batch and retrying", exc)
+                self.failing = str(exc)
+            if self.give_up_at is not None and time.monotonic() + delay > self.give_up_at:
+                log.error(
+                    "giving up on %d lines not committed; they are read again at the next start",
+                    len(pending.lines),
+                )
+                raise _GiveUp
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+        if self.failing is not None:
+            log.info("the store accepts writes again")
+            self.failing = None
+        self.metrics.record_batch(batch, time.monotonic() - started)
+        for st in pending.states:
+            try:
+                await self.call(self.store.set_source_error, st.source, st.error)
+            except StoreError as exc:
+                log.warning("cannot record the state of source %s: %s", st.source, exc)
+
+    def _process(self, pending: _Pending) -> Batch:
+        """In the store thread: lines -> batch, with this batch's rotation counts."""
+        if self.pipeline is None:
+            raise RuntimeError("no pipeline")
+        batch = self.pipeline.process(pending.lines, list(pending.positions.values()))
+        for source, n in pending.rotations.items():
+            batch.counter(source).rotations += n
+        return batch
+
+    async def stop(self, task: asyncio.Task[None], deadline: float) -> bool:
+        """Queue ``Stop``, wait for the writer to commit what is queued, by ``deadline``.
+
+        Returns False when the deadline passed first; what was not committed is read
+        again at the next start (positions commit with their events).
+        """
+        self.give_up_at = deadline
+        await self.queue.put(Stop(), force=True)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            task.cancel()
+            return False
+        return self.failing is None
+
+
+class _GiveUp(Exception):
+    """The store kept failing past the shutdown deadline."""
