@@ -1,0 +1,266 @@
+"""One open log file for the tailer: identity, positioning, plain or gzip reading.
+
+A file is opened once and then followed by its descriptor: whatever its name becomes
+(renamed, deleted, compressed beside it), reading goes on from the same bytes. Identity is
+the fingerprint of the first line (``auditor.fileid``), read through the descriptor, so
+it always describes the file actually open. These functions block (they run in a worker
+thread); reading itself goes through aiofiles.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import stat
+import zlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiofiles.threadpool
+
+from auditor.fileid import FIRST_LINE_MAX, fingerprint
+from auditor.lines import LineSplitter
+
+GZIP_MAGIC = b"\x1f\x8b"
+GZ_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+SyncFile = io.FileIO | io.BufferedIOBase
+Key = tuple[int, int]  # (st_dev, st_ino)
+
+
+class PathError(Exception):
+    """A path that cannot be used now (a directory, an unreadable archive, ...)."""
+
+
+class AsyncReader(Protocol):
+    async def read(self, size: int = ..., /) -> bytes: ...
+
+
+class _Exhausted:
+    """The reader of a file known to hold nothing more (a fully read archive)."""
+
+    async def read(self, size: int = -1, /) -> bytes:
+        return b""
+
+
+@dataclass(eq=False)
+class LogFile:
+    """An open log file and where reading of it stands."""
+
+    file_id: str
+    path: str
+    dev: int
+    inode: int
+    raw: SyncFile  # FileIO, or GzipFile for a compressed file
+    fileobj: io.FileIO  # what holds the descriptor (the FileIO under a GzipFile)
+    reader: AsyncReader
+    splitter: LineSplitter
+    compressed: bool
+    size: int = 0  # on-disk size last seen (plain files)
+    rotated_at: float | None = None  # monotonic time the path stopped pointing here
+    eof: bool = False
+    last_data: float = 0.0
+    emitted: int = -1  # offset of the last position emitted
+
+    @property
+    def read_pos(self) -> int:
+        return self.splitter.offset + self.splitter.pending
+
+    @property
+    def key(self) -> Key:
+        return (self.dev, self.inode)
+
+    def fstat_size(self) -> int:
+        try:
+            return os.fstat(self.fileobj.fileno()).st_size
+        except (OSError, ValueError):
+            return self.size
+
+    def head_fingerprint(self) -> str | None:
+        """The fingerprint of the first line now (plain files; None when unreadable)."""
+        try:
+            return fingerprint(os.pread(self.fileobj.fileno(), FIRST_LINE_MAX, 0))
+        except (OSError, ValueError):
+            return None
+
+    def current_name(self) -> str | None:
+        """Where the file is now, from /proc (Linux); ``... (deleted)`` once unlinked."""
+        try:
+            return os.readlink(f"/proc/self/fd/{self.fileobj.fileno()}")
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        for f in (self.raw, self.fileobj):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """What a file is, without keeping it open."""
+
+    file_id: str | None  # None: no complete first line yet (or an archive being written)
+    key: Key
+    size: int
+    mtime: float
+    compressed: bool
+
+
+def peek(path: str) -> Peek:
+    """Identify ``path``; raises OSError, or PathError for a directory."""
+    with open(path, "rb", buffering=0) as raw:
+        st = os.fstat(raw.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise PathError("is a directory")
+        head = os.pread(raw.fileno(), FIRST_LINE_MAX, 0)
+        compressed = head[:2] == GZIP_MAGIC
+        if compressed:
+            try:
+                with gzip.GzipFile(fileobj=raw) as gz:
+                    head = gz.read(FIRST_LINE_MAX)
+            except GZ_ERRORS:
+                head = b""
+    key = (st.st_dev, st.st_ino)
+    return Peek(fingerprint(head), key, st.st_size, st.st_mtime, compressed)
+
+
+def open_at(path: str, source: str, offset: int, max_line: int, now: float) -> LogFile | None:
+    """Open ``path`` at ``offset`` (-1: just after its last complete line).
+
+    None when the file has no complete first line yet. A ``.gz`` is positioned in its
+    decompressed bytes; when its trailer says it holds exactly ``offset`` bytes it is not
+    decompressed at all (a rotated archive already read).
+    """
+    raw = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by the LogFile
+    try:
+        fd = raw.fileno()
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise PathError("is a directory")
+        head = os.pread(fd, FIRST_LINE_MAX, 0)
+        compressed = head[:2] == GZIP_MAGIC
+        reader: SyncFile = raw
+        eof = exhausted = False
+        if compressed:
+            gz = gzip.GzipFile(fileobj=raw)
+            try:
+                fid = fingerprint(gz.read(FIRST_LINE_MAX))
+                if fid is None:
+                    raw.close()
+                    return None
+                if offset >= 0 and gzip_isize(fd, st.st_size) == offset % (1 << 32):
+                    eof = exhausted = True
+                elif offset < 0:
+                    offset = _gz_length(gz)
+                    eof = True
+                else:
+                    gz.seek(offset)
+                    eof = gz.tell() < offset
+            except GZ_ERRORS as exc:
+                raw.close()
+                raise PathError(f"unreadable compressed file ({exc})") from None
+            reader = gz
+        else:
+            fid = fingerprint(head)
+            if fid is None:
+                raw.close()
+                return None
+            if offset < 0:
+                offset = last_line_end(fd, st.st_size, 4 * max_line)
+            os.lseek(fd, offset, os.SEEK_SET)
+    except BaseException:
+        raw.close()
+        raise
+    return LogFile(
+        file_id=fid,
+        path=path,
+        dev=st.st_dev,
+        inode=st.st_ino,
+        raw=reader,
+        fileobj=raw,
+        reader=_Exhausted() if exhausted else aiofiles.threadpool.wrap(reader),
+        splitter=LineSplitter(source, path, offset, max_line),
+        compressed=compressed,
+        size=st.st_size,
+        eof=eof,
+        last_data=now,
+    )
+
+
+def gzip_isize(fd: int, size: int) -> int | None:
+    """The uncompressed length mod 2**32 from a gzip trailer (exact for one member)."""
+    if size < 18:
+        return None
+    tail = os.pread(fd, 4, size - 4)
+    return int.from_bytes(tail, "little") if len(tail) == 4 else None
+
+
+def last_line_end(fd: int, size: int, limit: int) -> int:
+    """Offset just after the last newline before ``size`` (searching ``limit`` bytes back)."""
+    pos = size
+    step = 65536
+    while pos > 0 and size - pos < limit:
+        start = max(0, pos - step)
+        block = os.pread(fd, pos - start, start)
+        nl = block.rfind(b"\n")
+        if nl >= 0:
+            return start + nl + 1
+        pos = start
+    return 0 if pos == 0 else size
+
+
+def _gz_length(gz: gzip.GzipFile) -> int:
+    gz.seek(0)
+    n = 0
+    while True:
+        block = gz.read(1 << 20)
+        if not block:
+            return n
+        n += len(block)
+
+
+def source_kind(path: str) -> str:
+    """``glob`` when the path has wildcards, ``dir`` for a directory, else ``file``."""
+    if any(ch in path for ch in "*?["):
+        return "glob"
+    if path.endswith("/") or os.path.isdir(path):
+        return "dir"
+    return "file"
+
+
+def watch_root(path: str, kind: str) -> tuple[str, bool]:
+    """The directory to watch for a source and whether to watch it recursively."""
+    if kind == "dir":
+        return path.rstrip("/") or "/", True
+    if kind == "glob":
+        parts = path.split("/")
+        fixed: list[str] = []
+        for i, part in enumerate(parts):
+            if any(ch in part for ch in "*?["):
+                return "/".join(fixed) or "/", i < len(parts) - 1
+            fixed.append(part)
+    return os.path.dirname(path) or ".", False
+
+
+def rotated_siblings(path: str) -> list[str]:
+    """Files beside ``path`` whose name extends it: ``access.log.1``, ``access.log-2026.gz``."""
+    d, base = os.path.split(path)
+    try:
+        names = os.listdir(d or ".")
+    except OSError:
+        return []
+    return sorted(os.path.join(d, n) for n in names if n != base and n.startswith(base))
+
+
+def reason(exc: BaseException) -> str:
+    """A short, lower-case reason for an OS error, for stderr and ``status``."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
