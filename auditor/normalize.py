@@ -58,6 +58,9 @@ _HEX = re.compile(r"[0-9a-fA-F]{16,}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,}")
 _PREFIXED = re.compile(r"[a-z]{2,8}_[A-Za-z0-9]{8,}")
 ID = "{id}"
+_HAS_DIGIT = re.compile(r"\d").search
+_HAS_UPPER = re.compile(r"[A-Z]").search
+_HAS_LOWER = re.compile(r"[a-z]").search
 
 
 def _is_id(seg: str) -> bool:
@@ -69,17 +72,17 @@ def _is_id(seg: str) -> bool:
         return True
     if n >= 16:
         if _HEX.fullmatch(seg):
-            return any(c.isdigit() for c in seg)
+            return _HAS_DIGIT(seg) is not None
         if _TOKEN.fullmatch(seg):
             # Random-looking tokens (ACME, nanoid, base64url) mix cases and digits;
             # slugs ("my-long-product-name") do not.
             return (
-                any(c.isdigit() for c in seg)
-                and any(c.isupper() for c in seg)
-                and any(c.islower() for c in seg)
+                _HAS_DIGIT(seg) is not None
+                and _HAS_UPPER(seg) is not None
+                and _HAS_LOWER(seg) is not None
             )
     if n >= 11 and "_" in seg and _PREFIXED.fullmatch(seg):  # cus_N1a2b3c4d5, ord_...
-        return any(c.isdigit() for c in seg)
+        return _HAS_DIGIT(seg) is not None
     return False
 
 
@@ -100,7 +103,11 @@ def _template_segment(seg: str) -> str:
     return seg
 
 
-@lru_cache(maxsize=32768)
+_SHORT_SEGMENTS = re.compile(r"(?:/[A-Za-z0-9_~-]{0,10})*").fullmatch
+_NUMERIC_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
+
+
+@lru_cache(maxsize=16384)
 def route_template(path: str) -> str:
     """``/users/42/orders/9f1c...`` → ``/users/{id}/orders/{id}``.
 
@@ -109,15 +116,22 @@ def route_template(path: str) -> str:
     origin-form path (garbage sent by scanners, ``CONNECT host:443``) becomes ``{other}``
     so it cannot blow up route cardinality; ``*`` stays ``*``.
     """
-    if not path.startswith("/"):
+    if path[:1] != "/":
         if path == "*" or not path:
             return path
         return "{other}"
-    if not any(c.isdigit() for c in path):
+    if _SHORT_SEGMENTS(path) is not None:  # only short plain segments: numbers are the ids
+        return _NUMERIC_SEGMENT.sub("/" + ID, path)
+    if _HAS_DIGIT(path) is None:
         return path
     segs = path.split("/")
-    out = [_template_segment(s) if s else s for s in segs]
-    return "/".join(out)
+    for i, seg in enumerate(segs):
+        if seg.isdigit():
+            if seg.isascii():
+                segs[i] = ID
+        elif len(seg) >= 11 or "." in seg:  # shorter segments cannot be ids (see _is_id)
+            segs[i] = _template_segment(seg)
+    return "/".join(segs)
 
 
 # --- request lines and targets -------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from auditor.formats.event import new_event
+from auditor.formats.event import EventType
 from auditor.formats.spec import BoundDecode, Ctx
 from auditor.formats.times import TIME_CACHE, parse_time
 from auditor.model import Event, Line
@@ -187,30 +187,42 @@ class ClfParser:
         traefik = self.variant == "traefik"
         vhost_variant = self.variant == "vhost"
         traefik_tail = _TRAEFIK_TAIL.match
+        make_event = EventType
 
-        def finish(
-            vhost: str | None,
-            client: str,
-            user: str,
-            ts: str,
-            req: str,
-            status: str,
-            nbytes: str,
-            ref: str | None,
-            ua: str | None,
-            rest: str,
-            line: Line,
-        ) -> Event | None:
+        def lenient_groups(text: str) -> tuple[str | None, ...] | None:
+            m = lenient(text)
+            if m is None:
+                return None
+            pre, *rest = m.groups()
+            split = _split_prefix(pre)
+            return None if split is None else (*split, *rest)
+
+        def decode(text: str, line: Line) -> Event | None:  # noqa: C901
+            m = strict(text) if "\\" not in text else None
+            if m is not None:
+                if vhost_variant:
+                    vhost, client, _ident, user, ts, req, status, nbytes, ref, ua, rest = m.groups()
+                else:
+                    client, _ident, user, ts, req, status, nbytes, ref, ua, rest = m.groups()
+                    vhost = None
+            else:
+                g = lenient_groups(text)
+                if g is None:
+                    return None
+                vhost, client, user, ts, req, status, nbytes, ref, ua, rest = g
             dt = tget(ts) or parse_time(ts)
             if dt is None:
                 return None
             parts = req.split(" ")
-            if len(parts) == 3 and parts[2][:5] == "HTTP/" and parts[1][:1] == "/":
+            if (
+                len(parts) == 3
+                and parts[2][:5] == "HTTP/"
+                and parts[1][:1] == "/"
+                and parts[0].isalpha()
+            ):
                 method: str | None = parts[0]
                 target = parts[1]
                 version: str | None = parts[2][5:]
-                if not parts[0].isalpha():
-                    method, target, version = parse_request_line(req)
             else:
                 method, target, version = parse_request_line(req)
             scheme = default_scheme
@@ -227,19 +239,14 @@ class ClfParser:
                     host = host or abs_host
                     if port is None:
                         port = abs_port
-            q = target.find("?")
-            if q < 0:
-                path, query, exposures = redact_target(target, None)
-            else:
-                path, query, exposures = redact_target(target[:q], target[q + 1 :])
+            path, sep, query = target.partition("?")
+            path, query, exposures = redact_target(path, query if sep else None)
             if ref is None or ref == "-" or not ref:
                 referrer = None
             else:
                 referrer, more = redact_url(ref, "referer")
                 if more:
                     exposures = exposures + more
-            agent = None if ua is None or ua == "-" or not ua else redact_text(ua)
-            user_name = None if user == "-" or not user else redact_user(user)
             if ":" in client or "[" in client:
                 ip = norm_ip(client)
             else:
@@ -252,7 +259,7 @@ class ClfParser:
                     duration = float(tail.group(4))
                 else:
                     xff = xff_from_rest(rest)
-            return new_event(
+            return make_event(
                 dt,
                 source,
                 name,
@@ -268,10 +275,10 @@ class ClfParser:
                 version,
                 int(status) if status != "-" else None,
                 None,
-                int(nbytes) if nbytes != "-" and nbytes[0] != "-" else None,
+                int(nbytes) if nbytes[0] != "-" else None,
                 duration,
-                user_name,
-                agent,
+                None if user == "-" or not user else redact_user(user),
+                None if ua is None or ua == "-" or not ua else redact_text(ua),
                 referrer,
                 None,
                 None,
@@ -280,28 +287,5 @@ class ClfParser:
                 line.offset,
                 exposures,
             )
-
-        def slow(text: str, line: Line) -> Event | None:
-            m = lenient(text)
-            if m is None:
-                return None
-            pre, ts, req, status, nbytes, ref, ua, rest = m.groups()
-            split = _split_prefix(pre)
-            if split is None:
-                return None
-            vhost, client, user = split
-            return finish(vhost, client, user, ts, req, status, nbytes, ref, ua, rest, line)
-
-        def decode(text: str, line: Line) -> Event | None:
-            if "\\" in text:
-                return slow(text, line)
-            m = strict(text)
-            if m is None:
-                return slow(text, line)
-            if vhost_variant:
-                vhost, client, _ident, user, ts, req, status, nbytes, ref, ua, rest = m.groups()
-                return finish(vhost, client, user, ts, req, status, nbytes, ref, ua, rest, line)
-            client, _ident, user, ts, req, status, nbytes, ref, ua, rest = m.groups()
-            return finish(None, client, user, ts, req, status, nbytes, ref, ua, rest, line)
 
         return decode

@@ -8,7 +8,7 @@ the redactor. The hot CLF decoder repeats its logic inline for speed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import cast
 
@@ -62,12 +62,12 @@ _FIELDS = (
 
 
 class _Draft:
-    """A mutable twin of ``Event`` with the same slot layout.
+    """A mutable twin of ``Event`` with the same slot layout; ``_Draft(...)`` *is* an Event.
 
     A frozen dataclass sets each of its 26 fields through ``object.__setattr__``, which
     costs more than parsing the line. The draft fills plain slots, then becomes an
-    ``Event`` by ``__class__`` assignment (allowed between classes with identical slots);
-    the result is a genuine, immutable ``Event``.
+    ``Event`` by ``__class__`` assignment (allowed between classes with identical slots):
+    what the constructor returns is a genuine, immutable ``Event``.
     """
 
     __slots__ = _FIELDS
@@ -127,12 +127,11 @@ class _Draft:
         self.file = file
         self.offset = offset
         self.exposures = exposures
+        self.__class__ = Event  # type: ignore[assignment]
 
 
 def _fast_new_event(*args: object) -> Event:
-    draft = _Draft(*args)  # type: ignore[arg-type]
-    draft.__class__ = Event  # type: ignore[assignment]
-    return cast(Event, draft)
+    return cast(Event, _Draft(*args))  # type: ignore[arg-type]
 
 
 def _slow_new_event(*args: object) -> Event:
@@ -152,6 +151,8 @@ def _fast_path_works() -> bool:
 FAST_EVENTS = _fast_path_works()
 new_event = _fast_new_event if FAST_EVENTS else _slow_new_event
 """``new_event(*values in Event field order) -> Event``."""
+EventType: Callable[..., Event] = _Draft if FAST_EVENTS else Event  # type: ignore[assignment]
+"""Hot-path constructor: call with the 26 values positionally."""
 
 
 def _clean(value: str | None) -> str | None:

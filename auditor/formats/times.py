@@ -66,7 +66,31 @@ def _parse_epoch(text: str) -> datetime | None:
     return datetime.fromtimestamp(value, UTC)
 
 
+_minutes: dict[str, datetime] = {}
+_SECONDS = [timedelta(seconds=i) for i in range(61)]
+
+
+def _clf_by_minute(text: str) -> datetime | None:
+    """``dd/Mon/yyyy:HH:MM:SS +zzzz`` via a per-minute memo: a new second costs one add."""
+    key = text[:17] + text[20:]
+    base = _minutes.get(key)
+    if base is None:
+        m = _CLF.fullmatch(text[:17] + ":00" + text[20:])
+        base = _parse_clf(m) if m else None
+        if base is None:
+            return None
+        if len(_minutes) >= _MAX_CACHE:
+            _minutes.clear()
+        _minutes[key] = base
+    sec = text[18:20]
+    if not sec.isdigit() or not sec.isascii() or int(sec) > 60:
+        return None
+    return base + _SECONDS[int(sec)]
+
+
 def _parse_uncached(text: str) -> datetime | None:
+    if len(text) == 26 and text[2] == "/" and text[17] == ":" and text[20] == " ":
+        return _clf_by_minute(text)
     text = text.strip().strip("[]")
     if len(text) < 8:
         return None

@@ -1,0 +1,67 @@
+"""Decoder throughput on generated nginx-combined lines (one core, decoder alone).
+
+    .venv/bin/python benchmarks/bench_decode.py [--lines 200000] [--format nginx-combined]
+        [--redactor passthrough|real] [--repeat 3]
+
+Lines come from ``benchmarks/gen_lines.py`` (~175 bytes, ~1 in 200 with PII in the query)
+and are built into ``Line`` objects before timing, so only decoding is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gen_lines import lines as gen_lines  # noqa: E402
+
+from auditor.formats import FormatSpec, build_decoder  # noqa: E402
+from auditor.model import Line  # noqa: E402
+from auditor.normalize import PassThroughRedactor, RedactorLike  # noqa: E402
+
+
+def make_redactor(kind: str) -> RedactorLike:
+    if kind == "real":
+        from auditor.redact import Redactor
+
+        return Redactor(b"k" * 32)
+    return PassThroughRedactor()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--lines", type=int, default=200_000)
+    ap.add_argument("--format", default="nginx-combined")
+    ap.add_argument("--redactor", choices=("passthrough", "real"), default="passthrough")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    texts = list(gen_lines(args.lines))
+    batch: list[Line] = []
+    offset = 0
+    for text in texts:
+        end = offset + len(text) + 1
+        batch.append(Line("bench", "/var/log/nginx/access.log", offset, end, text))
+        offset = end
+    avg = offset / max(len(batch), 1)
+
+    best = float("inf")
+    parsed = 0
+    for _ in range(args.repeat):
+        decode = build_decoder(FormatSpec(args.format), make_redactor(args.redactor), "bench")
+        t0 = time.perf_counter()
+        parsed = sum(1 for line in batch if decode(line) is not None)
+        best = min(best, time.perf_counter() - t0)
+    n = len(batch)
+    print(
+        f"{n} lines ({avg:.0f} B avg), format={args.format}, redactor={args.redactor}: "
+        f"parsed {parsed}, best of {args.repeat}: {best:.3f} s = {n / best:,.0f} lines/s, "
+        f"{best / n * 1e6:.2f} us/line"
+    )
+
+
+if __name__ == "__main__":
+    main()
