@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gen_lines import lines as gen_lines  # noqa: E402
+from gen_lines import lines as gen_lines
 
-from auditor.formats import FormatSpec, build_decoder  # noqa: E402
-from auditor.model import Line  # noqa: E402
-from auditor.normalize import PassThroughRedactor, RedactorLike  # noqa: E402
+from auditor.formats import FormatSpec, build_decoder
+from auditor.model import Line
+from auditor.normalize import PassThroughRedactor, RedactorLike
 
 
 def make_redactor(kind: str) -> RedactorLike:
