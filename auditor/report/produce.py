@@ -1,0 +1,225 @@
+"""One report from config and store to a chained PDF on disk: the shell around the pure core.
+
+Used by ``log-auditor report`` and by the scheduler: read the rows (aggregates only),
+load rule metadata and the pseudonym key, build ``ReportData``, render, then write the
+PDF, its ``.sha256`` and the manifest line atomically under the directory's lock.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from auditor.config import Config
+from auditor.errors import RulesetError, StoreError
+from auditor.report import integrity
+from auditor.report.data import (
+    PreviousReport,
+    ReportData,
+    ReportOptions,
+    RuleInfo,
+    RulesetInfo,
+    SourceSetting,
+    bucket_minutes_for,
+    build_report_data,
+)
+from auditor.report.pdf import render_pdf
+from auditor.report.periods import report_filename
+from auditor.store import Store
+from auditor.store import report_queries as rq
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Produced:
+    path: Path
+    sha256: str
+    report_id: str
+    findings: int
+    entry: str  # manifest entry hash
+    seconds: float
+
+
+def _str(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def rule_infos(rules: Iterable[Any]) -> tuple[RuleInfo, ...]:
+    """Rule metadata, read by attribute so a changed ``Rule`` class degrades, not breaks."""
+    out = []
+    for r in rules:
+        rid = getattr(r, "id", None)
+        if not rid:
+            continue
+        controls = getattr(r, "controls", ()) or ()
+        out.append(
+            RuleInfo(
+                id=str(rid),
+                title=_str(getattr(r, "title", "")),
+                category=_str(getattr(r, "category", "")),
+                severity=_str(getattr(r, "severity", "")),
+                description=_str(getattr(r, "description", "")),
+                remediation=_str(getattr(r, "remediation", "")),
+                controls=tuple(str(c) for c in controls),
+            )
+        )
+    return tuple(out)
+
+
+def ruleset_info(config: Config, *, strict: bool) -> RulesetInfo:
+    """The configured ruleset's version, hash and rule metadata.
+
+    ``strict``: a bad rule file raises ``RulesetError`` (the CLI exits 2); otherwise (the
+    scheduler) the report is still produced and says the rules could not be read.
+    """
+    try:
+        from auditor.rules import bundled_rules_dir, load_rulesets
+    except ImportError as exc:
+        return RulesetInfo(error=f"rule engine not available ({exc})")
+    try:
+        paths: list[Path] = []
+        if config.rules.bundled:
+            paths.append(bundled_rules_dir())
+        paths.extend(config.rules.paths)
+        rs = load_rulesets(paths, config.rules.overrides)
+    except RulesetError as exc:
+        if strict:
+            raise
+        log.warning("report: rules not loaded: %s", exc)
+        return RulesetInfo(error=str(exc))
+    rules = getattr(rs, "rules", ())
+    if isinstance(rules, dict):
+        rules = rules.values()
+    version = getattr(rs, "version", None) or "unknown"
+    digest = getattr(rs, "sha256", None) or getattr(rs, "hash", None) or ""
+    return RulesetInfo(version=str(version), hash=str(digest), rules=rule_infos(rules))
+
+
+def key_file(config: Config, db_path: Path) -> Path:
+    return config.store.key_file or db_path.with_name(db_path.name + ".key")
+
+
+def pseudonym_key(config: Config, db_path: Path) -> bytes:
+    """The store's keyed-hash key (created owner-only if missing, like the pipeline does)."""
+    path = key_file(config, db_path)
+    try:
+        keys = importlib.import_module("auditor.keys")
+    except ImportError:
+        pass
+    else:
+        return bytes(keys.load_or_create_key(path))
+    if path.exists():
+        return path.read_bytes()
+    key = os.urandom(32)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+def options_for(
+    config: Config, db_path: Path, job: str | None, previous: PreviousReport | None
+) -> ReportOptions:
+    rc = config.report
+    return ReportOptions(
+        organisation=rc.organisation,
+        scope=rc.scope,
+        job=job,
+        paper=rc.paper,
+        pseudonym_key=pseudonym_key(config, db_path) if rc.pseudonymise else None,
+        sources=tuple(SourceSetting(s.name, s.path, s.format, s.scheme) for s in config.sources),
+        store=str(db_path),
+        logo=str(rc.logo) if rc.logo else None,
+        previous=previous,
+    )
+
+
+def build(
+    config: Config,
+    db_path: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    job: str | None = None,
+    previous: PreviousReport | None = None,
+    strict_rules: bool = True,
+) -> tuple[ReportData, RulesetInfo]:
+    """Read the store and assemble the report data (no file is written)."""
+    options = options_for(config, db_path, job, previous)
+    rules = ruleset_info(config, strict=strict_rules)
+    store = Store.open_readonly(db_path)
+    try:
+        rows = rq.fetch(
+            store.conn,
+            int(start.timestamp() * 1000),
+            int(end.timestamp() * 1000),
+            bucket_minutes=bucket_minutes_for(start, end),
+            gap_minutes=options.gap_minutes,
+            top_n=options.top_n,
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db_path}: cannot read the store for the report: {exc}") from None
+    finally:
+        store.close()
+    data = build_report_data(rows, generated_at=now, options=options, ruleset=rules)
+    return data, rules
+
+
+def produce_report(
+    config: Config,
+    db_path: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    out: Path | None = None,
+    job: str | None = None,
+    kind: str | None = None,
+    now: datetime | None = None,
+    strict_rules: bool = True,
+) -> Produced:
+    """Build, render and file one report; returns where it went and its hash."""
+    t0 = time.perf_counter()
+    now = now or datetime.now(UTC)
+    target = out or config.report.output_dir / report_filename(job, kind, start, end)
+    directory = target.parent if str(target.parent) else Path(".")
+    with integrity.manifest_lock(directory):
+        last = integrity.last_report(directory)
+        prev = PreviousReport(last.file, last.sha256, last.hash) if last else None
+        data, rules = build(
+            config, db_path, start, end, now=now, job=job, previous=prev, strict_rules=strict_rules
+        )
+        pdf = render_pdf(data, rules.rules)
+        path = integrity.unique_path(target)
+        entry = integrity.store_report(
+            directory,
+            path,
+            pdf,
+            report_id=data.meta.report_id,
+            job=job,
+            period=kind,
+            start=data.meta.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            end=data.meta.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            generated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            findings=data.findings_total,
+        )
+    seconds = time.perf_counter() - t0
+    log.info(
+        "report %s written to %s (%d findings, %.1f s)",
+        data.meta.report_id,
+        path,
+        data.findings_total,
+        seconds,
+    )
+    return Produced(
+        path, entry.sha256, data.meta.report_id, data.findings_total, entry.hash, seconds
+    )
