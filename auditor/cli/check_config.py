@@ -11,40 +11,38 @@ are warnings on stderr; the exit code is still 0.
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
-from types import ModuleType
 
 import click
 
 from auditor.cli import cli
 from auditor.config import DEFAULT_CONFIG_PATH, Config, load_config
-from auditor.errors import ConfigError, UsageError
+from auditor.errors import ConfigError
+from auditor.formats import FormatSpec, build_decoder
+from auditor.normalize import PassThroughRedactor
+from auditor.rules import bundled_rules_dir, load_rulesets
 
 
-def _engine() -> ModuleType | None:
-    """The engine (formats and rules), or None while those modules are not built yet."""
-    try:
-        return importlib.import_module("auditor.engine")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("auditor."):
-            return None
-        raise
-
-
-def _check_formats(config: Config, engine: ModuleType) -> None:
+def check_formats(config: Config) -> None:
+    """Build every source's decoder once: unknown names, bad log_format strings, bad fields."""
+    redactor = PassThroughRedactor()
     for i, src in enumerate(config.sources):
+        spec = FormatSpec(
+            src.format, log_format=src.log_format, fields=src.fields, scheme=src.scheme
+        )
         try:
-            engine.format_spec(src)
-        except UsageError as exc:
-            raise ConfigError(f"{config.file}: key 'source[{i}].format': {exc}") from None
+            build_decoder(spec, redactor, src.name)
+        except ConfigError as exc:
+            key = "log_format" if src.log_format else "fields" if src.fields else "format"
+            raise ConfigError(f"{config.file}: key 'source[{i}].{key}': {exc}") from None
 
 
-def _count_rules(config: Config, engine: ModuleType) -> int | None:
-    ruleset = engine.load_config_rules(config)
-    rules = getattr(ruleset, "rules", None)
-    return len(rules) if rules is not None else None
+def count_rules(config: Config) -> int:
+    """Load the rulesets the daemon would load, with the config's overrides."""
+    paths: list[Path] = [bundled_rules_dir()] if config.rules.bundled else []
+    paths.extend(config.rules.paths)
+    return len(load_rulesets(paths, config.rules.overrides).rules)
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -91,13 +89,9 @@ def check_config_cmd(config_path: Path, quiet: bool) -> None:
     file and key (or rule) at fault and exits 2.
     """
     config = load_config(config_path)
-    engine = _engine()
-    n_rules: int | None = None
-    if engine is not None:
-        _check_formats(config, engine)
-        n_rules = _count_rules(config, engine)
+    check_formats(config)
+    n_rules = count_rules(config)
     if not quiet:
         for text in warnings(config):
             click.echo(f"log-auditor: warning: {config_path}: {text}", err=True)
-    rules = "rules not checked" if n_rules is None else f"{n_rules} rules"
-    click.echo(f"config OK: {len(config.sources)} sources, {rules}")
+    click.echo(f"config OK: {len(config.sources)} sources, {n_rules} rules")
