@@ -28,6 +28,12 @@ def compact(n: float) -> str:
     return f"{n:.0f}"
 
 
+def _per(minutes: int) -> str:
+    if minutes % 60:
+        return f"{minutes} minutes"
+    return "hour" if minutes == 60 else f"{minutes // 60} hours"
+
+
 def bucket_labels(starts: Sequence[datetime], minutes: int) -> tuple[list[str], str]:
     """Category labels and the x-axis title for buckets of ``minutes`` (UTC)."""
     if not starts:
@@ -42,9 +48,9 @@ def bucket_labels(starts: Sequence[datetime], minutes: int) -> tuple[list[str], 
     if minutes >= 60:
         if first.date() != last.date():
             labels = [f"{s:%a %d}" if s.hour == 0 or i == 0 else "" for i, s in enumerate(starts)]
-            return labels, f"Day (UTC, label at 00:00); one bar per {minutes // 60} h"
+            return labels, f"Day (UTC, label at 00:00); one bar per {_per(minutes)}"
         labels = [f"{s:%H}" for s in starts]
-        return labels, f"Hour of {first:%Y-%m-%d} (UTC); one bar per {minutes // 60} h"
+        return labels, f"Hour of {first:%Y-%m-%d} (UTC); one bar per {_per(minutes)}"
     labels = [
         f"{s:%H:%M}" if i % max(1, len(starts) // 12) == 0 else "" for i, s in enumerate(starts)
     ]

@@ -163,7 +163,7 @@ def completeness(d: ReportData, w: float) -> list[Any]:
                 para(s.last_error or "-", st.cell_small),
             ]
         )
-    out.append(grid(rows, cols(w, 34, 20, 20, 26, 16, 16, 42), align_right=(1, 2, 3, 4, 5)))
+    out.append(grid(rows, cols(w, 32, 19, 19, 26, 19, 19, 40), align_right=(1, 2, 3, 4, 5)))
     out.append(
         para(
             "Line counters are running totals: an unparsed line has no trustworthy timestamp, "
