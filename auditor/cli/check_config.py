@@ -20,6 +20,7 @@ from auditor.cli import cli
 from auditor.config import DEFAULT_CONFIG_PATH, Config, load_config
 from auditor.errors import ConfigError
 from auditor.formats import FormatSpec, build_decoder
+from auditor.metrics import parse_listen
 from auditor.normalize import PassThroughRedactor
 from auditor.rules import bundled_rules_dir, load_rulesets
 
@@ -36,6 +37,16 @@ def check_formats(config: Config) -> None:
         except ConfigError as exc:
             key = "log_format" if src.log_format else "fields" if src.fields else "format"
             raise ConfigError(f"{config.file}: key 'source[{i}].{key}': {exc}") from None
+
+
+def check_metrics(config: Config) -> None:
+    """The metrics endpoint must be a loopback HOST:PORT (the daemon refuses anything else)."""
+    if config.daemon.metrics_listen is None:
+        return
+    try:
+        parse_listen(config.daemon.metrics_listen)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.file}: {exc}") from None
 
 
 def count_rules(config: Config) -> int:
@@ -90,6 +101,7 @@ def check_config_cmd(config_path: Path, quiet: bool) -> None:
     """
     config = load_config(config_path)
     check_formats(config)
+    check_metrics(config)
     n_rules = count_rules(config)
     if not quiet:
         for text in warnings(config):
