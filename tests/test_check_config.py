@@ -65,6 +65,12 @@ def test_the_example_config_is_valid() -> None:
         ('[rules.override."no.such-rule"]\nseverity = "high"\n', "no.such-rule"),
         ("not toml at all = = =\n", "invalid TOML"),
         ('[daemon]\nmetrics_listen = "0.0.0.0:9464"\n', "not a loopback address"),
+        ('[report]\nschedule = "61 * * * *"\n', "report job 'default'"),
+        (
+            '[[report.job]]\nname = "x"\nschedule = "0 1 * * *"\n'
+            + '[[report.job]]\nname = "x"\nschedule = "0 2 * * *"\n',
+            "two jobs have this name",
+        ),
     ],
 )
 def test_a_bad_config_is_one_line_and_exit_2(tmp_path: Path, text: str, needle: str) -> None:

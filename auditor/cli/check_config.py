@@ -22,6 +22,7 @@ from auditor.errors import ConfigError
 from auditor.formats import FormatSpec, build_decoder
 from auditor.metrics import parse_listen
 from auditor.normalize import PassThroughRedactor
+from auditor.report.schedule import validate_jobs
 from auditor.rules import bundled_rules_dir, load_rulesets
 
 
@@ -45,6 +46,14 @@ def check_metrics(config: Config) -> None:
         return
     try:
         parse_listen(config.daemon.metrics_listen)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.file}: {exc}") from None
+
+
+def check_schedules(config: Config) -> None:
+    """Every report job's cron expression parses, and job names are unique."""
+    try:
+        validate_jobs(config)
     except ConfigError as exc:
         raise ConfigError(f"{config.file}: {exc}") from None
 
@@ -102,6 +111,7 @@ def check_config_cmd(config_path: Path, quiet: bool) -> None:
     config = load_config(config_path)
     check_formats(config)
     check_metrics(config)
+    check_schedules(config)
     n_rules = count_rules(config)
     if not quiet:
         for text in warnings(config):
