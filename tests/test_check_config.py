@@ -11,6 +11,17 @@ import auditor.cli.check_config  # noqa: F401  (registers the command)
 from auditor.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
+ONE_RULE = """
+[[rule]]
+id = "t.env-probe"
+title = "dotenv probe"
+severity = "low"
+category = "scanner-probe"
+description = "d"
+remediation = "r"
+controls = ["OWASP-API-2023:API8"]
+where = { path = { suffix = "/.env" } }
+"""
 
 
 def _run(*args: str) -> Result:
@@ -26,23 +37,26 @@ def _config(tmp_path: Path, text: str) -> Path:
 def test_ok_line_counts_sources_and_rules(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_text("")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(ONE_RULE)
     path = _config(
         tmp_path,
         f'[store]\npath = "{tmp_path}/audit.db"\n'
         f'[[source]]\nname = "api"\npath = "{log}"\nformat = "nginx-combined"\n'
         f'[[source]]\nname = "edge"\npath = "{tmp_path}/*.json"\nformat = "envoy"\n'
-        f'[report]\noutput_dir = "{tmp_path}/reports"\n',
+        f'[report]\noutput_dir = "{tmp_path}/reports"\n'
+        f'[rules]\nbundled = false\npaths = ["{rules}"]\n',
     )
     result = _run("--config", str(path))
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("config OK: 2 sources, ")
+    assert result.stdout == "config OK: 2 sources, 1 rules\n"
     assert result.stdout.rstrip().endswith(" rules")
     assert result.stderr == ""
     # Nothing is created: no store, no key, no report directory.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["access.log", "config.toml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["access.log", "config.toml", "rules.toml"]
 
 
-def test_the_example_config_is_valid() -> None:
+def test_the_example_config_is_valid_with_the_bundled_rules() -> None:
     result = _run("--config", str(ROOT / "examples" / "config.toml"), "--quiet")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("config OK: 1 sources, ")
@@ -62,7 +76,10 @@ def test_the_example_config_is_valid() -> None:
             '[[source]]\nname = "a"\npath = "/x"\nformat = "json"\nfields = { nonsense = "x" }\n',
             "key 'source[0].fields'",
         ),
-        ('[rules.override."no.such-rule"]\nseverity = "high"\n', "no.such-rule"),
+        (
+            '[rules]\nbundled = false\n[rules.override."no.such-rule"]\nseverity = "high"\n',
+            "no.such-rule",
+        ),
         ("not toml at all = = =\n", "invalid TOML"),
         ('[daemon]\nmetrics_listen = "0.0.0.0:9464"\n', "not a loopback address"),
         ('[report]\nschedule = "61 * * * *"\n', "report job 'default'"),
@@ -103,7 +120,8 @@ def test_warnings_go_to_stderr_and_keep_exit_0(tmp_path: Path) -> None:
     path = _config(
         tmp_path,
         f'[store]\npath = "{tmp_path}/audit.db"\n'
-        f'[[source]]\nname = "api"\npath = "{tmp_path}/missing.log"\n',
+        f'[[source]]\nname = "api"\npath = "{tmp_path}/missing.log"\n'
+        "[rules]\nbundled = false\n",
     )
     result = _run("--config", str(path))
     assert result.exit_code == 0

@@ -453,6 +453,17 @@ def _daemon_runnable() -> str | None:
     return None
 
 
+def _bundled_rules_load() -> bool:
+    from auditor.errors import RulesetError
+    from auditor.rules import bundled_rules_dir, load_rulesets
+
+    try:
+        load_rulesets([bundled_rules_dir()])
+    except RulesetError:
+        return False
+    return True
+
+
 def _lines(start: int, n: int) -> str:
     return "".join(
         f"192.0.2.{i % 200 + 1} - - [20/Nov/2026:10:{i // 60 % 60:02d}:{i % 60:02d} +0000] "
@@ -486,6 +497,9 @@ def test_daemon_runs_under_the_unit(sandbox: Sandbox) -> None:
         pytest.skip(reason)
     sandbox.log_file("access.log", _lines(0, 500))
     db = sandbox.state / "audit.db"
+    # The bundled rules, unless they do not load (then rules tests say why): this test is
+    # about the sandbox, and runs the pipeline either way.
+    bundled = "true" if _bundled_rules_load() else "false"
     config = sandbox.config(
         textwrap.dedent(
             f"""\
@@ -501,6 +515,9 @@ def test_daemon_runs_under_the_unit(sandbox: Sandbox) -> None:
 
             [report]
             output_dir = "{sandbox.state / "reports"}"
+
+            [rules]
+            bundled = {bundled}
 
             [daemon]
             batch_seconds = 0.05
