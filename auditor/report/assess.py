@@ -8,6 +8,7 @@ data has no gaps and the format records what the check needs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -101,7 +102,13 @@ def _rule_maps(control: Control, rule: RuleInfo) -> bool:
     if control.review_min_severity and _severity_rank(rule.severity) >= control.review_min_severity:
         return True
     cat = rule.category
-    return any(k == cat or k.startswith(cat + ":") for k in (*control.fail_on, *control.review_on))
+    tokens = set(re.split(r"[._-]", rule.id))
+    for k in (*control.fail_on, *control.review_on):
+        kind, _, narrowed = k.partition(":")
+        # "pii-in-url:pan": rules carry no PII type, so the rule id must name it.
+        if kind == cat and (not narrowed or narrowed in tokens):
+            return True
+    return False
 
 
 def rules_for(control: Control, rules: Sequence[RuleInfo]) -> tuple[str, ...]:

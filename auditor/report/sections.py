@@ -357,7 +357,7 @@ def matrix(d: ReportData, w: float) -> list[Any]:
             st.small,
         )
     )
-    widths = cols(w, 19, 75, 28, 14, 12, 26)
+    widths = cols(w, 19, 70, 28, 16, 15, 26)
     groups = [(fw.key, fw.name) for fw in FRAMEWORKS] + [("other", "Other controls named by rules")]
     for key, name in groups:
         rows_c = [c for c in d.controls if c.framework == key]
@@ -367,7 +367,8 @@ def matrix(d: ReportData, w: float) -> list[Any]:
         out.append(Heading(name, 1))
         out.append(
             para(
-                ", ".join(f"{counts[r]} {RESULT_LABEL[r].lower()}" for r in RESULT_ORDER), st.small
+                ", ".join(f"{counts[r]} {RESULT_LABEL[r].lower()}" for r in RESULT_ORDER),
+                st.lead_in,
             )
         )
         rows: list[list[Any]] = [
