@@ -26,11 +26,11 @@ from auditor.normalize import (
 
 _TIME = r"\d{1,2}/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?[+-]\d\d:?\d\d)?"
 _QS = r'"([^"]*)"'  # quoted field, strict (line has no backslash)
-_QL = r'"((?:[^"\\]|\\.)*)"'  # quoted field with \" escapes (Apache)
+_QL = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # quoted field with \" escapes (Apache)
 
 # client ident user [time] "request" status bytes ["referer" "user-agent"] rest
 _STRICT = re.compile(
-    r"(\S+) (\S+) (\S+) \[([^\]]+)\] "
+    r"(\S{1,1024}) (\S{1,1024}) (\S{1,1024}) \[([^\]]{1,64})\] "
     + _QS
     + r" (\d{3}|-) (\d+|-)(?: "
     + _QS
@@ -39,13 +39,8 @@ _STRICT = re.compile(
     + ")?(.*)"
 )
 _STRICT_VHOST = re.compile(
-    r"(\S+) (\S+) (\S+) (\S+) \[([^\]]+)\] "
-    + _QS
-    + r" (\d{3}|-) (\d+|-)(?: "
-    + _QS
-    + " "
-    + _QS
-    + ")?(.*)"
+    r"(\S{1,1024}) ([0-9A-Fa-f:.]{1,64}|\[[0-9A-Fa-f:.]{1,64}\]) (\S{1,1024}) (\S{1,1024})"
+    r" \[([^\]]{1,64})\] " + _QS + r" (\d{3}|-) (\d+|-)(?: " + _QS + " " + _QS + ")?(.*)"
 )
 _LENIENT = re.compile(
     r"(.{0,1024}?) ?\[("
@@ -154,21 +149,19 @@ class ClfParser:
         return out
 
     def probe(self, text: str) -> bool:
-        if "\\" in text:
+        g = self._groups(text)
+        if g is None:
             return False
+        vhost, ua, rest = g[0], g[8], g[9] or ""
         if self.variant == "vhost":
-            m = _STRICT_VHOST.match(text)
-            return m is not None and m.group(9) is not None and not m.group(11)
-        m = _STRICT.match(text)
-        if m is None:
+            return vhost is not None and ua is not None and not rest
+        if vhost is not None:
             return False
-        has_ua = m.group(9) is not None
-        rest = m.group(10)
         if self.variant == "traefik":
-            return has_ua and _TRAEFIK_TAIL.fullmatch(rest) is not None
+            return ua is not None and _TRAEFIK_TAIL.fullmatch(rest) is not None
         if self.variant == "common":
-            return not has_ua and not rest
-        return has_ua and (not rest or rest.startswith(' "'))
+            return ua is None and not rest
+        return ua is not None and (not rest or rest.startswith(' "'))
 
     # -- the hot path ------------------------------------------------------------------------
 

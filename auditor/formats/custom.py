@@ -18,7 +18,7 @@ _TIME_CLF = r"\d{1,2}/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d(?: [+-]\d{4})?"
 _TIME_ISO = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
 _NUM = r"-?\d+|-"
 _DEC = r"\d+(?:\.\d+)?|-"
-_QUOTED = r'(?:[^"\\]|\\.)*'
+_QUOTED = r'[^"\\]*(?:\\.[^"\\]*)*'
 
 # variable → (raw key, rank: lower wins, value pattern or None for the context default)
 _NGINX: dict[str, tuple[str | None, int, str | None]] = {

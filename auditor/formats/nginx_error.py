@@ -14,7 +14,7 @@ import re
 from auditor.formats.event import DictParser
 
 _HEAD = re.compile(r"(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[(\w+)\] \d+#\d+: (?:\*\d+ )?")
-_TAIL = re.compile(r'([^,\s]+)(?:, server: [^,]*)?, request: "((?:[^"\\]|\\.)*)"(.*)')
+_TAIL = re.compile(r'([^,\s]+)(?:, server: [^,]*)?, request: "([^"\\]*(?:\\.[^"\\]*)*)"(.*)')
 _HOST = re.compile(r', host: "([^"]*)"')
 _REFERRER = re.compile(r', referrer: "([^"]*)"')
 _USER = re.compile(r'user "(.*)"(?: was not found in|: password mismatch)')

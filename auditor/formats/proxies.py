@@ -11,7 +11,7 @@ import re
 from auditor.formats.event import DictParser
 from auditor.normalize import first_ip, split_client, to_float
 
-_Q = r'"((?:[^"\\]|\\.)*)"'
+_Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 
 # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html
 _ALB = re.compile(
@@ -57,7 +57,7 @@ class AlbParser(DictParser):
 #   req_cookie resp_cookie termination act/fe/be/srv/retries srv_queue/backend_queue
 #   [{captured request headers}] [{captured response headers}] "request"
 _HAPROXY = re.compile(
-    r"(\S+) \[(\d{1,2}/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d(?:\.\d+)?)\] (\S+) (\S+)/(\S+)"
+    r"(\S{1,64}) \[(\d{1,2}/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d(?:\.\d+)?)\] (\S+) (\S+)/(\S+)"
     r" (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/\+?(-?\d+) (-?\d+) \+?(\d+) (\S+) (\S+) (\S{4})"
     r" \d+/\d+/\d+/\d+/\+?\d+ \d+/\d+"
     r"(?: \{((?:[^}\\]|\\.)*)\})?(?: \{((?:[^}\\]|\\.)*)\})? \"(.*?)\"?"
