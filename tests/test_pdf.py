@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pypdf
 import pytest
@@ -40,12 +41,12 @@ SECTIONS = (
 )
 
 
-def _config(tmp_path: Path, **report: object) -> Config:
+def _config(tmp_path: Path, **report: Any) -> Config:
     return Config(
         rules=RulesConfig(bundled=False),  # independent of the shipped rule files
         report=ReportConfig(
             output_dir=tmp_path / "reports", organisation="Example Payments Ltd", **report
-        ),  # type: ignore[arg-type]
+        ),
         sources=(
             SourceConfig("api", "/var/log/nginx/access.log", "combined"),
             SourceConfig("edge", "/var/log/alb/edge.log", "aws-alb"),

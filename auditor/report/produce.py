@@ -155,10 +155,10 @@ def build(
     strict_rules: bool = True,
 ) -> tuple[ReportData, RulesetInfo]:
     """Read the store and assemble the report data (no file is written)."""
-    options = options_for(config, db_path, job, previous)
-    rules = ruleset_info(config, strict=strict_rules)
     store = Store.open_readonly(db_path)
     try:
+        options = options_for(config, db_path, job, previous)
+        rules = ruleset_info(config, strict=strict_rules)
         rows = rq.fetch(
             store.conn,
             int(start.timestamp() * 1000),

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from auditor.config import Config, ReportJob
@@ -50,10 +51,67 @@ Sleep = Callable[[float], Awaitable[None]]
 Producer = Callable[[ReportJob, datetime, datetime, datetime], Awaitable[None]]
 
 
-def trigger(job: ReportJob) -> CronTrigger:
-    """The job's cron trigger in UTC; a bad expression is a ``ConfigError`` naming the job."""
+_DOW = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _dow(token: str) -> int:
+    t = token.strip().lower()
+    if t.isdigit() and int(t) <= 7:
+        return int(t) % 7
+    if t[:3] in _DOW:
+        return _DOW.index(t[:3])
+    raise ValueError(f"bad day of week {token!r}")
+
+
+def cron_day_of_week(field: str) -> str:
+    """A crontab day-of-week field (0 or 7 = Sunday) as apscheduler 3 day names.
+
+    apscheduler 3 counts 0 as Monday (its issue 286), so ``1`` would mean Tuesday; the
+    field is expanded to names (``1-5`` → ``mon,tue,wed,thu,fri``) to keep cron's meaning.
+    """
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        rng, slash, step_text = part.partition("/")
+        step = int(step_text) if slash else 1
+        if step < 1:
+            raise ValueError(f"bad step in {part!r}")
+        if rng == "*":
+            lo, hi = 0, 6
+        elif "-" in rng:
+            a, b = rng.split("-", 1)
+            lo, hi = _dow(a), _dow(b)
+            if b.strip() == "7":
+                hi = 7
+        else:
+            lo = _dow(rng)
+            hi = 6 if slash else lo
+        if hi < lo:
+            hi += 7
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(_DOW[d] for d in sorted(days))
+
+
+def trigger(job: ReportJob) -> CronTrigger | OrTrigger:
+    """The job's 5-field crontab schedule as an apscheduler trigger in UTC.
+
+    Cron semantics are kept where apscheduler 3 differs: weekday numbers (0 = Sunday),
+    and a day of month together with a day of week fires on either (cron's OR).
+    A bad expression is a ``ConfigError`` naming the job.
+    """
+    fields = job.schedule.split()
     try:
-        return CronTrigger.from_crontab(job.schedule, timezone=UTC)
+        if len(fields) != 5:
+            raise ValueError(f"expected 5 fields, got {len(fields)}")
+        minute, hour, dom, month, dow = fields
+        days = cron_day_of_week(dow)
+        common = {"minute": minute, "hour": hour, "month": month, "timezone": UTC}
+        if dom not in ("*", "?") and days != "*":
+            return OrTrigger(
+                [CronTrigger(day=dom, **common), CronTrigger(day_of_week=days, **common)]
+            )
+        return CronTrigger(day="*" if dom == "?" else dom, day_of_week=days, **common)
     except ValueError as exc:
         raise ConfigError(f"report job '{job.name}': schedule {job.schedule!r}: {exc}") from None
 
@@ -67,13 +125,15 @@ def validate_jobs(config: Config) -> None:
             raise ConfigError(f"report job '{job.name}': two jobs have this name")
 
 
-def next_fire(trig: CronTrigger, now: datetime) -> datetime | None:
+def next_fire(trig: CronTrigger | OrTrigger, now: datetime) -> datetime | None:
     """The first fire time at or after ``now``."""
     t: datetime | None = trig.get_next_fire_time(None, now)
     return t
 
 
-def fire_times(trig: CronTrigger, after: datetime, until: datetime) -> Iterator[datetime]:
+def fire_times(
+    trig: CronTrigger | OrTrigger, after: datetime, until: datetime
+) -> Iterator[datetime]:
     """Fire times in ``[after, until]``, in order."""
     t = next_fire(trig, after)
     while t is not None and t <= until:
@@ -83,7 +143,7 @@ def fire_times(trig: CronTrigger, after: datetime, until: datetime) -> Iterator[
 
 def due_periods(
     job: ReportJob,
-    trig: CronTrigger,
+    trig: CronTrigger | OrTrigger,
     done_end: datetime | None,
     since: datetime,
     now: datetime,
@@ -279,7 +339,7 @@ async def run_report_scheduler(
         await sleep(_delay(triggers.values(), now, clock()))
 
 
-def _delay(triggers: Iterable[CronTrigger], now: datetime, current: datetime) -> float:
+def _delay(triggers: Iterable[CronTrigger | OrTrigger], now: datetime, current: datetime) -> float:
     """Seconds until the next fire of any trigger after ``now``, capped at ``MAX_SLEEP``."""
     best: datetime | None = None
     for trig in triggers:
