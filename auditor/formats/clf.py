@@ -97,6 +97,8 @@ def xff_from_rest(rest: str) -> str | None:
 class ClfParser:
     """One named member of the CLF family (``variant`` is one of ``VARIANTS``)."""
 
+    lenient = True
+
     def __init__(self, name: str, variant: str) -> None:
         self.name = name
         self.variant = variant
@@ -116,7 +118,7 @@ class ClfParser:
                 if m is not None:
                     cl, _id, us, *rest = m.groups()
                     return (None, cl, us, *rest)
-        m = _LENIENT.match(text)
+        m = _LENIENT.match(text) if '] "' in text else None
         if m is None:
             return None
         pre, *rest = m.groups()
@@ -183,7 +185,7 @@ class ClfParser:
         make_event = EventType
 
         def lenient_groups(text: str) -> tuple[str | None, ...] | None:
-            m = lenient(text)
+            m = lenient(text) if '] "' in text else None
             if m is None:
                 return None
             pre, *rest = m.groups()

@@ -38,6 +38,8 @@ class _Finder:
     def __init__(self, parsers: tuple[Parser, ...], ctx: Ctx, auto: bool) -> None:
         self.bound: list[tuple[Parser, BoundDecode]] = [(p, p.bind(ctx)) for p in parsers]
         self.auto = auto
+        # After the strict pass, only parsers that accept more than their probe can help.
+        self.loose = [dec for p, dec in self.bound if not auto or p.lenient]
         self.states: dict[str, tuple[BoundDecode, Stripper | None]] = {}
 
     def _by_probe(self, text: str, line: Line) -> Event | None:
@@ -48,11 +50,12 @@ class _Finder:
             if inner is None:
                 continue
             for p, dec in self.bound:
-                if p.probe(inner):
-                    ev = dec(inner, line)
-                    if ev is not None:
-                        self.states[line.file] = (dec, strip)
-                        return ev
+                if p.lenient and not p.probe(inner):
+                    continue
+                ev = dec(inner, line)
+                if ev is not None:
+                    self.states[line.file] = (dec, strip)
+                    return ev
         return None
 
     def find(self, text: str, line: Line) -> Event | None:
@@ -63,9 +66,9 @@ class _Finder:
             if ev is not None:
                 return ev
         current = self.states.get(line.file)
-        decoders = [dec for _p, dec in self.bound]
+        decoders = self.loose
         if current is not None:
-            decoders.insert(0, current[0])
+            decoders = [current[0], *decoders]
         for strip in _WRAPPERS:
             inner = text if strip is None else strip(text)
             if inner is None:

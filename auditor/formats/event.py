@@ -285,6 +285,7 @@ class DictParser:
     """Base for formats that are cheap enough to go through a raw-field dict."""
 
     name: str = ""
+    lenient = False
 
     def fields(self, text: str) -> dict[str, str] | None:
         raise NotImplementedError

@@ -13,19 +13,23 @@ from typing import Any
 import orjson
 
 from auditor.errors import ConfigError
-from auditor.formats.event import DictParser
-from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS
+from auditor.formats.event import DictParser, build_event
+from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS, BoundDecode, Ctx
+from auditor.model import Event, Line
 from auditor.normalize import last_ip
 
-Lookup = tuple[str, ...]
+Lookup = str | tuple[str, ...]  # a top-level key, or a path into nested objects
 Schema = tuple[tuple[str, tuple[Lookup, ...]], ...]
+# Keys that decide whether a record is a request at all: looked up first, so a record that
+# is not one (startup messages, debug records) is rejected after a few lookups.
+_FIRST = ("time", "method", "request", "target", "path")
 
 
 def _lookups(path: str) -> tuple[Lookup, ...]:
     """``"a.b"`` → try the flat key ``"a.b"`` first, then ``a`` → ``b``."""
     if "." in path:
-        return ((path,), tuple(path.split(".")))
-    return ((path,),)
+        return (path, tuple(path.split(".")))
+    return (path,)
 
 
 def schema(mapping: Mapping[str, str | tuple[str, ...]]) -> Schema:
@@ -33,6 +37,7 @@ def schema(mapping: Mapping[str, str | tuple[str, ...]]) -> Schema:
     for key, paths in mapping.items():
         cands = (paths,) if isinstance(paths, str) else paths
         out.append((key, tuple(lk for p in cands for lk in _lookups(p))))
+    out.sort(key=lambda kv: 0 if kv[0] in _FIRST else 1)
     return tuple(out)
 
 
@@ -198,6 +203,8 @@ def _text(value: Any) -> str | None:
 
 
 def _get(obj: dict[str, Any], lookup: Lookup) -> Any:
+    if isinstance(lookup, str):
+        return obj.get(lookup)
     cur: Any = obj
     for key in lookup:
         if not isinstance(cur, dict):
@@ -280,17 +287,37 @@ def _merge(first: Schema, then: Schema) -> Schema:
     merged: dict[str, tuple[Lookup, ...]] = dict(then)
     for key, lookups in first:
         merged[key] = lookups + merged.get(key, ())
-    return tuple(merged.items())
+    return tuple(sorted(merged.items(), key=lambda kv: 0 if kv[0] in _FIRST else 1))
+
+
+KIND_NAMES = {
+    "caddy": "caddy",
+    "traefik": "traefik-json",
+    "cloudflare": "cloudflare",
+    "envoy": "envoy",
+    "ecs": "json",
+    "generic": "json",
+}
 
 
 class JsonParser(DictParser):
-    """JSON lines; ``kinds`` limits the schemas (``None``: pick one per line)."""
+    """JSON lines; ``kinds`` limits the schemas (``None``: pick one per line).
+
+    With ``kind_names`` the event's format is named after the schema that matched
+    (``caddy``, ``traefik-json``...): ``auto`` uses one such parser for every JSON
+    flavour, so a line is parsed once, not once per flavour.
+    """
 
     def __init__(
-        self, name: str, kinds: tuple[str, ...] | None = None, user: Schema | None = None
+        self,
+        name: str,
+        kinds: tuple[str, ...] | None = None,
+        user: Schema | None = None,
+        kind_names: bool = False,
     ) -> None:
         self.name = name
         self.kinds = kinds
+        self.kind_names = kind_names
         self.schemas = {k: _merge(user, s) if user else s for k, s in SCHEMAS.items()}
 
     def record(self, text: str) -> tuple[str, dict[str, Any]] | None:
@@ -307,23 +334,44 @@ class JsonParser(DictParser):
             return None
         return kind, obj
 
-    def fields(self, text: str) -> dict[str, str] | None:
+    def parse(self, text: str) -> tuple[str, dict[str, str]] | None:
+        """(format name for the event, raw fields), or ``None``."""
         rec = self.record(text)
         if rec is None:
             return None
         kind, obj = rec
         raw: dict[str, str] = {}
+        checked = False
         for key, lookups in self.schemas[kind]:
+            if not checked and key not in _FIRST:
+                if "time" not in raw or len(raw) < 2:
+                    return None  # no time, or no request: not an access record
+                checked = True
             for lookup in lookups:
                 value = _text(_get(obj, lookup))
                 if value is not None:
                     raw[key] = value
                     break
+        if not checked and ("time" not in raw or len(raw) < 2):
+            return None
         fix = _FIXUPS.get(kind)
         if fix is not None and not fix(obj, raw):
             return None
-        if "time" not in raw or not (
-            "method" in raw or "request" in raw or "target" in raw or "path" in raw
-        ):
-            return None
-        return raw
+        return (KIND_NAMES[kind] if self.kind_names else self.name), raw
+
+    def fields(self, text: str) -> dict[str, str] | None:
+        parsed = self.parse(text)
+        return None if parsed is None else parsed[1]
+
+    def name_for(self, text: str) -> str | None:
+        parsed = self.parse(text)
+        return None if parsed is None else parsed[0]
+
+    def bind(self, ctx: Ctx) -> BoundDecode:
+        parse = self.parse
+
+        def decode(text: str, line: Line) -> Event | None:
+            parsed = parse(text)
+            return None if parsed is None else build_event(parsed[1], ctx, line, parsed[0])
+
+        return decode

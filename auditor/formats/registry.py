@@ -67,7 +67,9 @@ ALIASES: dict[str, str] = {
 FORMAT_NAMES: tuple[str, ...] = tuple(sorted((*_FACTORIES, *ALIASES)))
 """Every named format (canonical names and aliases), for ``--format`` and config."""
 
-# Most specific first. Ties in detect_format go to the earlier entry.
+# Most specific first. Ties in detect_format go to the earlier entry. "json" stands for
+# every JSON flavour (Caddy, Traefik, Envoy, Cloudflare, ECS, nginx JSON): one parser
+# names each event after the flavour it recognised.
 DETECT_ORDER: tuple[str, ...] = (
     "aws-alb",
     "haproxy",
@@ -77,9 +79,6 @@ DETECT_ORDER: tuple[str, ...] = (
     "combined",
     "common",
     "nginx-error",
-    "caddy",
-    "traefik-json",
-    "cloudflare",
     "json",
 )
 
@@ -97,7 +96,15 @@ def named_parser(name: str) -> Parser:
     return factory(name)
 
 
-_DETECTORS: tuple[Parser, ...] = tuple(named_parser(n) for n in DETECT_ORDER)
+def _detector(name: str) -> Parser:
+    if name == "envoy":
+        return EnvoyTextParser(name)  # its JSON form is covered by the "json" detector
+    if name == "json":
+        return JsonParser(name, kind_names=True)
+    return named_parser(name)
+
+
+_DETECTORS: tuple[Parser, ...] = tuple(_detector(n) for n in DETECT_ORDER)
 
 
 def detectors() -> tuple[Parser, ...]:
@@ -124,27 +131,33 @@ def parser_for(spec: FormatSpec) -> Parser | None:
     return named_parser(spec.name)
 
 
-def _probe_any(parser: Parser, text: str) -> bool:
-    if parser.probe(text):
-        return True
-    for _kind, strip in STRIPPERS:
-        inner = strip(text)
-        if inner is not None and parser.probe(inner):
-            return True
-    return False
+def _detected_name(text: str) -> str | None:
+    """The first detector (in order) that strictly fits the line, bare or unwrapped."""
+    for strip in (None, *(s for _n, s in STRIPPERS)):
+        inner = text if strip is None else strip(text)
+        if inner is None:
+            continue
+        for parser in _DETECTORS:
+            if isinstance(parser, JsonParser):
+                name = parser.name_for(inner)
+                if name is not None:
+                    return name
+            elif parser.probe(inner):
+                return parser.name
+    return None
 
 
 def detect_format(sample: Sequence[str]) -> str | None:
     """The named format that strictly fits most of ``sample`` (blank and ``#`` lines skipped)."""
-    lines = [s for s in sample if s.strip() and not s.lstrip().startswith("#")]
-    if not lines:
+    counts: dict[str, int] = {}
+    for s in sample:
+        if s.strip() and not s.lstrip().startswith("#"):
+            name = _detected_name(s)
+            if name is not None:
+                counts[name] = counts.get(name, 0) + 1
+    if not counts:
         return None
-    best: tuple[int, str] | None = None
-    for parser in _DETECTORS:
-        hits = sum(1 for s in lines if _probe_any(parser, s))
-        if hits and (best is None or hits > best[0]):
-            best = (hits, parser.name)
-    return best[1] if best else None
+    return max(counts, key=lambda n: counts[n])  # dicts keep first-seen order on ties
 
 
 def bind_all(parsers: Sequence[Parser], ctx: Ctx) -> list[tuple[str, BoundDecode]]:

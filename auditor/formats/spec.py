@@ -91,9 +91,11 @@ BoundDecode = Callable[[str, Line], Event | None]
 
 
 class Parser(Protocol):
-    """One log format. ``name`` goes into ``Event.format``."""
+    """One log format. ``name`` goes into ``Event.format``; ``lenient`` says whether
+    ``bind``'s decoder accepts lines that ``probe`` rejects."""
 
     name: str
+    lenient: bool
 
     def fields(self, text: str) -> dict[str, str] | None:
         """Raw fields under canonical keys, or ``None`` if the text is not this format."""
