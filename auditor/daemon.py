@@ -113,6 +113,7 @@ class Daemon:
         self.tailers: dict[str, SourceTailer] = {}
         self._sources: dict[str, asyncio.Task[None]] = {}
         self._extras: list[asyncio.Task[None]] = []
+        self._seen: dict[str, int | None] = {}  # before registration: None = first start
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -148,9 +149,11 @@ class Daemon:
         """In the store thread, so no batch runs on the old pipeline after the new one."""
         self.writer.pipeline = self.pipeline_factory(config, store, self.writer.pipeline)
 
-    @staticmethod
-    def _register(store: Store, sources: Sequence[SourceConfig], what: str) -> None:
+    def _register(self, store: Store, sources: Sequence[SourceConfig], what: str) -> None:
+        """Record the sources; first learn which of them start for the first time."""
         for s in sources:
+            if s.name not in self._sources and s.name not in self._seen:
+                self._seen[s.name] = store.source_seen_ms(s.name)
             store.register_source(s.name, s.path, s.format)
         store.journal(what, None, f"{len(sources)} sources")
 
@@ -219,7 +222,12 @@ class Daemon:
     # -- sources -------------------------------------------------------------------------
 
     async def _make_tailer(self, src: SourceConfig) -> SourceTailer:
-        rows = await self.writer.call(self.writer.store.positions, src.name)
+        store = self.writer.store
+        rows = await self.writer.call(store.positions, src.name)
+        if src.name in self._seen:
+            seen = self._seen.pop(src.name)
+        else:
+            seen = await self.writer.call(store.source_seen_ms, src.name)
         d = self.config.daemon
         tailer = SourceTailer(
             src,
@@ -227,6 +235,8 @@ class Daemon:
             {p.file_id: p.offset for p in rows},
             max_line=d.max_line_bytes,
             poll_interval=d.poll_interval,
+            last_seen=None if seen is None else seen / 1000,
+            first_start=seen is None,
         )
         self.tailers[src.name] = tailer
         return tailer

@@ -29,7 +29,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from auditor.config import SourceConfig
@@ -55,6 +55,7 @@ CHUNKS_PER_TURN = 8  # reads of one file before the others get a turn
 ROTATE_WAIT = 5.0  # seconds a rotated file stays open at its end, for late writers
 MAX_BACKOFF = 60.0
 MTIME_SLACK = 0.1  # file-system timestamps lag the wall clock by up to a tick
+RESUME_MARGIN = 10.0  # seconds before the last commit a missed file may have been written
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +103,18 @@ class SourceTailer:
     poll_interval: float = 1.0
     rotate_wait: float = ROTATE_WAIT
     clock: Callable[[], float] = time.monotonic
+    # When the store last saw this source (wall-clock seconds); None on its first start.
+    # Absent (the default), a first start is one without stored positions.
+    last_seen: float | None = None
+    first_start: bool | None = None
     files: dict[str, LogFile] = field(default_factory=dict)
     stats: TailStats = field(default_factory=TailStats)
 
     def __post_init__(self) -> None:
         self.name = self.config.name
         self.kind = source_kind(self.config.path)
-        self.initial = not self.stored  # first start: config.start applies
+        # First start: config.start applies to the files there now.
+        self.initial = not self.stored if self.first_start is None else self.first_start
         self.known: dict[Key, tuple[str, int]] = {}  # closed or skipped: key -> (id, size)
         self._wake = asyncio.Event()
         self._retry: dict[str, tuple[float, float]] = {}  # path -> (retry at, delay)
@@ -189,6 +195,13 @@ class SourceTailer:
     # -- reading -------------------------------------------------------------------------
 
     async def _read(self, f: LogFile) -> bool:
+        # A file still at its path may be truncated (copytruncate) at any moment, also
+        # between the check and this read: the first line is verified before and after
+        # each read, and a chunk read across a truncation is dropped (the next check
+        # reads that part from the rotated copy).
+        watch = not f.compressed and f.rotated_at is None
+        if watch and f.replaced():
+            return True
         for _ in range(CHUNKS_PER_TURN):
             try:
                 data = await f.reader.read(CHUNK)
@@ -203,6 +216,8 @@ class SourceTailer:
             if not data:
                 f.eof = True
                 return False
+            if watch and f.replaced():
+                return True
             self._errors.pop(f.path, None)
             f.eof = False
             f.last_data = self.clock()
@@ -276,7 +291,7 @@ class SourceTailer:
             elif not f.compressed:
                 f.size = f.fstat_size()
         if self._rotated_paths and self._last_wall is not None:
-            self._pick_up_missed(self._last_wall - MTIME_SLACK, now)
+            self._pick_up_missed(self._rotated_paths, self._last_wall - MTIME_SLACK, now)
         open_keys = {f.key for f in self.files.values()}
         for path, st in sorted(found.items(), key=lambda kv: (kv[1].st_mtime, kv[0])):
             key = (st.st_dev, st.st_ino)
@@ -300,6 +315,11 @@ class SourceTailer:
         if self._startup:
             self._startup = False
             self._resume_orphans(found, now)
+            if not self.initial and self.last_seen is not None:
+                # Files that came and went while the daemon was down (or before its
+                # first commit): written since it was last seen, never read.
+                paths = set(found) | ({self.config.path} if self.kind == "file" else set())
+                self._pick_up_missed(paths, self.last_seen - RESUME_MARGIN, now)
         self.initial = False
         self._last_wall = wall
         self._link_dirs = {
@@ -379,8 +399,7 @@ class SourceTailer:
         if st.st_size < f.read_pos:
             self._truncated(f, now, f"shrank to {st.st_size} bytes")
             return
-        fp = f.head_fingerprint()
-        if fp is not None and fp != f.file_id:
+        if f.replaced():
             self._truncated(f, now, "its first line changed")
 
     def _truncated(self, f: LogFile, now: float, how: str) -> None:
@@ -432,7 +451,7 @@ class SourceTailer:
                 return f
         return None
 
-    def _pick_up_missed(self, since: float, now: float) -> None:
+    def _pick_up_missed(self, paths: Iterable[str], since: float, now: float) -> None:
         """Files created and rotated away between two checks: read them, oldest first.
 
         Beside a path that just rotated, a file written since the last check whose first
@@ -440,7 +459,7 @@ class SourceTailer:
         """
         open_keys = {f.key for f in self.files.values()}
         cands: list[tuple[float, str]] = []
-        for path in self._rotated_paths:
+        for path in paths:
             for sib in rotated_siblings(path):
                 try:
                     st = os.stat(sib)

@@ -77,11 +77,20 @@ class LogFile:
             return self.size
 
     def head_fingerprint(self) -> str | None:
-        """The fingerprint of the first line now (plain files; None when unreadable)."""
+        """The fingerprint of the first line now (plain files).
+
+        None when there is no complete first line any more (it was truncated); ``""``
+        when it cannot be read now (an I/O error: nothing can be concluded).
+        """
         try:
             return fingerprint(os.pread(self.fileobj.fileno(), FIRST_LINE_MAX, 0))
         except (OSError, ValueError):
-            return None
+            return ""
+
+    def replaced(self) -> bool:
+        """True when this (plain) file no longer starts with the line it was known by."""
+        fp = self.head_fingerprint()
+        return fp != self.file_id and fp != ""
 
     def current_name(self) -> str | None:
         """Where the file is now, from /proc (Linux); ``... (deleted)`` once unlinked."""

@@ -24,7 +24,7 @@ from auditor.model import Event, Hit
 from auditor.pipeline import Batch, Position
 from auditor.store.schema import EVENT_COLUMNS, migrations
 
-_INSERT_EVENT = 'INSERT INTO events ({}) VALUES ({})'.format(
+_INSERT_EVENT = "INSERT INTO events ({}) VALUES ({})".format(
     ", ".join(f'"{c}"' for c in EVENT_COLUMNS), ", ".join("?" for _ in EVENT_COLUMNS)
 )
 
@@ -337,7 +337,7 @@ class Store:
             'INSERT INTO positions (file_id, source, path, dev, inode, "offset", size,'
             " updated_at_ms) VALUES (?,?,?,?,?,?,?,?)"
             " ON CONFLICT(file_id) DO UPDATE SET source = excluded.source,"
-            ' path = excluded.path, dev = excluded.dev, inode = excluded.inode,'
+            " path = excluded.path, dev = excluded.dev, inode = excluded.inode,"
             ' "offset" = max("offset", excluded."offset"), size = excluded.size,'
             " updated_at_ms = excluded.updated_at_ms",
             (pos.file_id, pos.source, pos.path, pos.dev, pos.inode, pos.offset, pos.size, now),
@@ -352,6 +352,22 @@ class Store:
                 " format = excluded.format",
                 (name, path, fmt, _now_ms()),
             )
+
+    def source_seen_ms(self, name: str) -> int | None:
+        """When a source was last active (newest position or counters), None if never seen.
+
+        The daemon calls this before ``register_source``: None means a first start (the
+        source's ``start`` setting applies); otherwise files rotated since then are owed.
+        """
+        row = self.conn.execute(
+            "SELECT updated_at_ms FROM source_counters WHERE source = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return None
+        pos = self.conn.execute(
+            "SELECT max(updated_at_ms) FROM positions WHERE source = ?", (name,)
+        ).fetchone()
+        return max(int(row[0] or 0), int(pos[0] or 0))
 
     def set_source_error(self, name: str, error: str | None) -> None:
         with self.db.atomic():

@@ -1,0 +1,410 @@
+"""Soak tests of `log-auditor run` on real files, with real rotations and real SIGKILLs.
+
+``exactly-once`` (default): a writer appends numbered nginx lines (``GET /item/<n>``) at
+a fixed rate while the file is rotated every ``--rotate-every`` seconds, alternating
+rename+create and copytruncate (older rotated files are gzipped and removed, as
+logrotate's delaycompress does), and the daemon is SIGKILLed and restarted at random
+moments. At the end the events table must hold every number exactly once.
+
+``sustained``: a writer process appends at ``--rate`` lines/s for ``--minutes``; the
+daemon's RSS and the stored line count are sampled every ``--every`` seconds and printed
+as a table (the memory curve), with the ingest rate per interval.
+
+    .venv/bin/python benchmarks/soak.py                       # 200k lines, 10 kills
+    .venv/bin/python benchmarks/soak.py --lines 20000 --kills 3
+    .venv/bin/python benchmarks/soak.py sustained --rate 50000 --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TS = "20/Nov/2026:12:00:00 +0000"
+LINE = '198.51.100.7 - - [{ts}] "GET /item/{n} HTTP/1.1" 200 5 "-" "soak"\n'
+
+
+def lines(start: int, stop: int) -> str:
+    return "".join(LINE.format(ts=TS, n=n) for n in range(start, stop))
+
+
+def write_config(work: Path, log: Path, *, rules: bool = True, daemon: str = "") -> Path:
+    """The soak's config; ``rules=False`` runs without the bundled rulesets."""
+    cfg = work / "config.toml"
+    cfg.write_text(
+        f'[store]\npath = "{work / "audit.db"}"\n\n'
+        f'[[source]]\nname = "soak"\npath = "{log}"\nformat = "nginx-combined"\n'
+        f'start = "beginning"\n\n[rules]\nbundled = {"true" if rules else "false"}\n\n'
+        f"[daemon]\npoll_interval = 0.5\n{daemon}"
+    )
+    return cfg
+
+
+def start_daemon(cfg: Path, err: Path) -> subprocess.Popen[bytes]:
+    with err.open("ab") as f:
+        return subprocess.Popen(
+            [sys.executable, "-m", "auditor", "run", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=f,
+            cwd=str(cfg.parent),
+        )
+
+
+def stored_numbers(db: Path) -> Counter[int]:
+    if not db.exists():
+        return Counter()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute("SELECT path FROM events").fetchall()
+    except sqlite3.OperationalError:
+        return Counter()
+    finally:
+        conn.close()
+    return Counter(int(r[0].rsplit("/", 1)[1]) for r in rows if r[0].startswith("/item/"))
+
+
+def registered(db: Path, source: str) -> bool:
+    """True once a daemon has started on ``source`` (from then on nothing may be lost)."""
+    if not db.exists():
+        return False
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        row = conn.execute("SELECT 1 FROM source_counters WHERE source = ?", (source,)).fetchone()
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+    return row is not None
+
+
+def wait_registered(db: Path, source: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not registered(db, source):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the daemon did not start within {timeout} s")
+        time.sleep(0.05)
+
+
+def stored_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+@dataclass(eq=False)
+class RotatingWriter(threading.Thread):
+    """Appends numbered lines at ``rate``, rotating every ``rotate_every`` seconds.
+
+    Rotations happen between two writes of this thread, so none loses a line by
+    construction (the copytruncate race of real logrotate is not what is tested here).
+    """
+
+    log: Path
+    total: int
+    rate: float
+    rotate_every: float
+    written: int = 0
+    rotations: Counter[str] = field(default_factory=Counter)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        super().__init__(daemon=True)
+
+    def run(self) -> None:
+        f = self.log.open("a")
+        t0 = time.monotonic()
+        next_rotation = t0 + self.rotate_every
+        k = 0
+        try:
+            while self.written < self.total:
+                now = time.monotonic()
+                due = min(self.total, int((now - t0) * self.rate))
+                if due > self.written:
+                    f.write(lines(self.written, due))
+                    f.flush()
+                    self.written = due
+                if now >= next_rotation:
+                    k += 1
+                    f = self._rotate(f, k)
+                    next_rotation += self.rotate_every
+                time.sleep(0.005)
+        finally:
+            f.close()
+            self.done.set()
+
+    def _rotate(self, f: object, k: int) -> object:
+        rotated = self.log.with_name(f"{self.log.name}.{k}")
+        if k % 2:
+            f.close()  # type: ignore[attr-defined]
+            os.rename(self.log, rotated)
+            f = self.log.open("a")
+            self.rotations["rename"] += 1
+        else:
+            shutil.copyfile(self.log, rotated)
+            os.truncate(self.log, 0)  # O_APPEND: the writer goes on at offset 0
+            self.rotations["copytruncate"] += 1
+        old = self.log.with_name(f"{self.log.name}.{k - 2}")
+        if k > 2 and old.exists():
+            # delaycompress: the file rotated two turns ago is compressed and removed.
+            with old.open("rb") as src, gzip.open(f"{old}.gz", "wb", compresslevel=1) as dst:
+                shutil.copyfileobj(src, dst)
+            shutil.copystat(old, f"{old}.gz")
+            old.unlink()
+            self.rotations["gzip"] += 1
+        return f
+
+
+@dataclass
+class SoakResult:
+    lines: int
+    stored: int
+    missing: list[int]
+    doubled: list[int]
+    kills: int
+    rotations: dict[str, int]
+    write_seconds: float
+    catch_up_seconds: float
+    exit_code: int | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.doubled and self.stored == self.lines
+
+    def summary(self) -> str:
+        return (
+            f"lines={self.lines} stored={self.stored} distinct_ok={self.ok}"
+            f" missing={len(self.missing)} doubled={len(self.doubled)} kills={self.kills}"
+            f" rotations={self.rotations} write_rate={self.lines / self.write_seconds:,.0f}/s"
+            f" catch_up={self.catch_up_seconds:.1f}s final_exit={self.exit_code}"
+        )
+
+
+def soak(
+    work: Path,
+    *,
+    total: int = 200_000,
+    rate: float = 20_000,
+    rotate_every: float = 2.0,
+    kills: int = 10,
+    seed: int = 1,
+    rules: bool = True,
+    say: Callable[[str], None] = print,
+) -> SoakResult:
+    """The exactly-once soak; returns what the store holds against what was written."""
+    rng = random.Random(seed)
+    log = work / "access.log"
+    log.touch()
+    cfg = write_config(work, log, rules=rules)
+    db = work / "audit.db"
+    err = work / "daemon.err"
+    writer = RotatingWriter(log, total, rate, rotate_every)
+    proc = start_daemon(cfg, err)
+    wait_registered(db, "soak")
+    t0 = time.monotonic()
+    writer.start()
+    duration = total / rate
+    kill_times = sorted(rng.uniform(0.05, duration) for _ in range(kills))
+    done_kills = 0
+    for at in kill_times:
+        wait = t0 + at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done_kills += 1
+        say(f"  SIGKILL {done_kills}/{kills} at {time.monotonic() - t0:.2f}s, restarting")
+        proc = start_daemon(cfg, err)
+    writer.done.wait()
+    write_seconds = time.monotonic() - t0
+    t1 = time.monotonic()
+    last, last_change = -1, time.monotonic()
+    while True:
+        n = stored_count(db)
+        if n >= total:
+            break
+        if n != last:
+            last, last_change = n, time.monotonic()
+        elif time.monotonic() - last_change > 30:
+            say(f"  no progress for 30 s at {n} events")
+            break
+        time.sleep(0.2)
+    catch_up = time.monotonic() - t1
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code: int | None = proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = None
+    seen = stored_numbers(db)
+    missing = sorted(set(range(total)) - set(seen))
+    doubled = sorted(n for n, c in seen.items() if c > 1)
+    return SoakResult(
+        total,
+        sum(seen.values()),
+        missing,
+        doubled,
+        done_kills,
+        dict(writer.rotations),
+        write_seconds,
+        catch_up,
+        code,
+    )
+
+
+# -- sustained ingest and memory ---------------------------------------------------------
+
+WRITER = r"""
+import sys, time
+path, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+ts = "20/Nov/2026:12:00:00 +0000"
+fmt = '198.51.100.{ip} - - [' + ts + '] "GET /api/v1/items/{n}?page=2 HTTP/1.1" 200 {b} "-" "Mozilla/5.0 (X11; Linux x86_64) bench/1.0"\n'
+f = open(path, "a")
+t0 = time.monotonic(); n = 0
+while True:
+    now = time.monotonic()
+    if now - t0 >= seconds:
+        break
+    due = int((now - t0) * rate)
+    if due > n:
+        f.write("".join(fmt.format(ip=i % 200 + 1, n=i, b=i % 5000) for i in range(n, due)))
+        f.flush()
+        n = due
+    time.sleep(0.01)
+print(n)
+"""
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for row in f:
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1])
+    return 0
+
+
+def sustained(
+    work: Path,
+    *,
+    rate: float,
+    seconds: float,
+    every: float,
+    rules: bool = True,
+    say: Callable[[str], None] = print,
+) -> list[tuple[float, int, int, float]]:
+    """Samples of (t, RSS KiB, events stored, lines/s over the interval)."""
+    log = work / "access.log"
+    log.touch()
+    cfg = write_config(work, log, rules=rules)
+    db = work / "audit.db"
+    proc = start_daemon(cfg, work / "daemon.err")
+    wait_registered(db, "soak")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(log), str(rate), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    t0 = time.monotonic()
+    samples: list[tuple[float, int, int, float]] = []
+    last_n, last_t = 0, t0
+    say(f"{'t (s)':>7} {'RSS (MiB)':>10} {'stored':>12} {'lines/s':>10}")
+    while writer.poll() is None or stored_count(db) < last_n + 1:
+        time.sleep(every)
+        now = time.monotonic()
+        n = stored_count(db)
+        r = rss_kib(proc.pid)
+        lps = (n - last_n) / (now - last_t)
+        samples.append((now - t0, r, n, lps))
+        say(f"{now - t0:7.0f} {r / 1024:10.1f} {n:12,} {lps:10,.0f}")
+        last_n, last_t = n, now
+        if writer.poll() is not None and lps == 0:
+            break
+    out, _ = writer.communicate()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    say(f"written {int(out.strip()):,} lines, stored {stored_count(db):,}")
+    return samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument(
+        "mode", nargs="?", default="exactly-once", choices=["exactly-once", "sustained"]
+    )
+    ap.add_argument("--lines", type=int, default=200_000)
+    ap.add_argument("--rate", type=float, default=None, help="lines/s written")
+    ap.add_argument("--rotate-every", type=float, default=2.0)
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--every", type=float, default=10.0, help="sample interval (sustained)")
+    ap.add_argument("--keep", type=Path, default=None, help="work directory to keep")
+    ap.add_argument("--no-rules", action="store_true", help="without the bundled rulesets")
+    args = ap.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="log-auditor-soak-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.mode == "sustained":
+            rate = args.rate or 50_000
+            print(f"sustained: {rate:,.0f} lines/s for {args.minutes} min in {work}")
+            samples = sustained(
+                work,
+                rate=rate,
+                seconds=args.minutes * 60,
+                every=args.every,
+                rules=not args.no_rules,
+            )
+            steady = [s for s in samples if s[0] > args.every * 1.5 and s[3] > 0]
+            if steady:
+                rss = [s[1] / 1024 for s in samples]
+                avg = sum(s[3] for s in steady) / len(steady)
+                print(
+                    f"ingest {avg:,.0f} lines/s average; RSS min {min(rss):.1f} MiB,"
+                    f" max {max(rss):.1f} MiB, last {rss[-1]:.1f} MiB"
+                )
+            return
+        rate = args.rate or 20_000
+        print(
+            f"exactly-once soak: {args.lines:,} lines at {rate:,.0f}/s, rotation every"
+            f" {args.rotate_every}s, {args.kills} SIGKILLs (seed {args.seed}) in {work}"
+        )
+        res = soak(
+            work,
+            total=args.lines,
+            rate=rate,
+            rotate_every=args.rotate_every,
+            kills=args.kills,
+            seed=args.seed,
+            rules=not args.no_rules,
+        )
+        print(res.summary())
+        if res.missing or res.doubled:
+            print(f"missing (first 20): {res.missing[:20]}")
+            print(f"doubled (first 20): {res.doubled[:20]}")
+        sys.exit(0 if res.ok else 1)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Driving the real `log-auditor run` as a subprocess, for the end-to-end daemon tests.
+
+Lines are nginx-combined with a number in the path (``/item/<n>``), so a test can check
+that the store holds every number exactly once by reading the events table.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TS = "20/Nov/2026:12:00:00 +0000"
+
+
+def line(n: int, prefix: str = "item") -> str:
+    return f'198.51.100.7 - - [{TS}] "GET /{prefix}/{n} HTTP/1.1" 200 5 "-" "soak"\n'
+
+
+def append(path: Path, numbers: Iterable[int], prefix: str = "item") -> None:
+    with path.open("a") as f:
+        f.write("".join(line(n, prefix) for n in numbers))
+
+
+def write_config(
+    tmp: Path,
+    sources: list[dict[str, object]],
+    *,
+    daemon: dict[str, object] | None = None,
+    name: str = "config.toml",
+    rules: bool = False,
+) -> Path:
+    """A config with the store in ``tmp``; sources default to nginx-combined from 0.
+
+    The bundled rules are off unless asked for: these tests are about moving lines.
+    """
+    out = [f'[store]\npath = "{tmp / "audit.db"}"\n']
+    out.append(f"[rules]\nbundled = {_toml(rules)}\n")
+    for s in sources:
+        src = {"format": "nginx-combined", "start": "beginning", **s}
+        out.append("[[source]]")
+        out.extend(f"{k} = {_toml(v)}" for k, v in src.items())
+        out.append("")
+    d = {"poll_interval": 0.5, "batch_seconds": 0.1, **(daemon or {})}
+    out.append("[daemon]")
+    out.extend(f"{k} = {_toml(v)}" for k, v in d.items())
+    path = tmp / name
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Daemon:
+    """A `log-auditor run` subprocess; stderr goes to a file the test can read."""
+
+    def __init__(
+        self,
+        config: Path,
+        *,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        self.config = config
+        full_env = {**os.environ, **(env or {})}
+        for inherited in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
+            if inherited not in (env or {}):
+                full_env.pop(inherited, None)
+        self.proc = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "auditor", "run", "--config", str(config), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,  # a pipe, not a file: a file-size limit must not hit it
+            env=full_env,
+            cwd=str(config.parent),
+        )
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self._lines.append(raw.decode(errors="replace"))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._lines)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM and wait; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._close()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._close()
+
+    def _close(self) -> None:
+        self._reader.join(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def query(db: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []  # schema not created yet
+    finally:
+        conn.close()
+
+
+def numbers(db: Path, prefix: str = "item") -> Counter[int]:
+    """How many times each number was stored."""
+    rows = query(db, "SELECT path FROM events WHERE path LIKE ?", (f"/{prefix}/%",))
+    return Counter(int(str(r[0]).rsplit("/", 1)[1]) for r in rows)
+
+
+def count(db: Path, prefix: str = "item") -> int:
+    rows = query(db, "SELECT count(*) FROM events WHERE path LIKE ?", (f"/{prefix}/%",))
+    return int(str(rows[0][0])) if rows else 0
+
+
+def assert_exactly_once(db: Path, expected: Iterable[int], prefix: str = "item") -> None:
+    seen = numbers(db, prefix)
+    want = set(expected)
+    missing = sorted(want - set(seen))
+    doubled = sorted(n for n, c in seen.items() if c > 1)
+    extra = sorted(set(seen) - want)
+    assert not missing and not doubled and not extra, (
+        f"missing {len(missing)} {missing[:10]}, doubled {len(doubled)} {doubled[:10]},"
+        f" unexpected {extra[:10]}"
+    )
+
+
+def status(config: Path) -> dict[str, object]:
+    """`log-auditor status --json`; empty while the store does not exist yet."""
+    import orjson
+
+    out = subprocess.run(
+        [sys.executable, "-m", "auditor", "status", "--config", str(config), "--json"],
+        capture_output=True,
+        timeout=30,
+    )
+    if out.returncode != 0:
+        return {}
+    data = orjson.loads(out.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def source_status(config: Path, name: str) -> dict[str, object]:
+    """One source's entry in `status --json` (empty when not there yet)."""
+    sources = status(config).get("sources", [])
+    assert isinstance(sources, list)
+    for s in sources:
+        if s["name"] == name:
+            return dict(s)
+    return {}
+
+
+def without_file_access_override() -> tuple[str, ...]:
+    """A command prefix under which file modes apply (root drops the DAC capabilities)."""
+    if os.geteuid() != 0:
+        return ()
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,303 @@
+"""`log-auditor run` end to end: signals, reload, bad conditions, metrics. Real processes.
+
+Every test starts the real CLI as a subprocess on real files in tmp_path and checks the
+store afterwards: each numbered line stored exactly once, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from daemon_helpers import (
+    Daemon,
+    append,
+    assert_exactly_once,
+    count,
+    free_port,
+    source_status,
+    wait_for,
+    without_file_access_override,
+    write_config,
+)
+
+
+def test_tails_appends_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(5))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 5, what="the first 5 lines")
+        append(log, range(5, 10))
+        wait_for(lambda: count(db) == 10, what="appended lines")
+        t0 = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - t0 < 5
+    assert_exactly_once(db, range(10))
+    st = source_status(config, "api")
+    assert st["lines_read"] == 10 and st["lines_parsed"] == 10 and st["last_error"] is None
+    assert st["lag_bytes"] == 0
+
+
+def test_start_end_is_the_default_on_first_start(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(100))  # history before the daemon's first start: not read
+    config = write_config(tmp_path, [{"name": "api", "path": str(log), "start": "end"}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: source_status(config, "api").get("path") == str(log), what="start")
+        time.sleep(0.5)
+        append(log, range(100, 110))
+        wait_for(lambda: count(db) == 10, what="new lines")
+        assert d.stop() == 0
+    assert_exactly_once(db, range(100, 110))
+
+
+def test_sigterm_with_a_backlog_commits_within_5_s_and_resumes(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(1))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 1, what="the first line")
+        append(log, range(1, 150_001))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - t0 < 5
+    partial = count(db)
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 150_001, timeout=60, what="the rest after restart")
+        assert d.stop() == 0
+    assert_exactly_once(db, range(150_001))
+    assert partial <= 150_001
+
+
+def test_run_once_reads_what_is_there_and_exits(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(20))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    out = subprocess.run(
+        [sys.executable, "-m", "auditor", "run", "--once", "--config", str(config)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert_exactly_once(tmp_path / "audit.db", range(20))
+
+
+def test_bad_config_never_starts(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[daemon]\nbatch_lines = "many"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "auditor", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "batch_lines" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_sighup_reloads_and_a_bad_config_is_refused(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    append(a, range(3))
+    append(b, range(3), prefix="b")
+    config = write_config(tmp_path, [{"name": "a", "path": str(a)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 3, what="source a")
+        write_config(tmp_path, [{"name": "a", "path": str(a)}, {"name": "b", "path": str(b)}])
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: count(db, "b") == 3, what="source b after reload")
+        config.write_text(config.read_text() + "\nbogus_key = 1\n")
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in d.stderr, what="refusal")
+        assert "bogus_key" in d.stderr
+        append(a, range(3, 6))
+        append(b, range(3, 6), prefix="b")
+        wait_for(lambda: count(db) == 6 and count(db, "b") == 6, what="both still running")
+        assert d.stop() == 0
+    assert_exactly_once(db, range(6))
+    assert_exactly_once(db, range(6), prefix="b")
+
+
+def test_missing_source_is_reported_and_picked_up_when_it_appears(tmp_path: Path) -> None:
+    good, later = tmp_path / "good.log", tmp_path / "later" / "access.log"
+    append(good, range(3))
+    config = write_config(
+        tmp_path,
+        [{"name": "good", "path": str(good)}, {"name": "later", "path": str(later)}],
+    )
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 3, what="the good source")
+        wait_for(
+            lambda: "does not exist" in str(source_status(config, "later").get("last_error")),
+            what="the missing source in status",
+        )
+        assert "later" in d.stderr and "does not exist" in d.stderr
+        later.parent.mkdir()
+        append(later, range(3), prefix="later")
+        wait_for(lambda: count(db, "later") == 3, what="the late source")
+        wait_for(
+            lambda: source_status(config, "later").get("last_error", 1) is None, what="cleared"
+        )
+        assert d.stop() == 0
+
+
+def test_permission_denied_is_reported_retried_and_others_go_on(tmp_path: Path) -> None:
+    good, secret = tmp_path / "good.log", tmp_path / "secret.log"
+    append(good, range(3))
+    append(secret, range(3), prefix="secret")
+    secret.chmod(0)
+    config = write_config(
+        tmp_path,
+        [{"name": "good", "path": str(good)}, {"name": "secret", "path": str(secret)}],
+    )
+    db = tmp_path / "audit.db"
+    with Daemon(config, prefix=without_file_access_override()) as d:
+        wait_for(lambda: count(db) == 3, what="the good source")
+        wait_for(
+            lambda: "permission denied" in str(source_status(config, "secret").get("last_error")),
+            what="the error in status",
+        )
+        assert "ERROR" in d.stderr and "permission denied" in d.stderr
+        append(good, range(3, 6))
+        wait_for(lambda: count(db) == 6, what="the good source going on")
+        secret.chmod(0o644)
+        wait_for(lambda: count(db, "secret") == 3, timeout=20, what="the retry")
+        wait_for(
+            lambda: source_status(config, "secret").get("last_error", 1) is None, what="cleared"
+        )
+        assert d.stop() == 0
+    assert_exactly_once(db, range(3), prefix="secret")
+
+
+def test_file_replaced_by_a_directory(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(3))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 3, what="lines")
+        log.unlink()
+        log.mkdir()
+        wait_for(
+            lambda: "is a directory" in str(source_status(config, "api").get("last_error")),
+            what="the error in status",
+        )
+        log.rmdir()
+        append(log, range(3, 6))
+        wait_for(lambda: count(db) == 6, what="the file back")
+        assert d.stop() == 0
+    assert_exactly_once(db, range(6))
+
+
+def test_log_directory_deleted_and_recreated(tmp_path: Path) -> None:
+    logs = tmp_path / "nginx"
+    logs.mkdir()
+    log = logs / "access.log"
+    append(log, range(3))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 3, what="lines")
+        shutil.rmtree(logs)
+        time.sleep(1.0)
+        logs.mkdir()
+        append(log, range(3, 6))
+        wait_for(lambda: count(db) == 6, what="lines in the recreated directory")
+        assert d.stop() == 0
+    assert_exactly_once(db, range(6))
+
+
+def test_store_write_failure_is_retried_without_loss(tmp_path: Path) -> None:
+    """A full disk, simulated with a file-size limit on the daemon process."""
+    log = tmp_path / "access.log"
+    append(log, range(10))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 10, what="the first lines")
+        _, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+        append(log, range(10, 30_010))
+        wait_for(lambda: "cannot write to the store" in d.stderr, what="the write error")
+        assert count(db) == 10
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        wait_for(lambda: count(db) == 30_010, timeout=60, what="the retried batches")
+        assert "accepts writes again" in d.stderr
+        assert d.stop() == 0
+    assert_exactly_once(db, range(30_010))
+
+
+def test_metrics_endpoint_on_loopback(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(5))
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        [{"name": "api", "path": str(log)}],
+        daemon={"metrics_listen": f"127.0.0.1:{port}"},
+    )
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 5, what="lines")
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+
+        wait_for(lambda: 'log_auditor_lines_read_total{source="api"} 5' in scrape(), what="5")
+        text = scrape()
+        for name in (
+            "log_auditor_lines_parsed_total",
+            "log_auditor_lines_unparsed_total",
+            "log_auditor_lines_truncated_total",
+            "log_auditor_bytes_read_total",
+            "log_auditor_rotations_total",
+            "log_auditor_lag_bytes",
+            "log_auditor_last_event_timestamp_seconds",
+            "log_auditor_queue_lines",
+            "log_auditor_batch_commit_seconds_count",
+        ):
+            assert name in text
+        assert d.stop() == 0
+
+
+def test_metrics_refuse_a_non_loopback_address(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [], daemon={"metrics_listen": "0.0.0.0:9464"})
+    out = subprocess.run(
+        [sys.executable, "-m", "auditor", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "loopback" in out.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs /proc")
+def test_truncated_lines_are_counted(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    with log.open("w") as f:
+        f.write("x" * 5000 + "\n")
+    append(log, range(2))
+    config = write_config(
+        tmp_path, [{"name": "api", "path": str(log)}], daemon={"max_line_bytes": 1000}
+    )
+    with Daemon(config) as d:
+        wait_for(lambda: count(tmp_path / "audit.db") == 2, what="lines")
+        wait_for(lambda: source_status(config, "api").get("lines_truncated") == 1, what="counted")
+        assert d.stop() == 0

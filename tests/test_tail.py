@@ -1,0 +1,476 @@
+"""The tailer on real files: every kind of rotation, restarts, globs, bad paths.
+
+Each test drives ``SourceTailer.check()`` by hand (no watcher, no timers), so the order
+of file operations and checks is exact; the clock is a variable the test moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from auditor.config import SourceConfig
+from auditor.pipeline import Position
+from auditor.tail import Chunk, SourceState, SourceTailer, TailItem
+from auditor.tailfile import rotated_siblings, source_kind, watch_root
+
+
+class Sink:
+    """Collects what a tailer emits."""
+
+    def __init__(self) -> None:
+        self.items: list[TailItem] = []
+        self._taken = 0
+
+    async def __call__(self, item: TailItem) -> None:
+        self.items.append(item)
+
+    @property
+    def lines(self) -> list[str]:
+        return [ln.text for c in self.items if isinstance(c, Chunk) for ln in c.lines]
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        out: dict[str, Position] = {}
+        for c in self.items:
+            if isinstance(c, Chunk):
+                out[c.position.file_id] = c.position
+        return out
+
+    @property
+    def rotations(self) -> int:
+        return sum(c.rotations for c in self.items if isinstance(c, Chunk))
+
+    @property
+    def states(self) -> list[str | None]:
+        return [s.error for s in self.items if isinstance(s, SourceState)]
+
+    def take(self) -> list[str]:
+        """The lines emitted since the last take()."""
+        lines = self.lines
+        out, self._taken = lines[self._taken :], len(lines)
+        return out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+_OPEN: list[SourceTailer] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_tailers() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def make(
+    path: Path | str,
+    *,
+    start: str = "beginning",
+    stored: dict[str, int] | None = None,
+    max_line: int = 65536,
+) -> tuple[SourceTailer, Sink, Clock]:
+    sink, clock = Sink(), Clock()
+    t = SourceTailer(
+        SourceConfig(name="web", path=str(path), start=start),
+        sink,
+        dict(stored or {}),
+        max_line=max_line,
+        rotate_wait=5.0,
+        clock=clock,
+    )
+    _OPEN.append(t)
+    return t, sink, clock
+
+
+def check(t: SourceTailer, *, final: bool = False) -> None:
+    async def go() -> None:
+        while await t.check(final=final):
+            pass
+
+    asyncio.run(go())
+
+
+def write(path: Path, *lines: str, mode: str = "a") -> None:
+    with path.open(mode) as f:
+        f.writelines(f"{ln}\n" for ln in lines)
+
+
+def test_start_end_skips_existing_and_waits_for_newline(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "old 1", "old 2")
+    with log.open("a") as f:
+        f.write("half")
+    t, sink, _ = make(log, start="end")
+    check(t)
+    assert sink.take() == []
+    with log.open("a") as f:
+        f.write(" done\nnew 1\nnew")
+    check(t)
+    # The partial line present at start belongs to the new data: it is read whole.
+    assert sink.take() == ["half done", "new 1"]
+    with log.open("a") as f:
+        f.write(" 2\n")
+    check(t)
+    assert sink.take() == ["new 2"]
+    assert list(sink.positions.values())[-1].offset == log.stat().st_size
+
+
+def test_start_beginning_and_resume_from_stored_position(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "a", "b", "c")
+    t, sink, _ = make(log)
+    check(t)
+    assert sink.take() == ["a", "b", "c"]
+    stored = {fid: p.offset for fid, p in sink.positions.items()}
+    t.close()
+    write(log, "d")
+    # A restart with the committed positions: only the new line.
+    t2, sink2, _ = make(log, start="beginning", stored=stored)
+    check(t2)
+    assert sink2.lines == ["d"]
+
+
+def test_rename_and_create_finishes_old_file_first(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1", "2")
+    t, sink, clock = make(log)
+    check(t)
+    assert sink.take() == ["1", "2"]
+    write(log, "3")
+    log.rename(tmp_path / "access.log.1")
+    write(log, "new 1", mode="w")
+    write(tmp_path / "access.log.1", "4 (late writer)")
+    check(t)
+    assert sink.take() == ["3", "4 (late writer)", "new 1"]
+    assert sink.rotations == 1
+    # The rotated file stays open for late writers until rotate_wait passes.
+    write(tmp_path / "access.log.1", "5 (later)")
+    check(t)
+    assert sink.take() == ["5 (later)"]
+    assert len(t.files) == 2
+    clock.now += 6
+    check(t)
+    assert len(t.files) == 1
+    write(log, "new 2")
+    check(t)
+    assert sink.take() == ["new 2"]
+
+
+def test_delete_and_recreate(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1")
+    t, sink, _ = make(log)
+    check(t)
+    with log.open("a") as held:
+        log.unlink()
+        held.write("2 (written to the deleted file)\n")
+    check(t)
+    write(log, "new 1", mode="w")
+    check(t)
+    assert sink.lines == ["1", "2 (written to the deleted file)", "new 1"]
+    assert sink.rotations == 1
+
+
+def test_two_rotations_between_checks_lose_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "a1")
+    t, sink, _ = make(log)
+    check(t)
+    # Two rename rotations before the tailer looks again: b never sat at the path
+    # while the tailer looked.
+    write(log, "a2")
+    log.rename(tmp_path / "access.log.2")
+    write(log, "b1", "b2", mode="w")
+    log.rename(tmp_path / "access.log.1")
+    write(log, "c1", mode="w")
+    check(t)
+    assert sink.lines == ["a1", "a2", "b1", "b2", "c1"]
+
+
+def test_copytruncate_reads_unread_part_from_the_copy(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1", "2")
+    t, sink, _ = make(log)
+    check(t)
+    write(log, "3", "4")  # not read yet when the copy is made
+    shutil.copyfile(log, tmp_path / "access.log.1")
+    os.truncate(log, 0)
+    write(log, "new 1")
+    check(t)
+    assert sink.lines == ["1", "2", "3", "4", "new 1"]
+    assert sink.rotations == 1
+    assert t.stats.gaps == 0
+
+
+def test_copytruncate_when_regrown_past_the_old_offset(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1")
+    t, sink, _ = make(log)
+    check(t)
+    write(log, "2")
+    shutil.copyfile(log, tmp_path / "access.log.1")
+    os.truncate(log, 0)
+    # The new content is already longer than what was read: the first line tells.
+    write(log, *(f"new {i} with a longer text" for i in range(5)))
+    check(t)
+    assert sink.lines == ["1", "2", *(f"new {i} with a longer text" for i in range(5))]
+
+
+def test_copytruncate_with_compressed_copy(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1")
+    t, sink, _ = make(log)
+    check(t)
+    write(log, "2", "3")
+    with gzip.open(tmp_path / "access.log.1.gz", "wb") as gz:
+        gz.write(log.read_bytes())
+    os.truncate(log, 0)
+    write(log, "new 1")
+    check(t)
+    assert sink.lines == ["1", "2", "3", "new 1"]
+
+
+def test_copytruncate_without_a_copy_counts_a_gap(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1")
+    t, sink, _ = make(log)
+    check(t)
+    write(log, "2 (lost: no copy kept)")
+    os.truncate(log, 0)
+    write(log, "new 1")
+    check(t)
+    assert sink.lines == ["1", "new 1"]
+    assert t.stats.gaps == 1
+
+
+def test_symlink_swap_like_kubernetes(tmp_path: Path) -> None:
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    containers = tmp_path / "containers"
+    containers.mkdir()
+    link = containers / "api.log"
+    write(pods / "0.log", "c0 1")
+    link.symlink_to(pods / "0.log")
+    t, sink, _ = make(link)
+    check(t)
+    assert str(pods) in t.watch_dirs()  # the target's directory is watched too
+    write(pods / "0.log", "c0 2")
+    write(pods / "1.log", "c1 1")
+    tmp_link = containers / ".api.log.tmp"
+    tmp_link.symlink_to(pods / "1.log")
+    tmp_link.replace(link)  # atomic swap, as kubelet does
+    check(t)
+    assert sink.lines == ["c0 1", "c0 2", "c1 1"]
+    assert sink.rotations == 1
+
+
+def test_restart_after_rotation_and_compression_while_stopped(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1", "2")
+    t, sink, _ = make(log)
+    check(t)
+    stored = {fid: p.offset for fid, p in sink.positions.items()}
+    t.close()
+    # While stopped: more lines, rotated, compressed, a new file.
+    write(log, "3", "4")
+    with gzip.open(tmp_path / "access.log.1.gz", "wb") as gz:
+        gz.write(log.read_bytes())
+    log.unlink()
+    write(log, "new 1")
+    (tmp_path / "unrelated.log").write_text("not ours\n")
+    t2, sink2, _ = make(log, start="end", stored=stored)
+    check(t2)
+    assert sink2.lines == ["3", "4", "new 1"]
+
+
+def test_restart_with_fully_read_archive_reads_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1", "2")
+    t, sink, _ = make(log)
+    check(t)
+    stored = {fid: p.offset for fid, p in sink.positions.items()}
+    t.close()
+    with gzip.open(tmp_path / "access.log.1.gz", "wb") as gz:
+        gz.write(log.read_bytes())
+    log.unlink()
+    write(log, "new 1")
+    t2, sink2, _ = make(log, stored=stored)
+    check(t2)
+    assert sink2.lines == ["new 1"]
+
+
+def test_glob_new_files_are_read_from_their_beginning(tmp_path: Path) -> None:
+    write(tmp_path / "a.access.log", "a old")
+    t, sink, _ = make(tmp_path / "*.access.log", start="end")
+    check(t)
+    assert sink.take() == []
+    write(tmp_path / "b.access.log", "b 1", "b 2")
+    write(tmp_path / "a.access.log", "a new")
+    (tmp_path / "c.error.log").write_text("not matched\n")
+    check(t)
+    assert sorted(sink.take()) == ["a new", "b 1", "b 2"]
+
+
+def test_directory_source_with_rotated_and_compressed_files_reads_each_line_once(
+    tmp_path: Path,
+) -> None:
+    d = tmp_path / "logs"
+    d.mkdir()
+    write(d / "access.log", "1", "2")
+    t, sink, clock = make(d)
+    check(t)
+    write(d / "access.log", "3")
+    (d / "access.log").rename(d / "access.log.1")
+    write(d / "access.log", "new 1", mode="w")
+    check(t)
+    clock.now += 10
+    check(t)
+    # logrotate's delaycompress, a rotation later: the .1 is compressed and removed.
+    with gzip.open(d / "access.log.1.gz", "wb") as gz:
+        gz.write((d / "access.log.1").read_bytes())
+    (d / "access.log.1").unlink()
+    check(t)
+    clock.now += 10
+    check(t)
+    assert sink.lines == ["1", "2", "3", "new 1"]
+
+
+def test_long_lines_are_cut_and_flagged(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "x" * 100, "short")
+    t, sink, _ = make(log, max_line=10)
+    check(t)
+    chunks = [c for c in sink.items if isinstance(c, Chunk)]
+    lines = [ln for c in chunks for ln in c.lines]
+    assert [ln.text for ln in lines] == ["x" * 10, "short"]
+    assert [ln.truncated for ln in lines] == [True, False]
+
+
+def test_missing_path_waits_then_reads_from_the_beginning(tmp_path: Path) -> None:
+    log = tmp_path / "later" / "access.log"
+    t, sink, _ = make(log, start="end")
+    check(t)
+    assert sink.states[-1] is not None and "does not exist" in sink.states[-1]
+    log.parent.mkdir()
+    write(log, "first")
+    check(t)
+    assert sink.lines == ["first"]
+    assert sink.states[-1] is None
+
+
+def test_directory_deleted_and_recreated(tmp_path: Path) -> None:
+    d = tmp_path / "nginx"
+    d.mkdir()
+    log = d / "access.log"
+    write(log, "1")
+    t, sink, clock = make(log)
+    check(t)
+    shutil.rmtree(d)
+    check(t)
+    assert "does not exist" in (sink.states[-1] or "")
+    d.mkdir()
+    write(log, "2")
+    check(t)
+    clock.now += 10
+    check(t)
+    assert sink.lines == ["1", "2"]
+    assert sink.states[-1] is None
+
+
+def test_file_replaced_by_a_directory_is_reported_then_recovers(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1")
+    t, sink, clock = make(log)
+    check(t)
+    log.unlink()
+    log.mkdir()
+    check(t)
+    assert sink.states[-1] == f"{log}: is a directory, expected a file"
+    clock.now += 10
+    log.rmdir()
+    write(log, "2")
+    check(t)
+    assert sink.lines == ["1", "2"]
+    assert sink.states[-1] is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_permission_denied_is_reported_and_retried(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "1")
+    log.chmod(0)
+    t, sink, clock = make(log)
+    check(t)
+    assert sink.states[-1] == f"{log}: permission denied"
+    log.chmod(0o644)
+    clock.now += 120
+    check(t)
+    assert sink.lines == ["1"]
+    assert sink.states[-1] is None
+
+
+def test_positions_follow_the_lines(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "a" * 10, "b" * 10)
+    t, sink, _ = make(log)
+    check(t)
+    chunk = [c for c in sink.items if isinstance(c, Chunk) and c.lines][-1]
+    assert chunk.position.offset == chunk.lines[-1].end == 22
+    assert chunk.position.size == 22
+    assert chunk.position.source == "web"
+
+
+def test_helpers() -> None:
+    assert source_kind("/var/log/*.log") == "glob"
+    assert source_kind("/nonexistent/access.log") == "file"
+    assert source_kind("/var/log/") == "dir"
+    assert watch_root("/var/log/nginx/access.log", "file") == ("/var/log/nginx", False)
+    assert watch_root("/var/log/pods/*/*/0.log", "glob") == ("/var/log/pods", True)
+    assert watch_root("/var/log/nginx/*.log", "glob") == ("/var/log/nginx", False)
+
+
+def test_rotated_siblings(tmp_path: Path) -> None:
+    for name in ("access.log", "access.log.1", "access.log.2.gz", "access.log-20260101", "x"):
+        (tmp_path / name).write_text("")
+    names = [Path(p).name for p in rotated_siblings(str(tmp_path / "access.log"))]
+    assert names == ["access.log-20260101", "access.log.1", "access.log.2.gz"]
+
+
+def test_copytruncate_while_another_file_is_being_drained(tmp_path: Path) -> None:
+    """The truncation lands between the check and the read of the active file."""
+    log = tmp_path / "access.log"
+    write(log, *(f"a{i}" for i in range(100)))
+    t, sink, _ = make(log)
+    check(t)
+    log.rename(tmp_path / "access.log.1")
+    write(tmp_path / "access.log.1", *(f"a{i}" for i in range(100, 200)))
+    write(log, *(f"b{i}" for i in range(100)), mode="w")
+    fired = False
+
+    async def emit(item: TailItem) -> None:
+        nonlocal fired
+        await sink(item)
+        if not fired and isinstance(item, Chunk) and item.lines:
+            fired = True  # while the rotated file is read: copytruncate the active one
+            shutil.copyfile(log, tmp_path / "access.log.2")
+            os.truncate(log, 0)
+            write(log, *(f"c{i}" for i in range(300)))
+
+    t.emit = emit
+    check(t)
+    expected = [f"a{i}" for i in range(100, 200)] + [f"b{i}" for i in range(100)]
+    assert sink.lines == [f"a{i}" for i in range(100)] + expected + [f"c{i}" for i in range(300)]
