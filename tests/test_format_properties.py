@@ -112,6 +112,10 @@ def _ip(addr: IPv4Address | IPv6Address) -> str:
     return str(addr)
 
 
+def _not_v4_mapped(addr: IPv4Address | IPv6Address) -> bool:
+    return not isinstance(addr, IPv6Address) or addr.ipv4_mapped is None
+
+
 _fields = st.builds(
     Fields,
     timestamp=st.datetimes(
@@ -120,7 +124,7 @@ _fields = st.builds(
     offset_minutes=st.integers(-14 * 60, 14 * 60),
     client_ip=st.one_of(
         st.ip_addresses(v=4).map(_ip),
-        st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None).map(_ip),
+        st.ip_addresses(v=6).filter(_not_v4_mapped).map(_ip),
     ),
     user_name=st.none() | st.from_regex(r"[A-Za-z0-9._@]{1,16}", fullmatch=True),
     method=st.from_regex(r"[A-Z]{1,10}", fullmatch=True),
