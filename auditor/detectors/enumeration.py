@@ -1,0 +1,180 @@
+"""Object-id enumeration (OWASP API1, BOLA): one principal walking the ids of a route.
+
+For routes whose template has an id (``/orders/{id}``), per principal (the user when the
+log has one, else the client IP) and route: the distinct ids requested within the window
+and the longest run of sequential numeric ids (each step 1..``max_step``). Enough of
+either is a finding; mostly-2xx answers (data may have been disclosed: GDPR 33 triage) or
+many 403/404 (someone probing other users' objects) raise the severity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditor.detectors.base import Env, StatefulDetector, make_hit
+from auditor.detectors.fields import EventView
+from auditor.detectors.params import format_duration
+from auditor.model import Event, Hit, Severity
+from auditor.rules import Rule
+
+# State: [ids{id: t}, last_num, run, best_run, n, n_2xx, n_denied, last_t, first_t, active]
+IDS, LAST_NUM, RUN, BEST, N, N2XX, NDENIED, LAST_T, FIRST_T, ACTIVE = range(10)
+_NO_ID = (0, -1)
+
+
+def _new(t: float) -> list[Any]:
+    return [{}, None, 0, 0, 0, 0, 0, t, t, False]
+
+
+class EnumerationDetector(StatefulDetector):
+    name = "enumeration"
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__([rule])
+        self.rule = rule
+        p = rule.params
+        self.window: float = p["within"]
+        self.distinct: int = p["distinct"]
+        self.run: int = p["run"]
+        self.max_step: int = p["max_step"]
+        self.principal: tuple[str, ...] = p["principal"]
+        self.max_keys: int = p["max_keys"]
+        self.routes: dict[str, tuple[int, int]] = {}
+        self.keys: dict[str, list[Any]] = {}
+
+    def _shape(self, route: str) -> tuple[int, int]:
+        """(segment count, index of the last ``{id}`` segment) of a route template."""
+        got = self.routes.get(route)
+        if got is None:
+            segs = route.split("/")
+            last = max((i for i, s in enumerate(segs) if s.startswith("{")), default=-1)
+            got = (len(segs), last) if last >= 0 else _NO_ID
+            if len(self.routes) > 50000:
+                self.routes.clear()
+            self.routes[route] = got
+        return got
+
+    def _principal(self, ev: Event) -> str | None:
+        for name in self.principal:
+            value = getattr(ev, name, None)
+            if value not in (None, "", "-"):
+                return str(value)
+        return None
+
+    def _object_id(self, ev: Event) -> str | None:
+        route = ev.route
+        if "{" not in route:
+            return None
+        n, idx = self._shape(route)
+        if idx < 0:
+            return None
+        segs = ev.path.split("/", n)
+        if len(segs) != n:
+            return None
+        return segs[idx] or None
+
+    def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
+        oid = self._object_id(ev)
+        if oid is None:
+            return None
+        who = self._principal(ev)
+        if who is None:
+            return None
+        key = f"{who}|{ev.route}"
+        st = self.keys.get(key)
+        if st is None:
+            if len(self.keys) >= self.max_keys:
+                self._evict()
+            st = self.keys[key] = _new(t)
+        last = st[LAST_T]
+        if t < last:
+            t = last
+        if t - last > self.window:
+            st[:] = _new(t)
+        st[LAST_T] = t
+        st[N] += 1
+        status = ev.status or 0
+        if 200 <= status < 300:
+            st[N2XX] += 1
+        elif status in (403, 404):
+            st[NDENIED] += 1
+        if st[ACTIVE]:
+            return self._emit(ev, st, key, 1, None, env)
+        ids: dict[str, float] = st[IDS]
+        ids.pop(oid, None)
+        ids[oid] = t
+        if oid.isdigit() and len(oid) < 19:
+            num = int(oid)
+            prev = st[LAST_NUM]
+            if prev is not None and 1 <= num - prev <= self.max_step:
+                st[RUN] += 1
+            elif prev is None or num != prev:
+                st[RUN] = 1
+            st[LAST_NUM] = num
+            if st[RUN] > st[BEST]:
+                st[BEST] = st[RUN]
+        if len(ids) >= self.distinct:
+            cutoff = t - self.window
+            for old in [k for k, seen in ids.items() if seen < cutoff]:
+                del ids[old]
+        if len(ids) >= self.distinct or st[BEST] >= self.run:
+            st[ACTIVE] = True
+            return self._emit(ev, st, key, st[N], st[FIRST_T], env)
+        return None
+
+    def _emit(
+        self, ev: Event, st: list[Any], key: str, count: int, first: float | None, env: Env
+    ) -> list[Hit] | None:
+        rule = self.rule
+        if self.allowed(rule, env):
+            return None
+        n = max(1, st[N])
+        ok, denied = st[N2XX] / n, st[NDENIED] / n
+        p = rule.params
+        sev = rule.severity
+        if ok >= p["success_share"] or denied > p["denied_share"]:
+            sev = max(sev, p["escalated_severity"])
+        extra = (
+            f"[{len(st[IDS])} distinct ids, sequential run {st[BEST]},"
+            f" {ok:.0%} 2xx, {denied:.0%} 403/404]"
+        )
+        return [make_hit(rule, ev, key, count, first, severity=Severity(sev), extra=extra)]
+
+    def _evict(self) -> None:
+        order = sorted(self.keys.items(), key=lambda kv: kv[1][LAST_T])
+        for k, _ in order[: max(1, len(order) // 4)]:
+            del self.keys[k]
+
+    def sweep(self, now: float) -> None:
+        stale = [k for k, st in self.keys.items() if now - st[LAST_T] > self.window]
+        for k in stale:
+            del self.keys[k]
+
+    def dump(self) -> Any:
+        return [[k, [list(st[IDS].items()), *st[1:]]] for k, st in self.keys.items()]
+
+    def load(self, data: Any) -> None:
+        self.keys = {}
+        for k, st in data:
+            ids = {str(a): float(b) for a, b in st[0]}
+            self.keys[str(k)] = [ids, *st[1:]]
+
+    def explain(self, rule: Rule, view: EventView, env: Env) -> tuple[str, str]:
+        ev = view.ev
+        oid = self._object_id(ev)
+        if oid is None:
+            return ("no", f"route {ev.route} has no object id")
+        who = self._principal(ev)
+        if who is None:
+            return ("no", "no principal (user or client IP)")
+        st = self.keys.get(f"{who}|{ev.route}")
+        seen = len(st[IDS]) if st is not None else 0
+        return (
+            "counts",
+            f"counts toward {rule.id} (id {oid!r}; {seen} distinct ids so far, fires at"
+            f" {self.distinct} within {format_duration(self.window)} or a sequential run of {self.run})",
+        )
+
+
+def build(rules: list[Rule]) -> list[StatefulDetector]:
+    return [EnumerationDetector(r) for r in rules]

@@ -1,0 +1,255 @@
+"""The fields a rule can test, and a lazy view of one event that decodes them on demand.
+
+Rules match what an attacker meant, not how it was encoded: ``path``, ``query``, ``target``
+and ``referrer`` are percent-decoded twice (``%252e`` is a dot), the ``raw_*`` fields are
+as logged. Decoding costs a few microseconds, so the view does it only when a rule asks.
+Every value here comes from the already redacted event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, unquote_plus
+
+from auditor.model import Event
+
+TEXT, INT, FLOAT, BOOL = "text", "int", "float", "bool"
+
+MAX_SCAN = 8192
+"""Text conditions look at the first 8 KiB of a field: a hostile 1 MB URL stays cheap, and
+``probe.long-url`` flags such URLs anyway."""
+
+
+def decode_path(text: str) -> str:
+    """Percent-decode twice (``%252e%252e`` → ``..``); ``+`` stays a plus in a path."""
+    if "%" not in text:
+        return text
+    once = unquote(text, errors="replace")
+    return unquote(once, errors="replace") if "%" in once else once
+
+
+def decode_query(text: str) -> str:
+    """Form-decode twice: ``+`` is a space and ``%2B`` a plus (then a space: harmless)."""
+    if "%" not in text and "+" not in text:
+        return text
+    once = unquote_plus(text, errors="replace")
+    return unquote_plus(once, errors="replace") if "%" in once else once
+
+
+def _target(ev: Event) -> str:
+    return ev.path if ev.query is None else f"{ev.path}?{ev.query}"
+
+
+class EventView:
+    """One event plus the derived values rules ask for, each computed at most once.
+
+    ``preds`` holds the names of the predicates (``auth_failure``...) the event satisfies;
+    the detector fills it before rules are evaluated.
+    """
+
+    __slots__ = ("_cache", "ev", "preds", "t")
+
+    def __init__(self, ev: Event, t: float, preds: frozenset[str] = frozenset()) -> None:
+        self.ev = ev
+        self.t = t
+        self.preds = preds
+        self._cache: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        """The value of a field (``None`` when the log does not carry it)."""
+        cache = self._cache
+        if name in cache:
+            return cache[name]
+        getter = _GETTERS.get(name)
+        value = getter(self) if getter is not None else (name in self.preds)
+        cache[name] = value
+        return value
+
+    def lower(self, name: str) -> str | None:
+        """The lower-cased text of a field, for the case-insensitive operators."""
+        key = "\x00" + name
+        cache = self._cache
+        if key in cache:
+            value: str | None = cache[key]
+            return value
+        raw = self.get(name)
+        low = raw.lower() if isinstance(raw, str) else None
+        cache[key] = low
+        return low
+
+    def text(self, name: str) -> str | None:
+        """Alias of ``get`` for text fields, typed for callers."""
+        value = self.get(name)
+        return value if isinstance(value, str) else None
+
+
+def _status_class(v: EventView) -> int | None:
+    st = v.ev.status
+    return None if st is None else st // 100
+
+
+def _referrer(v: EventView) -> str | None:
+    ref = v.ev.referrer
+    return None if ref is None or ref == "-" else decode_path(ref)
+
+
+def _raw_referrer(v: EventView) -> str | None:
+    ref = v.ev.referrer
+    return None if ref is None or ref == "-" else ref
+
+
+def _user_agent(v: EventView) -> str | None:
+    ua = v.ev.user_agent
+    return None if ua is None or ua == "-" else ua
+
+
+def _user_name(v: EventView) -> str | None:
+    user = v.ev.user_name
+    return None if user is None or user in ("-", "") else user
+
+
+def _decoded_target(v: EventView) -> str:
+    path = v.get("path")
+    query = v.get("query")
+    return path if query is None else f"{path}?{query}"
+
+
+def _query(v: EventView) -> str | None:
+    q = v.ev.query
+    return None if q is None else decode_query(q)
+
+
+_GETTERS: dict[str, Callable[[EventView], Any]] = {
+    "method": lambda v: v.ev.method,
+    "scheme": lambda v: v.ev.scheme,
+    "host": lambda v: v.ev.host,
+    "path": lambda v: decode_path(v.ev.path),
+    "raw_path": lambda v: v.ev.path,
+    "route": lambda v: v.ev.route,
+    "query": _query,
+    "raw_query": lambda v: v.ev.query,
+    "target": _decoded_target,
+    "raw_target": lambda v: _target(v.ev),
+    "user_agent": _user_agent,
+    "referrer": _referrer,
+    "raw_referrer": _raw_referrer,
+    "user_name": _user_name,
+    "client_ip": lambda v: v.ev.client_ip,
+    "forwarded_for": lambda v: v.ev.forwarded_for,
+    "source": lambda v: v.ev.source,
+    "format": lambda v: v.ev.format,
+    "http_version": lambda v: v.ev.http_version,
+    "tls_version": lambda v: v.ev.tls_version,
+    "request_id": lambda v: v.ev.request_id,
+    "file": lambda v: v.ev.file,
+    "status": lambda v: v.ev.status,
+    "status_class": _status_class,
+    "server_port": lambda v: v.ev.server_port,
+    "client_port": lambda v: v.ev.client_port,
+    "bytes_in": lambda v: v.ev.bytes_in,
+    "bytes_out": lambda v: v.ev.bytes_out,
+    "target_length": lambda v: len(v.ev.path) + (len(v.ev.query) + 1 if v.ev.query else 0),
+    "duration_ms": lambda v: v.ev.duration_ms,
+    "has_exposures": lambda v: bool(v.ev.exposures),
+}
+
+FIELDS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "method",
+            "scheme",
+            "host",
+            "path",
+            "raw_path",
+            "route",
+            "query",
+            "raw_query",
+            "target",
+            "raw_target",
+            "user_agent",
+            "referrer",
+            "raw_referrer",
+            "user_name",
+            "client_ip",
+            "forwarded_for",
+            "source",
+            "format",
+            "http_version",
+            "tls_version",
+            "request_id",
+            "file",
+        ),
+        TEXT,
+    ),
+    **dict.fromkeys(
+        (
+            "status",
+            "status_class",
+            "server_port",
+            "client_port",
+            "bytes_in",
+            "bytes_out",
+            "target_length",
+        ),
+        INT,
+    ),
+    "duration_ms": FLOAT,
+    "has_exposures": BOOL,
+}
+"""Every field a condition, a ``by`` key or a ``distinct`` may name, with its kind."""
+
+DIRECT_FIELDS = frozenset(
+    {
+        "method",
+        "scheme",
+        "host",
+        "route",
+        "client_ip",
+        "forwarded_for",
+        "source",
+        "format",
+        "http_version",
+        "tls_version",
+        "request_id",
+        "file",
+        "status",
+        "server_port",
+        "client_port",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+    }
+)
+"""Fields whose value is the ``Event`` attribute of the same name, as is (dispatchable)."""
+
+URL_FIELDS = frozenset({"path", "query", "target"})
+"""Decoded URL fields: gated together by one scan of the lower-cased target."""
+
+CACHED_FIELDS = frozenset({"user_agent", "referrer"})
+"""Fields whose values repeat (a few hundred user agents): matches are cached per value."""
+
+
+def key_of(view: EventView, fields: tuple[str, ...]) -> str | None:
+    """The grouping key of an event (``"203.0.113.7|/login"``); ``None`` if a part is missing."""
+    if len(fields) == 1:
+        value = view.get(fields[0])
+        return None if value is None or value == "" else str(value)
+    parts = []
+    for name in fields:
+        value = view.get(name)
+        if value is None or value == "":
+            return None
+        parts.append(str(value))
+    return "|".join(parts)
+
+
+def evidence(ev: Event, extra: str | None = None, limit: int = 240) -> str:
+    """A short redacted sample: ``GET /path?query -> 200`` (plus the field that matched)."""
+    target = _target(ev)
+    if len(target) > 160:
+        target = target[:157] + "..."
+    text = f"{ev.method or '-'} {target} -> {ev.status if ev.status is not None else '-'}"
+    if extra:
+        text = f"{text} {extra}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
