@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 TS = "20/Nov/2026:12:00:00 +0000"
 LINE = '198.51.100.7 - - [{ts}] "GET /item/{n} HTTP/1.1" 200 5 "-" "soak"\n'
@@ -152,10 +153,10 @@ class RotatingWriter(threading.Thread):
             f.close()
             self.done.set()
 
-    def _rotate(self, f: object, k: int) -> object:
+    def _rotate(self, f: TextIO, k: int) -> TextIO:
         rotated = self.log.with_name(f"{self.log.name}.{k}")
         if k % 2:
-            f.close()  # type: ignore[attr-defined]
+            f.close()
             os.rename(self.log, rotated)
             f = self.log.open("a")
             self.rotations["rename"] += 1

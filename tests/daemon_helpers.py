@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 TS = "20/Nov/2026:12:00:00 +0000"
@@ -120,7 +121,7 @@ class Daemon:
         self.proc.wait(10)
         self._close()
 
-    def __enter__(self) -> Daemon:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -185,6 +186,7 @@ def status(config: Path) -> dict[str, object]:
 
     out = subprocess.run(
         [sys.executable, "-m", "auditor", "status", "--config", str(config), "--json"],
+        check=False,
         capture_output=True,
         timeout=30,
     )

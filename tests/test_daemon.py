@@ -88,6 +88,7 @@ def test_run_once_reads_what_is_there_and_exits(tmp_path: Path) -> None:
     config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
     out = subprocess.run(
         [sys.executable, "-m", "auditor", "run", "--once", "--config", str(config)],
+        check=False,
         capture_output=True,
         timeout=60,
     )
@@ -100,6 +101,7 @@ def test_bad_config_never_starts(tmp_path: Path) -> None:
     config.write_text('[daemon]\nbatch_lines = "many"\n')
     out = subprocess.run(
         [sys.executable, "-m", "auditor", "run", "--config", str(config)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=30,
@@ -280,6 +282,7 @@ def test_metrics_refuse_a_non_loopback_address(tmp_path: Path) -> None:
     config = write_config(tmp_path, [], daemon={"metrics_listen": "0.0.0.0:9464"})
     out = subprocess.run(
         [sys.executable, "-m", "auditor", "run", "--config", str(config)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=30,
