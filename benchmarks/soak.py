@@ -132,7 +132,7 @@ class RotatingWriter(threading.Thread):
         super().__init__(daemon=True)
 
     def run(self) -> None:
-        f = self.log.open("a")
+        f: TextIO = self.log.open("a")
         t0 = time.monotonic()
         next_rotation = t0 + self.rotate_every
         k = 0
