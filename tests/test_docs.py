@@ -221,3 +221,23 @@ def test_rule_blocks_in_the_rules_guide_load(tmp_path: Path) -> None:
     assert all(rule.examples or rule.detector for rule in loaded.rules)
     for cfg in configs:  # the tuning examples name rules the guide defines
         rules.load_rulesets(files, cfg.rules.overrides)
+
+
+def _bundled_rule_ids() -> set[str]:
+    ids: set[str] = set()
+    for path in (ROOT / "rulesets").glob("*.toml"):
+        ids |= set(re.findall(r'^id = "([^"]+)"', path.read_text(encoding="utf-8"), re.MULTILINE))
+    return ids
+
+
+def test_rule_ids_in_the_example_config_exist() -> None:
+    ids = _bundled_rule_ids()
+    if not ids:
+        pytest.skip("no bundled rulesets yet")
+    cfg = parse_config(tomllib.loads(_uncomment(EXAMPLE.read_text(encoding="utf-8"))), "example")
+    named = set(cfg.rules.overrides)
+    assert named, "the example shows an override and a disable"
+    assert named <= ids, named - ids
+    guide = GUIDE.read_text(encoding="utf-8")
+    for rule_id in re.findall(r'rules\.override\."([^"]+)"', guide):
+        assert rule_id in ids, rule_id
