@@ -219,6 +219,9 @@ def test_rule_blocks_in_the_rules_guide_load(tmp_path: Path) -> None:
     assert len(files) >= 3 and configs
     loaded = rules.load_rulesets(files)
     assert all(rule.examples or rule.detector for rule in loaded.rules)
+    examples = pytest.importorskip("auditor.detectors.examples")
+    problems = examples.check_examples(loaded)
+    assert problems == [], [str(p) for p in problems]
     for cfg in configs:  # the tuning examples name rules the guide defines
         rules.load_rulesets(files, cfg.rules.overrides)
 
