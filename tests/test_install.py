@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,25 @@ def test_sysusers_and_tmpfiles_entries_apply_in_a_root(dest: Path) -> None:
         st = (dest / rel).stat()
         assert (stat.S_IMODE(st.st_mode), st.st_uid) == (mode, owner), rel
     assert (dest / "etc/log-auditor").stat().st_gid == uid  # group log-auditor (same id)
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
+def test_the_installed_unit_verifies_with_prefix_pointing_at_this_venv(tmp_path: Path) -> None:
+    venv = Path(sys.executable).parent.parent
+    if not (venv / "bin" / "log-auditor").exists():
+        pytest.skip("log-auditor is not installed in this environment")
+    d = tmp_path / "root"
+    proc = _run("install.sh", d, PREFIX=str(venv))
+    assert proc.returncode == 0, proc.stderr
+    unit = d / "etc/systemd/system/log-auditor.service"
+    run = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    ours = [ln for ln in (run.stdout + run.stderr).splitlines() if "log-auditor" in ln]
+    assert run.returncode == 0 and not ours, run.stdout + run.stderr
