@@ -218,3 +218,77 @@ def test_the_installed_unit_verifies_with_prefix_pointing_at_this_venv(tmp_path:
     )
     ours = [ln for ln in (run.stdout + run.stderr).splitlines() if "log-auditor" in ln]
     assert run.returncode == 0 and not ours, run.stdout + run.stderr
+
+
+LIVE = """\
+set -eu
+mount --make-rprivate /
+for d in etc var opt; do
+    mkdir -p "$T/$d-up" "$T/$d-work"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$T/$d-up,workdir=$T/$d-work" "/$d"
+done
+mkdir -p /opt/log-auditor/bin
+ln -sf "$EXE" /opt/log-auditor/bin/log-auditor
+make -s -C "$SRC" install
+id -u log-auditor
+stat -c '%a %U:%G %n' /etc/log-auditor /etc/log-auditor/config.toml \\
+    /var/lib/log-auditor /var/lib/log-auditor/reports /etc/systemd/system/log-auditor.service
+make -s -C "$SRC" uninstall PURGE=1
+if id -u log-auditor >/dev/null 2>&1; then echo "user-kept"; else echo "user-removed"; fi
+test ! -e /etc/log-auditor && test ! -e /var/lib/log-auditor && echo "purged"
+"""
+
+
+def _live_possible() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not all(shutil.which(t) for t in ("unshare", "make", "id", "stat")):
+        return "needs unshare, make, id and stat"
+    if not Path("/opt").is_dir():
+        return "no /opt to overlay"
+    probe = subprocess.run(
+        ["unshare", "--mount", "--", "true"], capture_output=True, timeout=30, check=False
+    )
+    return None if probe.returncode == 0 else "cannot create a mount namespace"
+
+
+def test_live_install_and_purge_in_a_throwaway_overlay(tmp_path: Path) -> None:
+    """The real (non-DESTDIR) path: user, owners, tmpfiles, check-config; host untouched.
+
+    /etc, /var and /opt are overlaid in a private mount namespace, so every write lands in
+    tmp_path and disappears with the namespace.
+    """
+    reason = _live_possible()
+    if reason:
+        pytest.skip(reason)
+    exe = Path(sys.executable).parent / "log-auditor"
+    if not exe.exists():
+        pytest.skip("log-auditor is not installed in this environment")
+    host_before = (Path("/etc/passwd").read_text(), Path("/etc/log-auditor").exists())
+    script = tmp_path / "live.sh"
+    script.write_text(LIVE)
+    env = {**os.environ, "T": str(tmp_path), "EXE": str(exe), "SRC": str(ROOT)}
+    for key in ("PREFIX", "DESTDIR", "PURGE", "MAKEFLAGS"):
+        env.pop(key, None)
+    proc = subprocess.run(
+        ["unshare", "--mount", "--", "sh", str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0 and "overlay" in proc.stderr:
+        pytest.skip(f"overlayfs unavailable: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "created system user log-auditor" in out
+    assert "config OK: 1 sources" in out
+    assert "750 root:log-auditor /etc/log-auditor\n" in out
+    assert "640 root:log-auditor /etc/log-auditor/config.toml\n" in out
+    assert "700 log-auditor:log-auditor /var/lib/log-auditor\n" in out
+    assert "700 log-auditor:log-auditor /var/lib/log-auditor/reports\n" in out
+    assert "644 root:root /etc/systemd/system/log-auditor.service\n" in out
+    assert "user-removed" in out and "purged" in out
+    # Nothing reached the host.
+    assert (Path("/etc/passwd").read_text(), Path("/etc/log-auditor").exists()) == host_before
