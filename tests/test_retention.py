@@ -12,7 +12,7 @@ from auditor.config import RetentionConfig
 from auditor.model import Event, Exposure, Hit, Line, Severity
 from auditor.pipeline import Pipeline, Position
 from auditor.store import Store
-from auditor.store.retention import cutoffs, prune, prune_steps
+from auditor.store.retention import cutoffs, prune, prune_path, prune_steps
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
 RET = RetentionConfig(events_days=90, findings_days=400)
@@ -249,3 +249,16 @@ def test_without_auto_vacuum_nothing_is_vacuumed(store: Store) -> None:
     _write(store, "api", [f"{_iso(NOW - timedelta(days=300))} 192.0.2.1 /x"])
     assert prune(store, RET, NOW).vacuumed_pages == 0
     assert prune(store, RET, NOW, vacuum=False).vacuumed_pages == 0
+
+
+def test_prune_path_uses_its_own_connection_beside_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    writer = Store.open(path)
+    try:
+        _write(writer, "api", [f"{_iso(NOW - timedelta(days=200))} 192.0.2.1 /old"] * 20)
+        result = prune_path(path, RET, NOW, pause_s=0)
+        assert result.deleted["events"] == 20
+        _write(writer, "api", [f"{_iso(NOW)} 192.0.2.1 /new"])  # the writer is not blocked
+        assert _count(writer, "events") == 1
+    finally:
+        writer.close()

@@ -17,8 +17,12 @@ store has ``secure_delete`` on, so deleted rows are overwritten, not left in fre
 The file does not shrink unless the database uses ``auto_vacuum=INCREMENTAL``; then
 :func:`prune` returns freed pages to the file system in bounded steps too.
 
-The daemon calls ``prune(store, config.retention, now)`` once a day. Report files are
-pruned by the report scheduler (``[report] retention_days``), not here.
+The daemon calls ``prune(store, config.retention, now)`` once a day, or, from the event
+loop with a connection of its own in a worker thread::
+
+    await asyncio.to_thread(prune_path, config.store.path, config.retention, now)
+
+Report files are pruned by the report scheduler (``[report] retention_days``), not here.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from auditor.config import RetentionConfig
@@ -253,6 +258,20 @@ def prune(
             _iso(result.cutoffs.findings_ms),
         )
     return result
+
+
+def prune_path(
+    path: Path | str, retention: RetentionConfig, now: datetime, *, pause_s: float = 0.01
+) -> PruneResult:
+    """Open the store on its own connection, prune it, close it (for a worker thread).
+
+    ``pause_s`` between chunks lets the daemon's writer take the lock in between.
+    """
+    store = Store.open(path)
+    try:
+        return prune(store, retention, now, pause_s=pause_s)
+    finally:
+        store.close()
 
 
 def _checkpoint(store: Store) -> None:
