@@ -62,7 +62,8 @@ def test_rename_create_and_copytruncate_while_running(tmp_path: Path) -> None:
                 os.truncate(log, 0)
             append(log, range(n, n + 200))
             n += 200
-            wait_for(lambda n=n: count(db) == n, what=f"lines after rotation {k}")
+            want = n
+            wait_for(lambda: count(db) == want, what=f"lines after rotation {k}")
         assert d.stop() == 0
     assert_exactly_once(db, range(n))
     assert source_status(_config(tmp_path, log), "api")["rotations"] == 6
@@ -124,9 +125,11 @@ def test_rotated_and_compressed_while_stopped(tmp_path: Path) -> None:
     log.rename(tmp_path / "access.log.2")
     append(log, range(150, 200))
     log.rename(tmp_path / "access.log.1")
-    with (tmp_path / "access.log.2").open("rb") as src:
-        with gzip.open(tmp_path / "access.log.2.gz", "wb") as dst:
-            shutil.copyfileobj(src, dst)
+    with (
+        (tmp_path / "access.log.2").open("rb") as src,
+        gzip.open(tmp_path / "access.log.2.gz", "wb") as dst,
+    ):
+        shutil.copyfileobj(src, dst)
     (tmp_path / "access.log.2").unlink()
     append(log, range(200, 250))
     with Daemon(config) as d:
