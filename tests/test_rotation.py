@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -39,6 +40,10 @@ def _soak_module() -> ModuleType:
     return mod
 
 
+def _has(db: Path, n: int) -> bool:
+    return count(db) == n
+
+
 def _config(tmp_path: Path, log: Path) -> Path:
     return write_config(tmp_path, [{"name": "api", "path": str(log)}])
 
@@ -62,8 +67,7 @@ def test_rename_create_and_copytruncate_while_running(tmp_path: Path) -> None:
                 os.truncate(log, 0)
             append(log, range(n, n + 200))
             n += 200
-            want = n
-            wait_for(lambda: count(db) == want, what=f"lines after rotation {k}")
+            wait_for(partial(_has, db, n), what=f"lines after rotation {k}")
         assert d.stop() == 0
     assert_exactly_once(db, range(n))
     assert source_status(_config(tmp_path, log), "api")["rotations"] == 6
