@@ -244,3 +244,17 @@ def test_rule_ids_in_the_example_config_exist() -> None:
     guide = GUIDE.read_text(encoding="utf-8")
     for rule_id in re.findall(r'rules\.override\."([^"]+)"', guide):
         assert rule_id in ids, rule_id
+
+
+def test_compliance_page_names_every_report_section() -> None:
+    """The page for compliance readers walks through the report's sections by their names."""
+    sources = " ".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "auditor/report").glob("*.py")
+    )
+    headings = {" ".join(h.split()) for h in re.findall(r'Heading\("([^"]+)"\)', sources)}
+    if not headings:
+        pytest.skip("the report has no sections yet")
+    page = (ROOT / "docs/compliance-readers.md").read_text(encoding="utf-8").replace("**", "")
+    page = " ".join(page.split())
+    missing = sorted(h for h in headings if h not in page)
+    assert missing == [], missing
