@@ -11,7 +11,14 @@ from report_samples import DAY, PLANTED, demo_store, event, hit, traffic, write
 
 from auditor.model import CATEGORIES, Severity
 from auditor.report import controls as ctl
-from auditor.report.assess import Coverage, Result, RuleInfo, evaluate
+from auditor.report.assess import (
+    Coverage,
+    Result,
+    RuleInfo,
+    category_outcome,
+    evaluate,
+    resolve_tag,
+)
 from auditor.report.data import (
     ReportData,
     ReportOptions,
@@ -105,13 +112,13 @@ def test_catalogue_ids_unique_and_every_category_is_evidence_somewhere() -> None
 
 
 def test_resolve_tag_exact_alias_prefix_unknown() -> None:
-    assert ctl.resolve_tag("PCI-DSS-4.0.1:10.2.1.4").ref == "10.2.1.4"  # type: ignore[union-attr]
-    assert ctl.resolve_tag("PCI-DSS-3.2.1:10.2.4").ref == "10.2.1.4"  # type: ignore[union-attr]
-    assert ctl.resolve_tag("GDPR:Art.32(1)(b)").ref == "Art.32"  # type: ignore[union-attr]
-    assert ctl.resolve_tag("OWASP-API-2023:API1").ref == "API1"  # type: ignore[union-attr]
-    assert ctl.resolve_tag("OWASP-API-2023:API10").ref == "API10"  # type: ignore[union-attr]
-    assert ctl.resolve_tag("ISO-27001:A.8.16") is None
-    assert ctl.resolve_tag("PCI-DSS-4.0.1:10.2.14") is None  # not a boundary
+    assert resolve_tag("PCI-DSS-4.0.1:10.2.1.4").ref == "10.2.1.4"  # type: ignore[union-attr]
+    assert resolve_tag("PCI-DSS-3.2.1:10.2.4").ref == "10.2.1.4"  # type: ignore[union-attr]
+    assert resolve_tag("GDPR:Art.32(1)(b)").ref == "Art.32"  # type: ignore[union-attr]
+    assert resolve_tag("OWASP-API-2023:API1").ref == "API1"  # type: ignore[union-attr]
+    assert resolve_tag("OWASP-API-2023:API10").ref == "API10"  # type: ignore[union-attr]
+    assert resolve_tag("ISO-27001:A.8.16") is None
+    assert resolve_tag("PCI-DSS-4.0.1:10.2.14") is None  # not a boundary
 
 
 # --- the result policy ---------------------------------------------------------------------
@@ -151,11 +158,11 @@ def test_scheme_blind_format_makes_transport_not_assessable() -> None:
 def test_category_outcomes() -> None:
     pan = _finding("pii-in-url", pii="pan")
     email = _finding("pii-in-url", pii="email")
-    assert ctl.category_outcome(FULL, pan.category, pan.pii_type) == "fail"
-    assert ctl.category_outcome(FULL, email.category, email.pii_type) is None
+    assert category_outcome(FULL, pan.category, pan.pii_type) == "fail"
+    assert category_outcome(FULL, email.category, email.pii_type) is None
     art33 = ctl.CONTROL_BY_ID["GDPR:Art.33"]
-    assert ctl.category_outcome(art33, "scanner-probe", None, int(Severity.HIGH)) == "review"
-    assert ctl.category_outcome(art33, "scanner-probe", None, int(Severity.LOW)) is None
+    assert category_outcome(art33, "scanner-probe", None, int(Severity.HIGH)) == "review"
+    assert category_outcome(art33, "scanner-probe", None, int(Severity.LOW)) is None
 
 
 # --- built from a store --------------------------------------------------------------------
@@ -247,9 +254,9 @@ def test_pseudonymised_clients_hide_addresses(demo: Store) -> None:
 
 
 def test_findings_beyond_the_detail_cap_are_tallied(demo: Store) -> None:
-    d = _data(demo, max_detail=2)
-    assert len(d.findings) == 2
-    assert sum(t.findings for t in d.omitted) == 4
+    d = _data(demo, max_detail=2, max_listed=1)
+    assert len(d.findings) == 2 and len(d.listed) == 1
+    assert sum(t.findings for t in d.omitted) == 3
 
 
 def test_no_planted_secret_in_report_data(demo: Store) -> None:

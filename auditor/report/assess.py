@@ -15,16 +15,55 @@ from enum import Enum
 
 from auditor.model import Severity
 from auditor.report.controls import (
+    ALIAS_INDEX,
+    CONTROL_BY_ID,
     CONTROLS,
     FRAMEWORKS,
     Assess,
     Control,
-    category_outcome,
-    resolve_tag,
 )
 from auditor.store.report_queries import FindingRow
 
 PERSONAL_TYPES = frozenset({"email", "pan", "iban", "ssn", "phone", "national-id"})
+
+
+def resolve_tag(tag: str) -> Control | None:
+    """The catalogue control a finding's control string refers to, or None.
+
+    Exact ids and v3.2.1 aliases first; then the longest catalogue id that is a prefix at
+    a boundary (``GDPR:Art.32(1)(b)`` → ``GDPR:Art.32``; ``...:10.2.1.4.a`` → ``10.2.1.4``).
+    """
+    tag = tag.strip()
+    hit = CONTROL_BY_ID.get(tag) or ALIAS_INDEX.get(tag)
+    if hit is not None:
+        return hit
+    best: Control | None = None
+    for cid, c in CONTROL_BY_ID.items():
+        if (
+            tag.startswith(cid)
+            and tag[len(cid) : len(cid) + 1] in (".", "(")
+            and (best is None or len(cid) > len(best.id))
+        ):
+            best = c
+    return best
+
+
+def category_outcome(
+    control: Control, category: str, pii_type: str | None, severity: int = 0
+) -> str | None:
+    """What a finding of this category means for the control: "fail", "review" or None."""
+    keys = (category, f"{category}:{pii_type}" if pii_type else category)
+    if any(k in control.fail_on for k in keys):
+        return "fail"
+    if any(k in control.review_on for k in keys) or "*" in control.review_on:
+        return "review"
+    if control.review_min_severity and severity >= control.review_min_severity:
+        return "review"
+    return None
+
+
+def framework_controls(key: str) -> tuple[Control, ...]:
+    return tuple(c for c in CONTROLS if c.framework == key)
 
 
 class Result(Enum):

@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import Enum
 
-CATALOGUE_VERSION = "2026.11-1"
+CATALOGUE_VERSION = "2026.11-2"
 
 
 class Assess(Enum):
@@ -85,6 +85,15 @@ def _pci(
 
 PCI: tuple[Control, ...] = (
     _pci(
+        "2.2.4",
+        "2.2.2",
+        "Only necessary services and functions enabled",
+        "Only the services, protocols and functions the system needs are enabled.",
+        "Requests that reach debug, diagnostic or configuration endpoints, or methods such as "
+        "TRACE; whether each is needed is for the reviewer.",
+        P,
+    ),
+    _pci(
         "3.3.1",
         "3.2",
         "No sensitive authentication data after authorisation",
@@ -130,7 +139,7 @@ PCI: tuple[Control, ...] = (
     ),
     _pci(
         "6.2.4",
-        "6.5.1,6.5.7,6.5.8",
+        "6.5.1,6.5.2,6.5.7,6.5.8,6.5.10",
         "Software resists common attacks",
         "Bespoke software is built to withstand injection, XSS, access-control and similar "
         "attacks.",
@@ -150,6 +159,25 @@ PCI: tuple[Control, ...] = (
         review_on=_ATTACKS,
     ),
     _pci(
+        "6.3.3",
+        "6.2",
+        "Known vulnerabilities patched",
+        "Components are protected from known vulnerabilities by installing patches in time.",
+        "Probes for known vulnerable paths and payloads, and whether they were answered with "
+        "success; patch levels are not in the log.",
+        P,
+    ),
+    _pci(
+        "7.2.1",
+        "7.1.2",
+        "Access control model",
+        "An access control model grants access by job function and least privilege.",
+        "Administrative and privileged routes reached by unusual clients; who should have "
+        "access is for the reviewer.",
+        P,
+        review_on=("admin-access",),
+    ),
+    _pci(
         "8.2.8",
         "8.1.8",
         "Re-authentication after 15 minutes idle",
@@ -167,6 +195,27 @@ PCI: tuple[Control, ...] = (
         "423 or 429 suggest no lock-out. Needs the user in the log for a firm answer.",
         P,
         review_on=_AUTH,
+    ),
+    _pci(
+        "8.3.2",
+        "8.2.1",
+        "Authentication factors unreadable in transit and storage",
+        "Passwords, tokens and keys are protected by strong cryptography when sent and stored.",
+        "Passwords, tokens and API keys in URLs are written in clear text to every log; Basic "
+        "credentials over plain HTTP. Request bodies are not visible.",
+        P,
+        fail_on=("secret-in-url",),
+        tagged="fail",
+    ),
+    _pci(
+        "8.6.2",
+        "",
+        "No hard-coded credentials for system accounts",
+        "Passwords and keys of application and system accounts are not hard-coded in scripts "
+        "or files.",
+        "The same static API key in URLs from many clients suggests a key embedded in a "
+        "client; the code itself is not visible.",
+        P,
     ),
     _pci(
         "10.2.1.1",
@@ -481,6 +530,14 @@ GDPR: tuple[Control, ...] = (
         review_min_severity=3,
     ),
     _gdpr(
+        "Art.87",
+        "National identification numbers",
+        "National identification numbers are processed only with appropriate safeguards.",
+        "National ids and social security numbers in URLs are copied into every log.",
+        P,
+        fail_on=("pii-in-url:national-id", "pii-in-url:ssn"),
+    ),
+    _gdpr(
         "Art.35(7)(d)",
         "DPIA: measures against the risks",
         "The impact assessment names the measures that address the risks.",
@@ -492,7 +549,7 @@ GDPR: tuple[Control, ...] = (
 
 CONTROLS: tuple[Control, ...] = PCI + OWASP + GDPR
 CONTROL_BY_ID: dict[str, Control] = {c.id: c for c in CONTROLS}
-_ALIAS: dict[str, Control] = {a: c for c in CONTROLS for a in c.aliases}
+ALIAS_INDEX: dict[str, Control] = {a: c for c in CONTROLS for a in c.aliases}
 
 
 def catalogue_hash() -> str:
@@ -518,42 +575,3 @@ def catalogue_hash() -> str:
         h.update("\x1f".join(fields).encode())
         h.update(b"\x1e")
     return h.hexdigest()
-
-
-def resolve_tag(tag: str) -> Control | None:
-    """The catalogue control a finding's control string refers to, or None.
-
-    Exact ids and v3.2.1 aliases first; then the longest catalogue id that is a prefix at
-    a boundary (``GDPR:Art.32(1)(b)`` → ``GDPR:Art.32``; ``...:10.2.1.4.a`` → ``10.2.1.4``).
-    """
-    tag = tag.strip()
-    hit = CONTROL_BY_ID.get(tag) or _ALIAS.get(tag)
-    if hit is not None:
-        return hit
-    best: Control | None = None
-    for cid, c in CONTROL_BY_ID.items():
-        if (
-            tag.startswith(cid)
-            and tag[len(cid) : len(cid) + 1] in (".", "(")
-            and (best is None or len(cid) > len(best.id))
-        ):
-            best = c
-    return best
-
-
-def category_outcome(
-    control: Control, category: str, pii_type: str | None, severity: int = 0
-) -> str | None:
-    """What a finding of this category means for the control: "fail", "review" or None."""
-    keys = (category, f"{category}:{pii_type}" if pii_type else category)
-    if any(k in control.fail_on for k in keys):
-        return "fail"
-    if any(k in control.review_on for k in keys) or "*" in control.review_on:
-        return "review"
-    if control.review_min_severity and severity >= control.review_min_severity:
-        return "review"
-    return None
-
-
-def framework_controls(key: str) -> tuple[Control, ...]:
-    return tuple(c for c in CONTROLS if c.framework == key)

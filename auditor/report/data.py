@@ -12,10 +12,8 @@ import hashlib
 import hmac
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from auditor import __version__
 from auditor.model import Severity
 from auditor.report.assess import (
     RESULT_ORDER,
@@ -30,14 +28,33 @@ from auditor.report.assess import (
 from auditor.report.completeness import Completeness, SourceSetting, build_completeness
 from auditor.report.controls import CATALOGUE_VERSION, CONTROLS, FRAMEWORKS, catalogue_hash
 from auditor.report.text import clean
+from auditor.report.views import (
+    Activity,
+    BreachClock,
+    CategoryCount,
+    ClientCount,
+    ExposureView,
+    FindingView,
+    FrameworkSummary,
+    Integrity,
+    Meta,
+    PreviousReport,
+    ReportData,
+    ReportOptions,
+    RulesetInfo,
+    RuleTally,
+    SeverityCount,
+    TrendRow,
+)
 from auditor.report.wording import CATEGORY_ACTION, CATEGORY_LABEL, CATEGORY_RISK, DEFAULT_ACTION
-from auditor.store.report_queries import FindingRow, InputRow, ReportRows
+from auditor.store.report_queries import FindingRow, ReportRows
 
 __all__ = [
     "Activity",
     "Completeness",
     "ControlResult",
     "FindingView",
+    "PreviousReport",
     "ReportData",
     "ReportOptions",
     "Result",
@@ -60,198 +77,6 @@ def bucket_minutes_for(start: datetime, end: datetime) -> int:
         if minutes / b <= MAX_BARS:
             return b
     return BUCKETS[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class RulesetInfo:
-    version: str = "unknown"
-    hash: str = ""
-    rules: tuple[RuleInfo, ...] = ()
-    error: str | None = None  # why the ruleset could not be read, if it could not
-
-
-@dataclass(frozen=True, slots=True)
-class PreviousReport:
-    file: str
-    sha256: str
-    entry: str  # manifest entry hash the new report chains to
-
-
-@dataclass(frozen=True, slots=True)
-class ReportOptions:
-    organisation: str = "Example Organisation"
-    scope: str = ""
-    job: str | None = None
-    paper: str = "A4"
-    pseudonym_key: bytes | None = None  # set: client addresses print as keyed hashes
-    gap_minutes: int = 60
-    top_n: int = 10
-    max_detail: int = 150
-    generator: str = f"log-auditor {__version__}"
-    sources: tuple[SourceSetting, ...] = ()
-    store: str = ""
-    logo: str | None = None
-    previous: PreviousReport | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Meta:
-    report_id: str
-    organisation: str
-    scope: str
-    job: str | None
-    start: datetime
-    end: datetime
-    generated_at: datetime
-    generator: str
-    ruleset_version: str
-    ruleset_hash: str
-    ruleset_error: str | None
-    rule_count: int
-    catalogue_version: str
-    catalogue_hash: str
-    pseudonymised: bool
-    query: str
-    store: str
-    paper: str
-    logo: str | None
-    gap_minutes: int
-
-
-@dataclass(frozen=True, slots=True)
-class FrameworkSummary:
-    key: str
-    name: str
-    counts: tuple[tuple[Result, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SeverityCount:
-    severity: str
-    findings: int
-    prev_findings: int
-    events: int
-
-
-@dataclass(frozen=True, slots=True)
-class CategoryCount:
-    category: str
-    label: str
-    findings: int
-    prev_findings: int
-    events: int
-
-
-@dataclass(frozen=True, slots=True)
-class BreachClock:
-    finding_id: str
-    title: str
-    severity: str
-    detected_at: datetime
-    deadline: datetime
-    acknowledged_at: datetime | None
-    overdue: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FindingView:
-    id: str
-    rule_id: str
-    title: str
-    category: str
-    severity: str
-    first_seen: datetime
-    last_seen: datetime
-    count: int
-    client: str
-    source: str
-    pii_type: str | None
-    evidence: str
-    controls: tuple[str, ...]
-    action: str
-    distinct_values: int
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class RuleTally:
-    rule_id: str
-    title: str
-    severity: str
-    findings: int
-    events: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExposureView:
-    pii_type: str
-    location: str
-    route: str
-    param: str
-    distinct_values: int
-    occurrences: int
-    first: datetime
-    last: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ClientCount:
-    client: str
-    requests: int
-    share: float
-
-
-@dataclass(frozen=True, slots=True)
-class Activity:
-    bucket_minutes: int
-    starts: tuple[datetime, ...]
-    requests: tuple[int, ...]
-    auth_failures: tuple[int, ...]
-    errors_5xx: tuple[int, ...]
-    new_findings: tuple[int, ...]
-    top_clients: tuple[ClientCount, ...]
-    other_clients: int
-    other_requests: int
-    clients_total: int
-    requests_total: int
-
-
-@dataclass(frozen=True, slots=True)
-class TrendRow:
-    metric: str
-    previous: int
-    current: int
-
-
-@dataclass(frozen=True, slots=True)
-class Integrity:
-    findings_digest: str
-    catalogue_hash: str
-    ruleset_hash: str
-    previous: PreviousReport | None
-    inputs: tuple[InputRow, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ReportData:
-    meta: Meta
-    verdict: str
-    frameworks: tuple[FrameworkSummary, ...]
-    severities: tuple[SeverityCount, ...]
-    categories: tuple[CategoryCount, ...]
-    top_risks: tuple[str, ...]
-    breach_clock: tuple[BreachClock, ...]
-    controls: tuple[ControlResult, ...]
-    findings: tuple[FindingView, ...]
-    findings_total: int
-    events_total: int
-    omitted: tuple[RuleTally, ...]
-    exposures: tuple[ExposureView, ...]
-    exposure_types: tuple[tuple[str, int], ...]
-    activity: Activity
-    completeness: Completeness
-    trend: tuple[TrendRow, ...]
-    integrity: Integrity
 
 
 def _dt(ms: int) -> datetime:
@@ -376,7 +201,7 @@ def _finding_views(
     rules: dict[str, RuleInfo],
     matched: dict[str, list[str]],
 ) -> tuple[tuple[FindingView, ...], tuple[RuleTally, ...]]:
-    shown = rows.findings[: options.max_detail]
+    shown = rows.findings[: options.max_detail + options.max_listed]
     views = []
     for f in shown:
         rule = rules.get(f.rule_id)
@@ -405,7 +230,7 @@ def _finding_views(
             )
         )
     rest: dict[str, list[FindingRow]] = defaultdict(list)
-    for f in rows.findings[options.max_detail :]:
+    for f in rows.findings[options.max_detail + options.max_listed :]:
         rest[f.rule_id].append(f)
     tallies = tuple(
         RuleTally(
@@ -543,6 +368,7 @@ def build_report_data(
         for fid in c.finding_ids:
             matched[fid].append(c.id)
     views, omitted = _finding_views(rows, options, rules, matched)
+    full, listed = views[: options.max_detail], views[options.max_detail :]
     severities = _severities(rows)
     activity = _activity(rows, options, start, end)
     rid = report_id(options.organisation, options.job, start, end, generated_at)
@@ -602,7 +428,8 @@ def build_report_data(
         top_risks=_top_risks(rows.findings, dict(rows.exposure_distinct)),
         breach_clock=_breach_clock(rows, generated_at),
         controls=controls,
-        findings=views,
+        findings=full,
+        listed=listed,
         findings_total=len(rows.findings),
         events_total=sum(f.count for f in rows.findings),
         omitted=omitted,

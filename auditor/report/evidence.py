@@ -13,40 +13,55 @@ from reportlab.platypus import KeepTogether, Spacer
 
 from auditor.report.charts import bar_chart, bucket_labels
 from auditor.report.data import FindingView, ReportData
-from auditor.report.layout import Heading, cols, esc, grid, head, iso, num, para, rich, right, short
-from auditor.report.style import BAR, BAR_ALERT, SEVERITY_FILL, styles
+from auditor.report.layout import (
+    Heading,
+    cols,
+    esc,
+    grid,
+    head,
+    iso,
+    num,
+    para,
+    plain,
+    rich,
+    right,
+    short,
+)
+from auditor.report.style import BAR, BAR_ALERT, SEVERITY_FILL, fonts, styles
 
 
 def _finding_block(f: FindingView, w: float) -> KeepTogether:
+    """One finding as a two-column block; short values are plain strings (cheap to lay out)."""
     st = styles()
+    widths = cols(w, 32, 142)
     title = (
         f"<b>{esc(f.severity.upper())}</b> \u00b7 {esc(f.title)} "
         f"<font size=6.5>({esc(f.rule_id)}, finding {esc(f.id)})</font>"
     )
+    events = num(f.count) + (
+        f"; {num(f.distinct_values)} distinct values" if f.distinct_values else ""
+    )
     facts: list[tuple[str, Any]] = [
-        ("First / last seen", para(f"{iso(f.first_seen)} / {iso(f.last_seen)}")),
-        (
-            "Events",
-            para(
-                num(f.count)
-                + (f"; {num(f.distinct_values)} distinct values" if f.distinct_values else "")
-            ),
-        ),
-        ("Client / source", para(f"{f.client} / {f.source}")),
+        ("First / last seen", f"{iso(f.first_seen)} / {iso(f.last_seen)}"),
+        ("Events", events),
+        ("Client / source", plain(f"{f.client} / {f.source}", widths[1])),
         ("Evidence (masked)", para(f.evidence, st.mono, 400)),
         ("Controls", para(", ".join(f.controls) or "-", st.cell, 600)),
         ("Recommended action", para(f.action, st.cell, 500)),
-        ("Status", para(f.status)),
+        ("Status", plain(f.status, widths[1])),
     ]
     if f.pii_type:
-        facts.insert(3, ("Type", para(f.pii_type)))
+        facts.insert(3, ("Type", plain(f.pii_type, widths[1])))
     rows: list[list[Any]] = [[rich(title, st.cell), ""]]
-    rows += [[para(k, st.cell_bold), v] for k, v in facts]
+    rows += [[k, v] for k, v in facts]
     fill = SEVERITY_FILL.get(f.severity)
-    extra: list[tuple[Any, ...]] = [("SPAN", (0, 0), (1, 0))]
+    extra: list[tuple[Any, ...]] = [
+        ("SPAN", (0, 0), (1, 0)),
+        ("FONT", (0, 1), (0, -1), fonts().bold, st.cell.fontSize, st.cell.leading),
+    ]
     if fill is not None:
         extra.append(("BACKGROUND", (0, 0), (1, 0), fill))
-    t = grid(rows, cols(w, 32, 142), header=False, extra=extra)
+    t = grid(rows, widths, header=False, extra=extra, fast=True)
     return KeepTogether([t, Spacer(1, 3 * mm)])
 
 
@@ -56,30 +71,52 @@ def findings(d: ReportData, w: float) -> list[Any]:
     if not d.findings_total:
         out.append(para("No findings in the period.", st.body))
         return out
-    shown = len(d.findings)
+    full, listed = len(d.findings), len(d.listed)
     intro = f"{num(d.findings_total)} finding(s) in the period, most severe first."
-    if shown < d.findings_total:
+    if listed or d.omitted:
+        intro += f" The first {full} are shown in full"
+        intro += f", the next {listed} one per line" if listed else ""
+        intro += ", the rest counted by rule" if d.omitted else ""
         intro += (
-            f" The first {shown} are shown in full; the other {num(d.findings_total - shown)} "
-            "are summarised by rule after them. `log-auditor findings --since "
-            f"{iso(d.meta.start)} --until {iso(d.meta.end)}` lists every one."
+            f". `log-auditor findings --since {iso(d.meta.start)} --until {iso(d.meta.end)}` "
+            "lists every one."
         )
     out.append(para(intro, st.body, 600))
     out += [_finding_block(f, w) for f in d.findings]
-    if d.omitted:
-        out.append(Heading("Further findings by rule", 1))
-        rows: list[list[Any]] = [head("Rule", "Title", "Highest severity", "Findings", "Events")]
+    if d.listed:
+        out.append(Heading("Further findings", 1))
+        rows: list[list[Any]] = [
+            head("Severity", "Rule", "First seen", "Last seen", "Events", "Client", "Finding")
+        ]
+        widths = cols(w, 15, 42, 24, 24, 14, 30, 25)
         rows += [
             [
-                para(t.rule_id),
-                para(t.title),
-                para(t.severity),
-                right(num(t.findings)),
-                right(num(t.events)),
+                plain(f.severity, widths[0]),
+                plain(f.rule_id, widths[1]),
+                short(f.first_seen),
+                short(f.last_seen),
+                num(f.count),
+                plain(f.client, widths[5]),
+                plain(f.id, widths[6]),
+            ]
+            for f in d.listed
+        ]
+        out.append(grid(rows, widths, align_right=(4,), fast=True))
+    if d.omitted:
+        out.append(Heading("Remaining findings by rule", 1))
+        rows = [head("Rule", "Title", "Highest severity", "Findings", "Events")]
+        widths = cols(w, 42, 72, 22, 18, 20)
+        rows += [
+            [
+                plain(t.rule_id, widths[0]),
+                plain(t.title, widths[1]),
+                plain(t.severity, widths[2]),
+                num(t.findings),
+                num(t.events),
             ]
             for t in d.omitted
         ]
-        out.append(grid(rows, cols(w, 38, 70, 24, 20, 22), align_right=(3, 4)))
+        out.append(grid(rows, widths, align_right=(3, 4), fast=True))
     return out
 
 
@@ -110,20 +147,21 @@ def exposures(d: ReportData, w: float) -> list[Any]:
             "Last seen",
         )
     ]
+    widths = cols(w, 19, 13, 44, 22, 14, 14, 24, 24)
     rows += [
         [
-            para(e.pii_type),
-            para(e.location),
-            para(e.route, st.mono),
-            para(e.param, st.mono),
-            right(num(e.distinct_values)),
-            right(num(e.occurrences)),
-            para(short(e.first), st.cell_small),
-            para(short(e.last), st.cell_small),
+            plain(e.pii_type, widths[0]),
+            plain(e.location, widths[1]),
+            plain(e.route, widths[2]),
+            plain(e.param, widths[3]),
+            num(e.distinct_values),
+            num(e.occurrences),
+            short(e.first),
+            short(e.last),
         ]
         for e in d.exposures[:200]
     ]
-    out.append(grid(rows, cols(w, 20, 14, 44, 22, 16, 18, 20, 20), align_right=(4, 5)))
+    out.append(grid(rows, widths, align_right=(4, 5), fast=True))
     if len(d.exposures) > 200:
         out.append(para(f"... and {len(d.exposures) - 200} more rows.", st.caption))
     return out

@@ -15,10 +15,11 @@ from typing import Any
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.styles import ParagraphStyle
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, Paragraph, Table, TableStyle
 
 from auditor.report.style import BAND_BG, HEAD_BG, RULE, fonts, styles
-from auditor.report.text import markup
+from auditor.report.text import clean, markup
 
 
 def esc(value: object, max_len: int = 300) -> str:
@@ -69,6 +70,19 @@ def delta(prev: int, cur: int) -> str:
     return "0" if d == 0 else f"{d:+,}"
 
 
+def plain(value: object, width: float) -> str:
+    """Untrusted text for a ``fast`` table cell of ``width`` points: no mark-up, one line,
+    cut with "..." to fit (measured in the cell font)."""
+    f, size = fonts(), styles().cell.fontSize
+    s = "".join(ch if f.can_draw(ch) else "?" for ch in clean(value, 200))
+    room = width - 6  # cell padding
+    if stringWidth(s, f.regular, size) <= room:
+        return s
+    while s and stringWidth(s + "...", f.regular, size) > room:
+        s = s[: max(0, min(len(s) - 1, int(len(s) * room / stringWidth(s, f.regular, size))))]
+    return s + "..."
+
+
 def grid(
     rows: Sequence[Sequence[Any]],
     widths: Sequence[float],
@@ -76,11 +90,22 @@ def grid(
     header: bool = True,
     extra: Sequence[tuple[Any, ...]] = (),
     align_right: Sequence[int] = (),
+    fast: bool = False,
 ) -> Table:
-    """A table for paper: thin rules, a shaded header row repeated on every page."""
-    cells = [[c if isinstance(c, Flowable) else para(c) for c in row] for row in rows]
+    """A table for paper: thin rules, a shaded header row repeated on every page.
+
+    ``fast``: string cells stay strings (drawn without wrapping or mark-up, about ten times
+    cheaper than paragraphs); they must come from ``plain`` and fit their column.
+    """
+    if fast:
+        cells = [list(row) for row in rows]
+    else:
+        cells = [[c if isinstance(c, Flowable) else para(c) for c in row] for row in rows]
     t = Table(cells, colWidths=list(widths), repeatRows=1 if header else 0, hAlign="LEFT")
+    f, st = fonts(), styles()
     cmds: list[tuple[Any, ...]] = [
+        ("FONT", (0, 0), (-1, -1), f.regular, st.cell.fontSize, st.cell.leading),
+        ("TEXTCOLOR", (0, 0), (-1, -1), st.cell.textColor),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, RULE),
         ("LEFTPADDING", (0, 0), (-1, -1), 3),

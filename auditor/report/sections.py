@@ -322,18 +322,20 @@ def _control_row(c: ControlResult, st: Any) -> list[Any]:
     req = f"<b>{esc(c.title)}</b><br/>{esc(c.summary)}<br/><i>Test:</i> {esc(c.test)}"
     if c.observed:
         req += f"<br/><i>Observed:</i> {esc(c.observed)}"
+    if c.rules:
+        more = f" and {len(c.rules) - 6} more" if len(c.rules) > 6 else ""
+        rules = esc(", ".join(c.rules[:6]) + more, 600)
+        req += f'<br/><font size=6.5 color="#555555">Rules: {rules}</font>'
     result = f"<b>{esc(badge(c.result))}</b><br/><font size=6.5>{esc(c.reason)}</font>"
     evidence = f"{num(c.findings)}"
     if c.events:
         evidence += f"<br/><font size=6.5>{num(c.events)} events</font>"
-    rules = ", ".join(c.rules[:8]) + (f" +{len(c.rules) - 8}" if len(c.rules) > 8 else "")
     return [
         rich(ctrl, st.cell),
         rich(req, st.cell),
         rich(result, st.cell),
         rich(evidence, st.cell),
         para(delta(c.prev_findings, c.findings)),
-        para(rules or "-", st.cell_small),
     ]
 
 
@@ -357,7 +359,7 @@ def matrix(d: ReportData, w: float) -> list[Any]:
             st.small,
         )
     )
-    widths = cols(w, 19, 70, 28, 16, 15, 26)
+    widths = cols(w, 19, 97, 28, 16, 14)
     groups = [(fw.key, fw.name) for fw in FRAMEWORKS] + [("other", "Other controls named by rules")]
     for key, name in groups:
         rows_c = [c for c in d.controls if c.framework == key]
@@ -372,9 +374,7 @@ def matrix(d: ReportData, w: float) -> list[Any]:
             )
         )
         rows: list[list[Any]] = [
-            head(
-                "Control", "Requirement, test, observation", "Result", "Findings", "Change", "Rules"
-            )
+            head("Control", "Requirement, test, observation, rules", "Result", "Findings", "Change")
         ]
         extra = []
         for i, c in enumerate(rows_c, start=1):
