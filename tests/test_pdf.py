@@ -224,3 +224,61 @@ def test_core_fonts_when_no_ttf_is_found(tmp_path: Path, monkeypatch: pytest.Mon
     finally:
         for cached in (style.fonts, style.styles, layout._right_style):
             cached.cache_clear()
+
+
+E2E_LINES = [
+    (
+        '198.51.100.9 - - [20/Nov/2026:10:00:01 +0000] "GET /v1/pay?card=4111111111111111 HTTP/1.1"'
+        ' 200 12 "-" "curl/8"'
+    ),
+    (
+        '198.51.100.9 - - [20/Nov/2026:10:00:02 +0000] "GET /login?user=bob&password=S3cr3t-Passw0rd'
+        ' HTTP/1.1" 200 1 "-" "ua"'
+    ),
+    (
+        '198.51.100.9 - - [20/Nov/2026:10:00:03 +0000] "GET /u?email=planted.person%40example.org'
+        ' HTTP/1.1" 200 1 "https://x.example/?email=planted.person@example.org" "ua"'
+    ),
+    (
+        '203.0.113.5 - - [20/Nov/2026:10:00:04 +0000] "GET /<img%20src=%22/etc/passwd%22/>'
+        ' HTTP/1.1" 404 1 "-" "sqlmap/1.5"'
+    ),
+]
+
+
+def test_scan_then_report_end_to_end_keeps_secrets_out(tmp_path: Path) -> None:
+    """The real pipeline (formats, redaction, bundled rules) feeding the report."""
+    from click.testing import CliRunner
+
+    import auditor.cli.report
+    import auditor.cli.scan  # noqa: F401  (register the verbs)
+    from auditor.cli import cli
+
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(E2E_LINES) + "\n")
+    db, out = tmp_path / "e2e.db", tmp_path / "r" / "e2e.pdf"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["scan", "--quiet", "--db", str(db), "--format", "combined", str(log)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        cli,
+        [
+            "report",
+            "--db",
+            str(db),
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-21",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    pdf = out.read_bytes()
+    pages, reader = _text(pdf)
+    text = "\n".join(pages)
+    streams = b"".join(_streams(reader))
+    for secret in ("4111111111111111", "S3cr3t-Passw0rd", "planted.person"):
+        assert secret not in text and secret.encode() not in pdf and secret.encode() not in streams
+    assert "411111******1111" in text and "finding(s)" in text
