@@ -107,15 +107,13 @@ _SHORT_SEGMENTS = re.compile(r"(?:/[A-Za-z0-9_~-]{0,10})*").fullmatch
 _NUMERIC_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
 
 
-@lru_cache(maxsize=16384)
-def route_template(path: str) -> str:
-    """``/users/42/orders/9f1c...`` → ``/users/{id}/orders/{id}``.
+ROUTE_CACHE: dict[str, str] = {}
+"""Memo of ``route_template`` (bounded; cleared when full). Hot decoders bind its ``get``."""
+_ROUTE_CACHE_MAX = 16384
 
-    Routes group requests for rate and enumeration detectors, so id-like segments (numbers,
-    UUIDs, long hex, random tokens) collapse to ``{id}``. Anything that is not an
-    origin-form path (garbage sent by scanners, ``CONNECT host:443``) becomes ``{other}``
-    so it cannot blow up route cardinality; ``*`` stays ``*``.
-    """
+
+def _route_template(path: str) -> str:
+    """Uncached ``route_template``."""
     if path[:1] != "/":
         if path == "*" or not path:
             return path
@@ -132,6 +130,23 @@ def route_template(path: str) -> str:
         elif len(seg) >= 11 or "." in seg:  # shorter segments cannot be ids (see _is_id)
             segs[i] = _template_segment(seg)
     return "/".join(segs)
+
+
+def route_template(path: str) -> str:
+    """``/users/42/orders/9f1c...`` → ``/users/{id}/orders/{id}``.
+
+    Routes group requests for rate and enumeration detectors, so id-like segments (numbers,
+    UUIDs, long hex, random tokens) collapse to ``{id}``. Anything that is not an
+    origin-form path (garbage sent by scanners, ``CONNECT host:443``) becomes ``{other}``
+    so it cannot blow up route cardinality; ``*`` stays ``*``.
+    """
+    route = ROUTE_CACHE.get(path)
+    if route is None:
+        route = _route_template(path)
+        if len(ROUTE_CACHE) >= _ROUTE_CACHE_MAX:
+            ROUTE_CACHE.clear()
+        ROUTE_CACHE[path] = route
+    return route
 
 
 # --- request lines and targets -------------------------------------------------------------

@@ -3,8 +3,8 @@ Traefik CLF. This is the hot path, so it avoids per-line dicts and generic helpe
 
 Two regexes per variant: a strict one for clean lines (no backslash anywhere, so quoted
 fields cannot hide an escaped quote), and a lenient one that understands ``\\"`` escapes,
-a leading vhost, a missing ident field and user names with spaces. Both feed ``finish``,
-which does what ``build_event`` does for other formats, inline.
+a leading vhost, a missing ident field and user names with spaces. Both feed the same
+inline normalization, which does what ``build_event`` does for other formats.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from auditor.formats.spec import BoundDecode, Ctx
 from auditor.formats.times import TIME_CACHE, parse_time
 from auditor.model import Event, Line
 from auditor.normalize import (
+    ROUTE_CACHE,
     norm_ip,
     norm_scheme,
     parse_absolute,
@@ -28,19 +29,15 @@ _TIME = r"\d{1,2}/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?[+-]\d\d:?\d\
 _QS = r'"([^"]*)"'  # quoted field, strict (line has no backslash)
 _QL = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # quoted field with \" escapes (Apache)
 
+# The request line of a clean line is split by the regex itself (cheaper than str.split):
+# METHOD /target HTTP/x, or anything else as a whole.
+_REQ = r'"(?:([A-Z]{1,16}) (/[^" ]*) HTTP/([0-9.]{1,3})|([^"]*))"'
+_TAIL = r" (\d{3}|-) (\d+|-)(?: " + _QS + " " + _QS + ")?(.*)"
 # client ident user [time] "request" status bytes ["referer" "user-agent"] rest
-_STRICT = re.compile(
-    r"(\S{1,1024}) (\S{1,1024}) (\S{1,1024}) \[([^\]]{1,64})\] "
-    + _QS
-    + r" (\d{3}|-) (\d+|-)(?: "
-    + _QS
-    + " "
-    + _QS
-    + ")?(.*)"
-)
+_STRICT = re.compile(r"(\S{1,1024}) (\S{1,1024}) (\S{1,1024}) \[([^\]]{1,64})\] " + _REQ + _TAIL)
 _STRICT_VHOST = re.compile(
     r"(\S{1,1024}) ([0-9A-Fa-f:.]{1,64}|\[[0-9A-Fa-f:.]{1,64}\]) (\S{1,1024}) (\S{1,1024})"
-    r" \[([^\]]{1,64})\] " + _QS + r" (\d{3}|-) (\d+|-)(?: " + _QS + " " + _QS + ")?(.*)"
+    r" \[([^\]]{1,64})\] " + _REQ + _TAIL
 )
 _LENIENT = re.compile(
     r"(.{0,1024}?) ?\[("
@@ -61,6 +58,7 @@ _IPISH = re.compile(r"[0-9A-Fa-f]*[.:][0-9A-Fa-f:.]*|\[[0-9A-Fa-f:.]+\]")
 _IPLIST = re.compile(r"[0-9A-Fa-f:.\[\], ]+|unknown")
 
 VARIANTS = ("combined", "common", "vhost", "traefik")
+_STATUS = {f"{i:03d}": i for i in range(1000)}  # "-" → None; the regexes allow 3 digits
 
 
 def _split_prefix(pre: str) -> tuple[str | None, str, str] | None:
@@ -108,16 +106,12 @@ class ClfParser:
     def _groups(self, text: str) -> tuple[str | None, ...] | None:
         """(vhost, client, user, time, request, status, bytes, referer, ua, rest)."""
         if "\\" not in text:
-            if self.variant == "vhost":
-                m = _STRICT_VHOST.match(text)
-                if m is not None:
-                    vh, cl, _id, us, *rest = m.groups()
-                    return (vh, cl, us, *rest)
-            else:
-                m = _STRICT.match(text)
-                if m is not None:
-                    cl, _id, us, *rest = m.groups()
-                    return (None, cl, us, *rest)
+            m = (_STRICT_VHOST if self.variant == "vhost" else _STRICT).match(text)
+            if m is not None:
+                g = m.groups() if self.variant == "vhost" else (None, *m.groups())
+                vh, cl, _id, us, ts, meth, target, ver, raw, *rest = g
+                req = f"{meth} {target} HTTP/{ver}" if meth is not None else raw
+                return (vh, cl, us, ts, req, *rest)
         m = _LENIENT.match(text) if '] "' in text else None
         if m is None:
             return None
@@ -183,6 +177,8 @@ class ClfParser:
         vhost_variant = self.variant == "vhost"
         traefik_tail = _TRAEFIK_TAIL.match
         make_event = EventType
+        route_get = ROUTE_CACHE.get
+        status_int = _STATUS.get
 
         def lenient_groups(text: str) -> tuple[str | None, ...] | None:
             m = lenient(text) if '] "' in text else None
@@ -196,29 +192,37 @@ class ClfParser:
             m = strict(text) if "\\" not in text else None
             if m is not None:
                 if vhost_variant:
-                    vhost, client, _ident, user, ts, req, status, nbytes, ref, ua, rest = m.groups()
+                    (vhost, client, _i, user, ts, method, target, version, req, status, nbytes) = (
+                        m.group(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+                    )
+                    ref, ua, rest = m.group(12, 13, 14)
                 else:
-                    client, _ident, user, ts, req, status, nbytes, ref, ua, rest = m.groups()
+                    (
+                        client,
+                        _i,
+                        user,
+                        ts,
+                        method,
+                        target,
+                        version,
+                        req,
+                        status,
+                        nbytes,
+                        ref,
+                        ua,
+                        rest,
+                    ) = m.groups()
                     vhost = None
             else:
                 g = lenient_groups(text)
                 if g is None:
                     return None
                 vhost, client, user, ts, req, status, nbytes, ref, ua, rest = g
+                method = None
             dt = tget(ts) or parse_time(ts)
             if dt is None:
                 return None
-            parts = req.split(" ")
-            if (
-                len(parts) == 3
-                and parts[2][:5] == "HTTP/"
-                and parts[1][:1] == "/"
-                and parts[0].isalpha()
-            ):
-                method: str | None = parts[0]
-                target = parts[1]
-                version: str | None = parts[2][5:]
-            else:
+            if method is None:
                 method, target, version = parse_request_line(req)
             scheme = default_scheme
             host: str | None = None
@@ -249,9 +253,9 @@ class ClfParser:
             duration = None
             xff = None
             if rest:
-                tail = traefik_tail(rest) if traefik else None
-                if tail is not None:
-                    duration = float(tail.group(4))
+                trailer = traefik_tail(rest) if traefik else None
+                if trailer is not None:
+                    duration = float(trailer.group(4))
                 else:
                     xff = xff_from_rest(rest)
             return make_event(
@@ -265,10 +269,10 @@ class ClfParser:
                 host,
                 port,
                 path,
-                route_template(path),
+                route_get(path) or route_template(path),
                 query,
                 version,
-                int(status) if status != "-" else None,
+                status_int(status),
                 None,
                 int(nbytes) if nbytes[0] != "-" else None,
                 duration,

@@ -17,8 +17,7 @@ from auditor.formats.jsonfmt import JsonParser, user_schema
 from auditor.formats.nginx_error import NginxErrorParser
 from auditor.formats.prefixes import STRIPPERS
 from auditor.formats.proxies import AlbParser, EnvoyTextParser, HaproxyParser
-from auditor.formats.spec import BoundDecode, Ctx, FormatSpec, Parser
-from auditor.model import Event, Line
+from auditor.formats.spec import FormatSpec, Parser
 
 
 class EnvoyParser(DictParser):
@@ -158,12 +157,3 @@ def detect_format(sample: Sequence[str]) -> str | None:
     if not counts:
         return None
     return max(counts, key=lambda n: counts[n])  # dicts keep first-seen order on ties
-
-
-def bind_all(parsers: Sequence[Parser], ctx: Ctx) -> list[tuple[str, BoundDecode]]:
-    return [(p.name, p.bind(ctx)) for p in parsers]
-
-
-def decode_with(parser: Parser, ctx: Ctx, text: str, line: Line) -> Event | None:
-    """One-off decode (tests, ``explain``); decoders bind once instead."""
-    return parser.bind(ctx)(text, line)
