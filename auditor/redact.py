@@ -1,0 +1,410 @@
+"""Redaction at ingest: what is stored is masked, and what was masked is reported.
+
+``Redactor`` is the only place where a raw card number, e-mail, token or password from a
+log line exists; everything after it (events, findings, reports) sees the masked text and
+a keyed digest. Masking works in place on the logged (percent-encoded) text, so route
+templating and injection rules still see the original structure.
+
+Masked forms (one per type, stable, never re-detected as PII):
+
+=============== ==========================================================
+email           ``j***@example.org`` (first character + domain)
+pan             ``411111******1111`` (16-19 digits), ``***********0005`` (13-15)
+iban            ``DE****************3000`` (country + last 4)
+phone           ``+***********78`` (last 2 digits)
+ssn             ``[ssn]``
+national-id     ``[national-id]``
+basic-auth      ``https://***:***@host`` (the text keeps ``***:***@``)
+password, ...   ``[password]``, ``[api-key]``, ``[session-id]``, ``[jwt]``,
+                ``[aws-access-key]``, ``[google-api-key]``, ``[github-token]``,
+                ``[stripe-key]``, ``[slack-token]``
+too many finds  ``[redacted]`` (the whole value; hostile input fails closed)
+=============== ==========================================================
+
+Cost: a clean target costs a few compiled-regex scans and, for repeated strings, a set
+lookup (``_CleanCache``); the detectors run only on values a precheck flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+from auditor.model import Exposure
+from auditor.percent import decode, decode_offsets
+from auditor.pii import IBAN_HINT_RE, Found, TooManyCandidates, key_context
+from auditor.pii_scan import scan_text, scan_value
+from auditor.secrets import canonical_key, credential_kind, find_basic_auth
+
+# --- prechecks: cheap "may hold something" tests on the raw, logged text ---------------
+
+# digit shapes worth a look: 7+ digits, 4-sep-4 (cards, IBAN groups), SSN 3-2-4, 6-sep-3
+_DIGITS_RE = re.compile(
+    r"[0-9](?:[0-9]{6}|[0-9]{3}(?:[-+ ]|%2[0Bb])[0-9]{4}"
+    r"|[0-9]{2}(?:[-+ ]|%20)[0-9]{2}(?:[-+ ]|%20)[0-9]{4}|[0-9]{5}[-+A-Za-z][0-9]{3})"
+)
+# at least 7 digits in all (one anchored pass, possessive, no backtracking)
+_ENOUGH_DIGITS = re.compile(r"[^0-9]*+[0-9]" * 7)
+# a card in free text has a group of 4 digits next to another one
+_CARD_DIGITS = re.compile(r"[0-9](?:[0-9]{3}[ -]?[0-9]{4})")
+# key-format prefixes: eyJ (JWT), AKIA.., AIza, ghp_.., github_pat_, sk_live_.., xoxb-..
+_KEYS_RE = re.compile(
+    r"[JA_\-](?:(?<=J)(?<=eyJ)|(?<=A)(?:KIA|SIA|BIA|CCA|3T|Iza)"
+    r"|(?<=_)(?:(?<=gh[pousr]_)|(?<=github_pat_)|(?<=[sr]k_)(?:live|test|prod)_)"
+    r"|(?<=-)(?:(?<=xox[abposre]-)|(?<=xapp-)))"
+)
+# credential-looking parameter names, on the lower-cased query: password=, token=, sid= ...
+_NAMES = re.compile(
+    r"=(?:(?<=(?:ass|ord|swd|pwd|ase|ret|ken|key|rer|ion|sid|nid|jwt|ode|fid|%5d)=)|(?<=\]=))"
+)
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}+://")
+
+_MAX_EXPOSURES = 64
+_CACHE_MAX = 8192
+_CACHE_MAX_LEN = 512
+
+
+def needs_scan(raw: str) -> bool:
+    """False when ``raw`` (a path, a query, a value) cannot hold anything we detect.
+
+    Plain ``in`` tests first (they cost tens of nanoseconds), one anchored regex for
+    "7 digits or more", and the key-format regex only when there is an upper-case
+    letter: every supported key format has one (``eyJ``, ``AKIA``, random base62).
+    """
+    if "@" in raw or ";" in raw:  # e-mail / userinfo, ;jsessionid=
+        return True
+    if "%" in raw and ("%40" in raw or "%25" in raw or "%2B" in raw or "%2b" in raw or "%3" in raw):
+        return True  # %40 '@', %25 double encoding, %2B '+', %3x digits and ':'
+    if ":" in raw and "://" in raw:  # a URL inside a value
+        return True
+    if _ENOUGH_DIGITS.match(raw) is not None and _DIGITS_RE.search(raw) is not None:
+        return True
+    return _has_upper(raw) and (
+        _KEYS_RE.search(raw) is not None or IBAN_HINT_RE.search(raw) is not None
+    )
+
+
+def _has_upper(s: str) -> bool:
+    return not s.islower() and s.lower() != s
+
+
+def text_needs_scan(text: str) -> bool:
+    """``needs_scan`` for free text: e-mails, cards and key formats only."""
+    if "@" in text:
+        return True
+    if _ENOUGH_DIGITS.match(text) is not None and _CARD_DIGITS.search(text) is not None:
+        return True
+    return _has_upper(text) and _KEYS_RE.search(text) is not None
+
+
+def query_needs_scan(query: str) -> bool:
+    return needs_scan(query) or _NAMES.search(query.lower()) is not None
+
+
+class _CleanCache:
+    """Recently seen strings that needed no redaction (paths, queries, user agents repeat)."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def __contains__(self, s: str) -> bool:
+        return s in self._seen
+
+    def add(self, s: str) -> None:
+        if len(s) <= _CACHE_MAX_LEN:
+            if len(self._seen) >= _CACHE_MAX:
+                self._seen.clear()
+            self._seen.add(s)
+
+
+def _apply(raw: str, found: list[Found], offs: list[int] | None, form: bool = False) -> str:
+    """Write each mask over its span of ``raw`` (``offs`` maps decoded -> raw positions).
+
+    In a form-encoded value a literal ``+`` would read as a space, so masks carry ``%2B``.
+    """
+    pieces: list[str] = []
+    pos = 0
+    for f in found:
+        start = offs[f.start] if offs is not None else f.start
+        end = offs[f.end] if offs is not None else f.end
+        pieces.append(raw[pos:start])
+        mask = f.masked if f.repl is None else f.repl
+        pieces.append(mask.replace("+", "%2B") if form else mask)
+        pos = end
+    pieces.append(raw[pos:])
+    return "".join(pieces)
+
+
+# --- the redactor ---------------------------------------------------------------------
+
+
+class Redactor:
+    """Masks sensitive values in logged request data; ``key`` keys the digests.
+
+    Pure apart from a memo of strings known to be clean, so it can be shared by every
+    decoder of a process. The key must come from ``auditor.keys.load_or_create_key``.
+    """
+
+    __slots__ = ("_clean_paths", "_clean_queries", "_clean_texts", "_clean_urls", "_mac")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("redaction key must be at least 16 bytes")
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._clean_paths = _CleanCache()
+        self._clean_queries = _CleanCache()
+        self._clean_texts = _CleanCache()
+        self._clean_urls = _CleanCache()
+
+    def digest(self, value: str) -> str:
+        """HMAC-SHA256 of ``value`` with the key, hex, first 16 characters."""
+        mac = self._mac.copy()
+        mac.update(value.encode("utf-8", "surrogatepass"))
+        return mac.hexdigest()[:16]
+
+    # request target ---------------------------------------------------------------
+
+    def redact_target(
+        self, path: str, query: str | None
+    ) -> tuple[str, str | None, tuple[Exposure, ...]]:
+        """Mask ``path`` segments and ``query`` values; the inputs come back when clean."""
+        clean_paths = self._clean_paths
+        if path in clean_paths:
+            path_dirty = False
+        elif needs_scan(path):
+            path_dirty = True
+        else:
+            path_dirty = False
+            clean_paths.add(path)
+        query_dirty = False
+        if query is not None and query not in self._clean_queries:
+            if query_needs_scan(query):
+                query_dirty = True
+            else:
+                self._clean_queries.add(query)
+        if not path_dirty and not query_dirty:
+            return path, query, ()
+        out: list[Exposure] = []
+        new_path = path
+        if path_dirty:
+            new_path = self._path(path, "path", out)
+            if new_path is path:
+                clean_paths.add(path)
+        new_query = query
+        if query_dirty and query is not None:
+            new_query = self._query(query, "query", out)
+            if new_query is query:
+                self._clean_queries.add(query)
+        return new_path, new_query, tuple(out)
+
+    def redact_url(self, url: str, location: str) -> tuple[str, tuple[Exposure, ...]]:
+        """Mask a full URL (the Referer): userinfo, path, query and fragment."""
+        if len(url) < 2 or url in self._clean_urls:
+            return url, ()
+        m = _SCHEME_RE.match(url)
+        body = url[m.end() :] if m is not None else url
+        cut = min((i for i in (body.find("?"), body.find("#")) if i >= 0), default=-1)
+        if not needs_scan(body) and (cut < 0 or _NAMES.search(body[cut:].lower()) is None):
+            self._clean_urls.add(url)
+            return url, ()
+        out: list[Exposure] = []
+        rest = url
+        head = ""
+        if m is not None:
+            end = m.end()
+            while end < len(url) and url[end] not in "/?#":
+                end += 1
+            head = self._authority(url[: m.end()], url[m.end() : end], location, out)
+            rest = url[end:]
+        rest, _, fragment = rest.partition("#")
+        path, qmark, query = rest.partition("?")
+        new = head + self._path(path, location, out)
+        if qmark:
+            new += "?" + self._query(query, location, out)
+        if "#" in url:
+            if "=" in fragment:
+                fragment = self._query(fragment, location, out)
+            else:
+                fragment = self._value(fragment, None, False, location, out)
+            new += "#" + fragment
+        if new == url:
+            self._clean_urls.add(url)
+            return url, ()
+        return new, tuple(out)
+
+    # free text and user names -----------------------------------------------------
+
+    def redact_text(self, text: str) -> str:
+        """Mask e-mails, card numbers, JWTs and key formats in free text (user agent).
+
+        No exposures: an address in a User-Agent is a crawler's contact, not a leak from
+        the request, but it is still never stored in clear.
+        """
+        if text in self._clean_texts:
+            return text
+        if not text_needs_scan(text):
+            self._clean_texts.add(text)
+            return text
+        try:
+            found = scan_text(text)
+        except TooManyCandidates:
+            return "[redacted]"
+        if not found:
+            self._clean_texts.add(text)
+            return text
+        return _apply(text, found, None)
+
+    def redact_user(self, name: str) -> str:
+        """Mask e-mail-like or secret-like user names, keeping them distinct for grouping.
+
+        ``john@example.org`` -> ``j***@example.org#1f2e3d4c`` (keyed hash of the raw name).
+        Plain names come back unchanged.
+        """
+        if name in self._clean_texts or ("@" not in name and not text_needs_scan(name)):
+            return name
+        try:
+            found = scan_text(name, user=True)
+        except TooManyCandidates:
+            found = [Found(0, len(name), "api-key", "[redacted]", name)]
+        if not found:
+            self._clean_texts.add(name)
+            return name
+        return f"{_apply(name, found, None)}#{self.digest(name.lower())[:8]}"
+
+    # pieces -----------------------------------------------------------------------
+
+    def _exposures(
+        self,
+        found: list[Found],
+        location: str,
+        param: str | None,
+        out: list[Exposure],
+    ) -> None:
+        for f in found:
+            if len(out) >= _MAX_EXPOSURES:
+                return
+            out.append(
+                Exposure(f.pii_type, location, param, f.masked, self.digest(f.norm), f.detail)
+            )
+
+    def _value(
+        self,
+        raw: str,
+        name: str | None,
+        form: bool,
+        location: str,
+        out: list[Exposure],
+        param: str | None = None,
+    ) -> str:
+        """Scan one raw value (a query value, a path segment); return it masked."""
+        plus, formed = decode(raw, form)
+        key = canonical_key(name) if name else ""
+        try:
+            found = scan_value(formed, plus, key)
+        except TooManyCandidates:
+            return "[redacted]"
+        if not found:
+            return raw
+        self._exposures(found, location, param, out)
+        return _apply(raw, found, decode_offsets(raw), form)
+
+    def _param(self, part: str, form: bool, location: str, out: list[Exposure]) -> str:
+        """One ``name=value`` (or bare ``value``) of a query, fragment or matrix segment."""
+        name_raw, eq, value_raw = part.partition("=")
+        if not eq:
+            return self._value(part, None, form, location, out) if needs_scan(part) else part
+        name, new_name_raw = self._name(name_raw, form, location, out)
+        new_value = value_raw
+        if value_raw and (needs_scan(value_raw) or _keyed(name)):
+            new_value = self._value(value_raw, name, form, location, out, param=name)
+        if new_value is value_raw and new_name_raw is name_raw:
+            return part
+        return f"{new_name_raw}={new_value}"
+
+    def _name(
+        self, name_raw: str, form: bool, location: str, out: list[Exposure]
+    ) -> tuple[str, str]:
+        """(decoded name, logged name), both masked when the name itself holds PII."""
+        if not needs_scan(name_raw):
+            if "%" not in name_raw and not (form and "+" in name_raw):
+                return name_raw, name_raw
+            return decode(name_raw, form)[1], name_raw
+        plus, formed = decode(name_raw, form)
+        try:
+            found = scan_value(formed, plus, "")
+        except TooManyCandidates:
+            return "[redacted]", "[redacted]"
+        if not found:
+            return formed, name_raw
+        self._exposures(found, location, None, out)
+        masked_raw = _apply(name_raw, found, decode_offsets(name_raw), form)
+        return _apply(formed, found, None), masked_raw
+
+    def _query(self, query: str, location: str, out: list[Exposure]) -> str:
+        parts = query.split("&")
+        changed = False
+        for i, part in enumerate(parts):
+            if part:
+                new = self._param(part, True, location, out)
+                if new is not part:
+                    parts[i] = new
+                    changed = True
+        return "&".join(parts) if changed else query
+
+    def _path(self, path: str, location: str, out: list[Exposure]) -> str:
+        head = ""
+        rest = path
+        m = _SCHEME_RE.match(path)
+        if m is not None:  # absolute-form request target: GET http://user:pw@host/ HTTP/1.1
+            end = m.end()
+            while end < len(path) and path[end] != "/":
+                end += 1
+            head = self._authority(path[: m.end()], path[m.end() : end], location, out)
+            rest = path[end:]
+        segs = rest.split("/")
+        changed = False
+        for i, seg in enumerate(segs):
+            if seg and needs_scan(seg):
+                new = self._segment(seg, location, out)
+                if new is not seg:
+                    segs[i] = new
+                    changed = True
+        if not changed and not head:
+            return path
+        new_path = head + ("/".join(segs) if changed else rest)
+        return path if new_path == path else new_path
+
+    def _segment(self, seg: str, location: str, out: list[Exposure]) -> str:
+        if ";" not in seg:
+            return self._value(seg, None, False, location, out)
+        first, *params = seg.split(";")
+        pieces = [self._value(first, None, False, location, out) if first else first]
+        pieces.extend(self._param(p, False, location, out) if p else p for p in params)
+        return ";".join(pieces)
+
+    def _authority(self, scheme: str, authority: str, location: str, out: list[Exposure]) -> str:
+        """``scheme://userinfo@host``: a password here is a basic-auth leak."""
+        at = authority.rfind("@")
+        if at < 0:
+            return scheme + authority
+        userinfo, host = authority[:at], authority[at + 1 :]
+        user_raw, colon, pw_raw = userinfo.partition(":")
+        if colon:
+            found = find_basic_auth(f"{scheme}{userinfo}@{host}")
+            if found:
+                user = decode(user_raw, False)[0]
+                pw = decode(pw_raw, False)[0]
+                norm = f"{user}:{pw}"
+                f = found[0]._replace(norm=norm)
+                self._exposures([f], location, None, out)
+                return f"{scheme}***:***@{host}"
+        return scheme + self._value(userinfo, None, False, location, out) + "@" + host
+
+
+def _keyed(name: str) -> bool:
+    """The parameter name alone makes the value worth scanning (password=, ssn=, key=)."""
+    key = canonical_key(name)
+    return key == "key" or credential_kind(key) is not None or key_context(key) is not None
