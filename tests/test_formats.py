@@ -394,6 +394,31 @@ def test_apache_log_format_pasted_with_escaped_quotes_and_vhost() -> None:
     assert ev is not None and (ev.host, ev.server_port, ev.bytes_out) == ("www.example.com", 80, 5)
 
 
+@pytest.mark.parametrize(
+    ("fmt", "text", "iso"),
+    [
+        (
+            '%h [%{%Y-%m-%dT%H:%M:%S%z}t] "%r" %>s %{msec_frac}t',
+            '192.0.2.1 [2026-11-20T09:00:01+0100] "GET / HTTP/1.1" 200 123',
+            "2026-11-20T08:00:01+00:00",
+        ),
+        (
+            '%h %{msec}t "%r" %>s',
+            '192.0.2.1 1763625601123 "GET / HTTP/1.1" 200',
+            "2025-11-20T08:00:01.123+00:00",
+        ),
+        (
+            '%h %{end:sec}t "%r" %>s',
+            '192.0.2.1 1763625601 "GET / HTTP/1.1" 200',
+            "2025-11-20T08:00:01+00:00",
+        ),
+    ],
+)
+def test_apache_time_directives(fmt: str, text: str, iso: str) -> None:
+    ev = decode(text, "apache-custom", log_format=fmt)
+    assert ev is not None and ev.timestamp == datetime.fromisoformat(iso)
+
+
 def test_log_format_kind_is_guessed_from_syntax() -> None:
     ev = decode(
         '192.0.2.12 [20/Nov/2026:08:00:01 +0000] "GET / HTTP/1.1" 200',

@@ -206,9 +206,12 @@ def _apache_field(mods: str, arg: str | None, letter: str) -> tuple[str | None, 
     if letter == "s":
         return ("status", 0 if ">" in mods else 1, r"\d{3}|-")
     if letter == "t":
+        if a.endswith("_frac"):  # the fraction of a split timestamp: not a time by itself
+            return (None, 9, r"\d+")
         if a in ("sec", "msec", "usec") or a.endswith((":sec", ":msec", ":usec")):
             return ("time", 0, r"\d+")
-        return ("time", 0, r"\[(?:" + _TIME_CLF + r")\]" if not a else r"[^\]\"]+?")
+        # %t is "[CLF]"; %{strftime}t works when it yields CLF, ISO 8601 or epoch text.
+        return ("time", 0, _TIME_CLF if not a else r"[^\]\"]+?")
     if letter == "T":
         unit = {"ms": "duration_ms", "us": "duration_us"}.get(a, "duration_s")
         return (unit, 1, _NUM)
@@ -257,7 +260,7 @@ def compile_apache(fmt: str, name: str = "apache-custom") -> DictParser:
         if letter == "t" and not arg:
             # %t logs "[time]": capture inside the brackets only.
             b.literal("[")
-            b.field(key, rank, "%t", _TIME_CLF)
+            b.field(key, rank, "%t", pattern)
             b.literal("]")
             continue
         b.field(key, rank, m.group(0), pattern)

@@ -329,8 +329,11 @@ class JsonParser(DictParser):
             return None
         if not isinstance(obj, dict):
             return None
+        kinds = self.kinds
+        if kinds is not None and len(kinds) == 1:
+            return kinds[0], obj  # a named flavour: its schema, whatever keys are present
         kind = _which(obj)
-        if self.kinds is not None and kind not in self.kinds:
+        if kinds is not None and kind not in kinds:
             return None
         return kind, obj
 
