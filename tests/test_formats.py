@@ -547,3 +547,25 @@ def test_nasty_input_never_raises(fmt: str) -> None:
         ev = dec(line(text))
         assert ev is None or isinstance(ev, Event)
     assert parse_fields(FormatSpec(fmt), NASTY[3]) is None
+
+
+def test_with_the_real_redactor_no_raw_secret_reaches_the_event() -> None:
+    redact = pytest.importorskip("auditor.redact")
+    redactor = redact.Redactor(b"k" * 32)
+    pan, email = "4111111111111111", "jane.doe@example.org"
+    lines = [
+        (
+            f'192.0.2.1 - - [20/Nov/2026:08:00:01 +0000] "GET /pay?card={pan}&u={email} HTTP/1.1" '
+            f'200 5 "https://shop.example.com/?e={email}" "bot ({email})"'
+        ),
+        (
+            f'{{"time_iso8601":"2026-11-20T08:00:01Z","remote_addr":"192.0.2.1","request":'
+            f'"GET /pay?card={pan} HTTP/1.1","status":200,"remote_user":"{email}"}}'
+        ),
+    ]
+    for text in lines:
+        ev = build_decoder(FormatSpec("auto"), redactor, "src")(line(text))
+        assert ev is not None
+        flat = repr(ev)
+        assert pan not in flat and email not in flat
+        assert {e.pii_type for e in ev.exposures} >= {"pan"}
