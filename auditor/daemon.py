@@ -39,7 +39,7 @@ from auditor.writer import Barrier, BoundedQueue, Writer
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_SECONDS = 4.0  # SIGTERM -> exit 0 within 5 s, with a margin for closing
+SHUTDOWN_SECONDS = 3.5  # SIGTERM -> exit 0 within 5 s, with a margin for closing
 STATUS_EVERY = 10.0
 STALL_SECONDS = 30.0  # a writer silent this long is hung: stop the watchdog pings
 QUEUE_BYTES = 32 << 20
@@ -66,18 +66,28 @@ def build_pipeline(config: Config, store: Store, previous: Pipeline | None) -> P
 
 
 def scheduled_tasks() -> list[ExtraTask]:
-    """Jobs that run inside the daemon: ``auditor.report.schedule.run_schedule(config)``.
+    """Jobs that run inside the daemon: the report scheduler, when it is installed.
 
-    The report scheduler is optional here: when its module or function is absent the
-    daemon only tails. The task runs until cancelled (at shutdown, and on reload, when it
-    is started again with the new config).
+    ``auditor.report.schedule.run_report_scheduler(config, store_path, stop_event)`` runs
+    until its stop event is set; here it runs until cancelled (at shutdown, and on
+    reload, when it starts again with the new config).
     """
     try:
         schedule = importlib.import_module("auditor.report.schedule")
     except ImportError:
         return []
-    fn = getattr(schedule, "run_schedule", None)
-    return [fn] if fn is not None else []
+    scheduler = getattr(schedule, "run_report_scheduler", None)
+    if scheduler is None:
+        return []
+
+    async def reports(config: Config) -> None:
+        stop = asyncio.Event()
+        try:
+            await scheduler(config, config.store.path, stop)
+        finally:
+            stop.set()
+
+    return [reports]
 
 
 class Daemon:
@@ -113,6 +123,7 @@ class Daemon:
         self.tailers: dict[str, SourceTailer] = {}
         self._sources: dict[str, asyncio.Task[None]] = {}
         self._extras: list[asyncio.Task[None]] = []
+        self.watcher: DirWatcher | None = None
         self._seen: dict[str, int | None] = {}  # before registration: None = first start
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
@@ -175,14 +186,12 @@ class Daemon:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             writer_task = tg.create_task(self.writer.run(), name="writer")
+            self.watcher = DirWatcher(
+                lambda: list(self.tailers.values()), self.config.daemon.poll_interval
+            )
+            watcher = tg.create_task(self.watcher.run(), name="watcher")
             for src in self.config.sources:
                 self._start_source(src)
-            watcher = tg.create_task(
-                DirWatcher(
-                    lambda: list(self.tailers.values()), self.config.daemon.poll_interval
-                ).run(),
-                name="watcher",
-            )
             aux = [
                 tg.create_task(self._watchdog(), name="watchdog"),
                 tg.create_task(self._status_loop(), name="status"),
@@ -237,9 +246,15 @@ class Daemon:
             poll_interval=d.poll_interval,
             last_seen=None if seen is None else seen / 1000,
             first_start=seen is None,
+            on_watch_change=self._watch_changed,
         )
         self.tailers[src.name] = tailer
+        self._watch_changed()
         return tailer
+
+    def _watch_changed(self) -> None:
+        if self.watcher is not None:
+            self.watcher.refresh()
 
     def _start_source(self, src: SourceConfig) -> None:
         assert self._tg is not None

@@ -152,3 +152,5 @@ def setup_logging(level: int) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)
+    # watchfiles logs every change set at INFO: far too chatty for a daemon's journal.
+    logging.getLogger("watchfiles").setLevel(max(level, logging.WARNING))

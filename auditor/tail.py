@@ -107,6 +107,7 @@ class SourceTailer:
     # Absent (the default), a first start is one without stored positions.
     last_seen: float | None = None
     first_start: bool | None = None
+    on_watch_change: Callable[[], None] | None = None  # watch_dirs() changed
     files: dict[str, LogFile] = field(default_factory=dict)
     stats: TailStats = field(default_factory=TailStats)
 
@@ -158,7 +159,10 @@ class SourceTailer:
         Returns True when a file still has data beyond what this turn read. With
         ``final`` (``run --once``), rotated files are closed as soon as they are drained.
         """
+        links = self._link_dirs
         await asyncio.to_thread(self._reconcile)
+        if self._link_dirs != links and self.on_watch_change is not None:
+            self.on_watch_change()
         await self._flush_out()
         busy = False
         # Rotated files first, oldest first: a file is finished before its successor.

@@ -77,7 +77,12 @@ class DirWatcher:
         self._tailers = tailers
         self._poll = poll_interval
         self._failed_at: float | None = None
+        self._poke = asyncio.Event()
         self.wakeups = 0
+
+    def refresh(self) -> None:
+        """Look at the watch set now (a source was added, a symlink target moved)."""
+        self._poke.set()
 
     async def run(self) -> None:
         while True:
@@ -95,9 +100,10 @@ class DirWatcher:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), self._poll)
+                await asyncio.wait_for(self._poke.wait(), self._poll)
             except TimeoutError:
                 pass
+            self._poke.clear()
             if stop.is_set():
                 return
             if self._failed_at is not None and loop.time() - self._failed_at >= RETRY_AFTER:

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH_BYTES = 16 << 20  # a batch of very long lines stops here, whatever batch_lines says
 MAX_RETRY_DELAY = 30.0
+STOP_MARGIN = 0.3  # seconds kept, at shutdown, for closing after the last batch
+LINGER = 0.01  # seconds to wait for the next chunk before committing what is there
 
 
 @dataclass(eq=False)
@@ -156,6 +158,7 @@ class Writer:
         self.heartbeat = time.monotonic()
         self.failing: str | None = None  # the store error being retried, for STATUS=
         self.give_up_at: float | None = None  # set on shutdown: stop retrying after this
+        self.batch_estimate = 0.0  # seconds a batch takes (a slowly decaying maximum)
 
     @property
     def store(self) -> Store:
@@ -185,6 +188,13 @@ class Writer:
 
     async def run(self) -> None:
         while True:
+            if self.give_up_at is not None and (
+                time.monotonic() + self.batch_estimate > self.give_up_at
+            ):
+                # Shutting down with more queued than can be committed in time: stop
+                # here; the rest is read again at the next start.
+                log.info("stopping with %d lines queued, not committed", self.queue.lines)
+                return
             pending = await self._collect()
             if not pending.empty:
                 try:
@@ -206,6 +216,9 @@ class Writer:
             if item is not None:
                 break
         pending.add(item)
+        # Group commit: take what is queued; wait briefly for more only while chunks keep
+        # coming, and never past batch_seconds. A lone line commits at once; under load
+        # the batch grows while the previous commit runs, up to batch_lines.
         deadline = loop.time() + self.batch_seconds
         while (
             len(pending.lines) < self.batch_lines
@@ -216,7 +229,7 @@ class Writer:
             left = deadline - loop.time()
             if left <= 0:
                 break
-            nxt = await self.queue.get(within=left)
+            nxt = await self.queue.get(within=min(left, LINGER))
             if nxt is None:
                 break
             pending.add(nxt)
@@ -247,7 +260,9 @@ class Writer:
         if self.failing is not None:
             log.info("the store accepts writes again")
             self.failing = None
-        self.metrics.record_batch(batch, time.monotonic() - started)
+        took = time.monotonic() - started
+        self.batch_estimate = max(took, self.batch_estimate * 0.9)
+        self.metrics.record_batch(batch, took)
         for st in pending.states:
             try:
                 await self.call(self.store.set_source_error, st.source, st.error)
@@ -269,7 +284,7 @@ class Writer:
         Returns False when the deadline passed first; what was not committed is read
         again at the next start (positions commit with their events).
         """
-        self.give_up_at = deadline
+        self.give_up_at = deadline - STOP_MARGIN
         await self.queue.put(Stop(), force=True)
         try:
             await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - time.monotonic()))

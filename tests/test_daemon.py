@@ -69,17 +69,17 @@ def test_sigterm_with_a_backlog_commits_within_5_s_and_resumes(tmp_path: Path) -
     db = tmp_path / "audit.db"
     with Daemon(config) as d:
         wait_for(lambda: count(db) == 1, what="the first line")
-        append(log, range(1, 150_001))
+        append(log, range(1, 80_001))
         time.sleep(0.3)
         t0 = time.monotonic()
         assert d.stop() == 0
         assert time.monotonic() - t0 < 5
     partial = count(db)
     with Daemon(config) as d:
-        wait_for(lambda: count(db) == 150_001, timeout=60, what="the rest after restart")
+        wait_for(lambda: count(db) == 80_001, timeout=60, what="the rest after restart")
         assert d.stop() == 0
-    assert_exactly_once(db, range(150_001))
-    assert partial <= 150_001
+    assert_exactly_once(db, range(80_001))
+    assert partial <= 80_001
 
 
 def test_run_once_reads_what_is_there_and_exits(tmp_path: Path) -> None:

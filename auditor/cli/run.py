@@ -6,15 +6,20 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
 from auditor.cli import cli
 from auditor.config import DEFAULT_CONFIG_PATH, load_config
+from auditor.errors import AuditorError
 from auditor.sdnotify import setup_logging
 
 log = logging.getLogger("auditor.daemon")
+
+EXIT_GRACE = 0.8  # seconds worker threads still busy at exit (a report being written) get
 
 
 @cli.command("run")
@@ -34,8 +39,10 @@ log = logging.getLogger("auditor.daemon")
 def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     """Tail every configured source, store, detect and run scheduled jobs until SIGTERM.
 
-    SIGHUP reloads the config and rules (a bad new config is refused, the old one kept).
-    Under systemd (Type=notify) it reports readiness, watchdog pings and status.
+    SIGTERM or SIGINT: stop reading, commit what was read, exit 0. SIGHUP: reload the
+    config and rules (a bad new config is refused and the running one kept). Under
+    systemd (Type=notify) it reports readiness, status and watchdog pings. Positions
+    commit with their events, so a restart (even after SIGKILL) resumes exactly.
     """
     from auditor.daemon import run
 
@@ -44,16 +51,46 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     verbose = (ctx.parent.params.get("verbose") or 0) if ctx.parent else 0
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     try:
-        code = asyncio.run(run(config, config_path=path, once=once))
+        code, busy = _run(run(config, config_path=path, once=once))
     except KeyboardInterrupt:
-        code = 0
+        code, busy = 0, False
     except Exception as exc:
         if isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]
-        from auditor.errors import AuditorError
-
         if isinstance(exc, AuditorError):
             raise exc from None
         log.critical("unexpected error, stopping", exc_info=exc)
-        code = 1
+        code, busy = 1, False
+    if busy:
+        # A worker thread (a report being written) would hold the exit past systemd's
+        # patience; everything of the pipeline is committed and closed already.
+        log.warning("exiting while a background job is still running")
+        logging.shutdown()
+        os._exit(code)
     sys.exit(code)
+
+
+def _run(main: Coroutine[Any, Any, int]) -> tuple[int, bool]:
+    """Like ``asyncio.run``, but busy worker threads get a bounded wait at the end.
+
+    Returns the exit code and whether worker threads were still busy.
+    """
+    loop = asyncio.new_event_loop()
+    busy = False
+    try:
+        asyncio.set_event_loop(loop)
+        code = loop.run_until_complete(main)
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        try:
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), EXIT_GRACE))
+        except TimeoutError:
+            busy = True
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return code, busy
