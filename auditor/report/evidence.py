@@ -33,7 +33,7 @@ from auditor.report.style import BAR, BAR_ALERT, SEVERITY_FILL, fonts, styles
 def _finding_block(f: FindingView, w: float) -> KeepTogether:
     """One finding as a two-column block; short values are plain strings (cheap to lay out)."""
     st = styles()
-    widths = cols(w, 32, 142)
+    widths = cols(w, 36, 138)
     title = (
         f"<b>{esc(f.severity.upper())}</b> \u00b7 {esc(f.title)} "
         f"<font size=6.5>({esc(f.rule_id)}, finding {esc(f.id)})</font>"
@@ -65,6 +65,15 @@ def _finding_block(f: FindingView, w: float) -> KeepTogether:
     return KeepTogether([t, Spacer(1, 3 * mm)])
 
 
+def _small_cols(*columns: int) -> list[tuple[Any, ...]]:
+    """Smaller type for date columns of plain tables, below the header row."""
+    st = styles()
+    return [
+        ("FONT", (c, 1), (c, -1), fonts().regular, st.cell_small.fontSize, st.cell_small.leading)
+        for c in columns
+    ]
+
+
 def findings(d: ReportData, w: float) -> list[Any]:
     st = styles()
     out: list[Any] = [Heading("4  Findings in detail")]
@@ -88,7 +97,7 @@ def findings(d: ReportData, w: float) -> list[Any]:
         rows: list[list[Any]] = [
             head("Severity", "Rule", "First seen", "Last seen", "Events", "Client", "Finding")
         ]
-        widths = cols(w, 15, 42, 24, 24, 14, 30, 25)
+        widths = cols(w, 14, 40, 27, 27, 13, 28, 25)
         rows += [
             [
                 plain(f.severity, widths[0]),
@@ -101,7 +110,7 @@ def findings(d: ReportData, w: float) -> list[Any]:
             ]
             for f in d.listed
         ]
-        out.append(grid(rows, widths, align_right=(4,), fast=True))
+        out.append(grid(rows, widths, align_right=(4,), fast=True, extra=_small_cols(2, 3)))
     if d.omitted:
         out.append(Heading("Remaining findings by rule", 1))
         rows = [head("Rule", "Title", "Highest severity", "Findings", "Events")]
@@ -147,7 +156,7 @@ def exposures(d: ReportData, w: float) -> list[Any]:
             "Last seen",
         )
     ]
-    widths = cols(w, 19, 13, 44, 22, 14, 14, 24, 24)
+    widths = cols(w, 17, 12, 38, 20, 14, 16, 28, 29)
     rows += [
         [
             plain(e.pii_type, widths[0]),
@@ -161,7 +170,7 @@ def exposures(d: ReportData, w: float) -> list[Any]:
         ]
         for e in d.exposures[:200]
     ]
-    out.append(grid(rows, widths, align_right=(4, 5), fast=True))
+    out.append(grid(rows, widths, align_right=(4, 5), fast=True, extra=_small_cols(6, 7)))
     if len(d.exposures) > 200:
         out.append(para(f"... and {len(d.exposures) - 200} more rows.", st.caption))
     return out
