@@ -144,6 +144,7 @@ def test_format_spec_is_frozen_with_defaults() -> None:
         (FormatSpec("nginx-custom", log_format="no variables"), ["$variables"]),
         (FormatSpec("apache-custom", log_format="no directives"), ["%directives"]),
         (FormatSpec("nginx-custom", log_format="{}"), ["time"]),
+        (FormatSpec("nginx-custom"), ["log_format"]),
     ],
 )
 def test_bad_specs_raise_config_error(spec: FormatSpec, words: list[str]) -> None:

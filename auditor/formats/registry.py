@@ -127,6 +127,10 @@ def parser_for(spec: FormatSpec) -> Parser | None:
         return JsonParser(name, kinds=kinds, user=user)
     if spec.name in ("auto", ""):
         return None
+    if spec.name in ("nginx-custom", "apache-custom"):
+        raise ConfigError(
+            f"format {spec.name!r} needs log_format (the LogFormat/log_format string)"
+        )
     return named_parser(spec.name)
 
 
