@@ -195,6 +195,20 @@ def test_basic_auth_inside_a_redirect_value(r: Redactor) -> None:
     )
 
 
+def test_presigned_s3_and_slack_webhook(r: Redactor) -> None:
+    q = (
+        f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={AWS}%2F20261120%2Fus-east-1%2Fs3"
+        "%2Faws4_request&X-Amz-Signature=0f1e2d3c"
+    )
+    _, new_q, ex = r.redact_target("/bucket/report.pdf", q)
+    assert new_q == q.replace(AWS, "[aws-access-key]")
+    assert (only(ex).pii_type, only(ex).detail) == ("aws-access-key", "presigned-url")
+    hook = "https://hooks.slack.com/services/T00000000/B00000000/" + "XXXXXXXXXXXXXXXXXXXXXXXX"
+    _, new_q, ex = r.redact_target("/notify", f"url={quote(hook, safe='')}")
+    assert only(ex).pii_type == "slack-token"
+    assert new_q == "url=https%3A%2F%2Fhooks.slack.com%2Fservices%2F[slack-token]"
+
+
 def test_absolute_form_target(r: Redactor) -> None:
     p, _, ex = r.redact_target("http://bob:hunter2@proxy.example/x", None)
     assert p == "http://***:***@proxy.example/x"
@@ -280,6 +294,12 @@ def test_user_names(r: Redactor) -> None:
     assert masked != r.redact_user("jane@example.org")
     assert r.redact_user("alice.smith") == "alice.smith"
     assert r.redact_user(AWS).startswith("[aws-access-key]#")
+    token = "Zx9Qm2Lp8Rt5Vb7Nc3KdWq4Tg6Yh1Uj0Ik"  # an API key logged as the basic-auth user
+    assert r.redact_text(token) == token  # free text: not a known format
+    assert r.redact_user(token).startswith("[api-key]#")
+    assert r.redact_user("123e4567-e89b-12d3-a456-426614174000") == (
+        "123e4567-e89b-12d3-a456-426614174000"
+    )
     assert r.redact_user(masked) == masked  # idempotent
 
 
