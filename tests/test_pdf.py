@@ -282,3 +282,12 @@ def test_scan_then_report_end_to_end_keeps_secrets_out(tmp_path: Path) -> None:
     for secret in ("4111111111111111", "S3cr3t-Passw0rd", "planted.person"):
         assert secret not in text and secret.encode() not in pdf and secret.encode() not in streams
     assert "411111******1111" in text and "finding(s)" in text
+
+
+def test_own_ids_and_hashes_are_not_mistaken_for_card_numbers(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "x.db")
+    write(store, [], [hit(DAY, "r", "scanner-probe", Severity.LOW)])
+    store.conn.execute("UPDATE findings SET id = '0000000000000000'")  # Luhn-valid digits
+    store.conn.commit()
+    text = "".join(_text(_render_store(store))[0])
+    assert "0000000000000000" in "".join(text.split())

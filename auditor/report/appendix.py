@@ -134,7 +134,9 @@ def integrity(d: ReportData, w: float) -> list[Any]:
             else "none: this report starts the chain in its directory",
         ),
     ]
-    rows: list[list[Any]] = [[para(k, st.cell_bold), para(v, st.mono, 400)] for k, v in facts]
+    rows: list[list[Any]] = [
+        [para(k, st.cell_bold), para(v, st.mono, 400, secret_safe=False)] for k, v in facts
+    ]
     out: list[Any] = [
         Spacer(1, 4 * mm),
         Heading("Appendix C  Integrity"),
@@ -155,7 +157,12 @@ def integrity(d: ReportData, w: float) -> list[Any]:
             head("Source", "File", "Fingerprint (first line)", "Read to byte")
         ]
         trows += [
-            [para(x.source), para(x.path, st.mono), para(x.file_id, st.mono), para(num(x.offset))]
+            [
+                para(x.source),
+                para(x.path, st.mono),
+                para(x.file_id, st.mono, secret_safe=False),
+                para(num(x.offset)),
+            ]
             for x in i.inputs
         ]
         out.append(grid(trows, cols(w, 26, 70, 52, 26)))

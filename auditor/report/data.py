@@ -211,7 +211,7 @@ def _finding_views(
         tags = tuple(dict.fromkeys((*f.controls, *matched.get(f.id, ()))))
         views.append(
             FindingView(
-                id=clean(f.id, 40),
+                id=clean(f.id, 40, secret_safe=False),  # our own hex id, not log text
                 rule_id=clean(f.rule_id, 80),
                 title=clean(f.title, 200),
                 category=clean(f.category, 40),

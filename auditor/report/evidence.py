@@ -36,10 +36,10 @@ def _finding_block(f: FindingView, w: float) -> KeepTogether:
     widths = cols(w, 36, 138)
     title = (
         f"<b>{esc(f.severity.upper())}</b> \u00b7 {esc(f.title)} "
-        f"<font size=6.5>({esc(f.rule_id)}, finding {esc(f.id)})</font>"
+        f"<font size=6.5>({esc(f.rule_id)}, finding {esc(f.id, secret_safe=False)})</font>"
     )
     events = num(f.count) + (
-        f"; {num(f.distinct_values)} distinct values" if f.distinct_values else ""
+        f"; {num(f.distinct_values)} distinct value(s)" if f.distinct_values else ""
     )
     facts: list[tuple[str, Any]] = [
         ("First / last seen", f"{iso(f.first_seen)} / {iso(f.last_seen)}"),
@@ -97,7 +97,7 @@ def findings(d: ReportData, w: float) -> list[Any]:
         rows: list[list[Any]] = [
             head("Severity", "Rule", "First seen", "Last seen", "Events", "Client", "Finding")
         ]
-        widths = cols(w, 14, 40, 27, 27, 13, 28, 25)
+        widths = cols(w, 15, 37, 26, 26, 13, 26, 31)
         rows += [
             [
                 plain(f.severity, widths[0]),
@@ -106,7 +106,7 @@ def findings(d: ReportData, w: float) -> list[Any]:
                 short(f.last_seen),
                 num(f.count),
                 plain(f.client, widths[5]),
-                plain(f.id, widths[6]),
+                plain(f.id, widths[6], secret_safe=False),
             ]
             for f in d.listed
         ]

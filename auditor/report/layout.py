@@ -22,14 +22,20 @@ from auditor.report.style import BAND_BG, HEAD_BG, RULE, fonts, styles
 from auditor.report.text import clean, markup
 
 
-def esc(value: object, max_len: int = 300) -> str:
-    """A value for interpolation into ``rich`` mark-up: escaped and drawable."""
-    return markup(value, max_len=max_len, can_draw=fonts().can_draw)
+def esc(value: object, max_len: int = 300, *, secret_safe: bool = True) -> str:
+    """A value for interpolation into ``rich`` mark-up: escaped and drawable.
+
+    ``secret_safe=False`` only for our own identifiers (finding ids, hashes), which the
+    secret masks could mistake for a card number.
+    """
+    return markup(value, max_len=max_len, can_draw=fonts().can_draw, secret_safe=secret_safe)
 
 
-def para(value: object, style: Any = None, max_len: int = 300) -> Paragraph:
+def para(
+    value: object, style: Any = None, max_len: int = 300, *, secret_safe: bool = True
+) -> Paragraph:
     """A paragraph of untrusted text: nothing in it is interpreted as mark-up."""
-    return Paragraph(esc(value, max_len), style or styles().cell)
+    return Paragraph(esc(value, max_len, secret_safe=secret_safe), style or styles().cell)
 
 
 def rich(trusted_markup: str, style: Any = None) -> Paragraph:
@@ -70,11 +76,11 @@ def delta(prev: int, cur: int) -> str:
     return "0" if d == 0 else f"{d:+,}"
 
 
-def plain(value: object, width: float) -> str:
+def plain(value: object, width: float, *, secret_safe: bool = True) -> str:
     """Untrusted text for a ``fast`` table cell of ``width`` points: no mark-up, one line,
     cut with "..." to fit (measured in the cell font)."""
     f, size = fonts(), styles().cell.fontSize
-    s = "".join(ch if f.can_draw(ch) else "?" for ch in clean(value, 200))
+    s = "".join(ch if f.can_draw(ch) else "?" for ch in clean(value, 200, secret_safe=secret_safe))
     room = width - 6  # cell padding
     if stringWidth(s, f.regular, size) <= room:
         return s

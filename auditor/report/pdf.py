@@ -15,7 +15,7 @@ from typing import Any
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate
+from reportlab.platypus import BaseDocTemplate, CondPageBreak, Frame, PageTemplate
 
 from auditor.report import appendix, evidence, sections
 from auditor.report.data import ReportData, RuleInfo
@@ -24,6 +24,7 @@ from auditor.report.style import MUTED, RULE, fonts
 
 MARGIN = 18 * mm
 FOOTER_Y = 10 * mm
+HEADING_ROOM = 40 * mm
 
 
 def _footer_text(d: ReportData) -> tuple[str, str]:
@@ -77,6 +78,20 @@ class _Doc(BaseDocTemplate):  # type: ignore[misc]
             self.canv.addOutlineEntry(flowable.outline_text, key, level=flowable.outline_level)
 
 
+def _no_orphan_headings(story: list[Any]) -> list[Any]:
+    """A heading starts a new page when less than ``HEADING_ROOM`` is left below it.
+
+    Not ``keepWithNext``: that keeps a heading with the *whole* next table and leaves
+    half-empty pages before long tables; a table may split, a heading may not be last.
+    """
+    out: list[Any] = []
+    for item in story:
+        if isinstance(item, Heading):
+            out.append(CondPageBreak(HEADING_ROOM))
+        out.append(item)
+    return out
+
+
 def render_pdf(data: ReportData, rules: tuple[RuleInfo, ...] = ()) -> bytes:
     """The whole report as PDF bytes (the caller writes them atomically)."""
     fonts()  # register once before any style is built
@@ -110,6 +125,7 @@ def render_pdf(data: ReportData, rules: tuple[RuleInfo, ...] = ()) -> bytes:
     story += appendix.method(data, w, rules)
     story += appendix.signoff(data, w)
     story += appendix.integrity(data, w)
+    story = _no_orphan_headings(story)
     left, gen = _footer_text(data)
     doc.build(story, canvasmaker=_canvas_class(left, gen))
     return buf.getvalue()

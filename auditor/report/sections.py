@@ -89,7 +89,8 @@ def cover(d: ReportData, w: float) -> list[Any]:
             else "shown as logged",
         ),
     ]
-    rows = [[para(k, st.cell_bold), para(v, max_len=400)] for k, v in facts]
+    # Our own values (ids, hashes, config): a hash must not be mistaken for a card number.
+    rows = [[para(k, st.cell_bold), para(v, max_len=400, secret_safe=False)] for k, v in facts]
     out: list[Any] = [*_logo(m.logo)]
     out += [
         para(m.organisation, st.subtitle),
@@ -265,7 +266,7 @@ def summary(d: ReportData, w: float) -> list[Any]:
             status = "acknowledged" if b.acknowledged_at else ("OVERDUE" if b.overdue else "open")
             rows.append(
                 [
-                    para(f"{b.finding_id} {b.title}"),
+                    rich(f"{esc(b.finding_id, secret_safe=False)} {esc(b.title)}", st.cell),
                     para(b.severity),
                     para(short(b.detected_at)),
                     para(short(b.deadline)),

@@ -173,8 +173,8 @@ def styles() -> Styles:
     return Styles(
         title=ps("title", 20, 24, fontName=f.bold, spaceAfter=4),
         subtitle=ps("subtitle", 10.5, 14, textColor=MUTED, spaceAfter=10),
-        h1=ps("h1", 14, 18, fontName=f.bold, spaceBefore=6, spaceAfter=6, keepWithNext=1),
-        h2=ps("h2", 11, 14, fontName=f.bold, spaceBefore=8, spaceAfter=4, keepWithNext=1),
+        h1=ps("h1", 14, 18, fontName=f.bold, spaceBefore=6, spaceAfter=6),
+        h2=ps("h2", 11, 14, fontName=f.bold, spaceBefore=8, spaceAfter=4),
         body=ps("body", 9, 12, spaceAfter=4),
         small=ps("small", 7.5, 9.5, textColor=MUTED, spaceAfter=3),
         lead_in=ps("lead_in", 7.5, 9.5, textColor=MUTED, spaceAfter=3, keepWithNext=1),
