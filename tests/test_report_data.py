@@ -353,3 +353,25 @@ def test_markup_escapes_and_cleans() -> None:
     assert len(clean("x" * 5000, 100)) == 100
     # Masking happens before truncation: no half card number survives a cut.
     assert "411111111111" not in clean("a" * 90 + "4111111111111111", 100)
+
+
+def test_clients_from_a_day_rollup_match_the_hourly_table(demo: Store) -> None:
+    """A store that also keeps client_days gives the same top clients, edges included."""
+    start = START_MS - 5 * 3_600_000  # partial days at both ends
+    end = END_MS + 7 * 3_600_000
+    hourly = rq.clients(demo.conn, start, end, 3)
+    demo.conn.execute(
+        "CREATE TABLE client_days (day INTEGER NOT NULL, client_ip TEXT NOT NULL,"
+        " requests INTEGER NOT NULL, PRIMARY KEY (day, client_ip)) WITHOUT ROWID"
+    )
+    demo.conn.execute(
+        "INSERT INTO client_days SELECT hour / 24, client_ip, sum(requests) FROM client_hours"
+        " GROUP BY 1, 2"
+    )
+    assert rq.clients(demo.conn, start, end, 3) == hourly
+    assert rq.clients(demo.conn, START_MS, END_MS, 3) == rq.clients(demo.conn, START_MS, END_MS, 3)
+    in_range = demo.conn.execute(
+        "SELECT sum(requests) FROM client_hours WHERE hour >= ? AND hour < ?",
+        (start // 3_600_000, end // 3_600_000),
+    ).fetchone()[0]
+    assert hourly[1] == 4 and hourly[2] == in_range == 2280

