@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 FIRST_LINE_MAX = 4096  # a longer first line is fingerprinted on its first 4 KiB
 
@@ -38,7 +38,7 @@ def is_gzip(path: Path) -> bool:
         return False
 
 
-def open_log(path: Path) -> IO[bytes]:
+def open_log(path: Path) -> io.BufferedIOBase:
     """Open a log for reading, transparently decompressing gzip (by magic bytes)."""
     if is_gzip(path):
         return gzip.open(path, "rb")

@@ -79,8 +79,9 @@ class Batch:
     positions: list[Position] = field(default_factory=list)
     counters: dict[str, SourceCounters] = field(default_factory=dict)
     minutes: dict[tuple[str, int], MinuteStats] = field(default_factory=dict)
-    client_minutes: dict[tuple[str, int], int] = field(default_factory=dict)  # (ip, minute)
+    client_hours: dict[tuple[int, str], int] = field(default_factory=dict)  # (epoch hour, ip)
     detector_state: bytes | None = None
+    event_ms: list[int] = field(default_factory=list)  # epoch ms of each event, same order
 
     def counter(self, source: str) -> SourceCounters:
         c = self.counters.get(source)
@@ -89,8 +90,22 @@ class Batch:
         return c
 
 
-def _epoch_ms(event: Event) -> int:
-    return int(event.timestamp.timestamp() * 1000)
+def epoch_ms(events: Sequence[Event]) -> list[int]:
+    """Epoch milliseconds of each event, converting each distinct datetime object once.
+
+    Decoders share one datetime object per distinct time string, and every event of the
+    batch is alive while this runs, so ``id()`` is a safe and cheap cache key here.
+    """
+    cache: dict[int, int] = {}
+    out: list[int] = []
+    append = out.append
+    for ev in events:
+        ts = ev.timestamp
+        ms = cache.get(id(ts))
+        if ms is None:
+            ms = cache[id(ts)] = int(ts.timestamp() * 1000)
+        append(ms)
+    return out
 
 
 class Pipeline:
@@ -133,34 +148,52 @@ class Pipeline:
 
     @staticmethod
     def _aggregate(batch: Batch) -> None:
+        batch.event_ms = times = epoch_ms(batch.events)
         minutes = batch.minutes
-        clients = batch.client_minutes
-        for ev in batch.events:
-            ms = _epoch_ms(ev)
-            batch.counter(ev.source).add_event_time(ms)
+        clients = batch.client_hours
+        for ev, ms in zip(batch.events, times, strict=True):
+            src = ev.source
             minute = ms // 60000
-            key = (ev.source, minute)
+            key = (src, minute)
             m = minutes.get(key)
             if m is None:
                 m = minutes[key] = MinuteStats()
             m.requests += 1
             st = ev.status or 0
-            if 200 <= st < 300:
-                m.status_2xx += 1
-            elif 300 <= st < 400:
+            if st < 300:
+                if st >= 200:
+                    m.status_2xx += 1
+            elif st < 400:
                 m.status_3xx += 1
-            elif 400 <= st < 500:
+            elif st < 500:
                 m.status_4xx += 1
-                if st in (401, 403):
+                if st == 401 or st == 403:
                     m.auth_failures += 1
-            elif st >= 500:
+            else:
                 m.status_5xx += 1
             if ev.scheme == "http":
                 m.plain_http += 1
-            m.bytes_out += ev.bytes_out or 0
-            if ev.client_ip is not None:
-                ck = (ev.client_ip, minute)
+            if ev.bytes_out:
+                m.bytes_out += ev.bytes_out
+            ip = ev.client_ip
+            if ip is not None:
+                ck = (minute // 60, ip)
                 clients[ck] = clients.get(ck, 0) + 1
+        Pipeline._event_span(batch, times)
+
+    @staticmethod
+    def _event_span(batch: Batch, times: list[int]) -> None:
+        """First and last event time per source (C-speed min/max for one-source batches)."""
+        if not times:
+            return
+        sources = {ev.source for ev in batch.events}
+        if len(sources) == 1:
+            c = batch.counter(sources.pop())
+            c.add_event_time(min(times))
+            c.add_event_time(max(times))
+            return
+        for ev, ms in zip(batch.events, times, strict=True):
+            batch.counter(ev.source).add_event_time(ms)
 
 
 def chain_decoders(decoders: Mapping[str, Decoder]) -> Callable[[Line], Event | None]:

@@ -13,6 +13,7 @@ import logging
 import os
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,14 +70,34 @@ def expand_paths(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
 
 @dataclass
 class _Batcher:
-    """Collects lines across files into batches; each batch carries its files' positions."""
+    """Collects lines across files into batches; each batch carries its files' positions.
+
+    Batches are written by one writer thread while this thread decodes the next batch:
+    SQLite releases the GIL while it works, so the two overlap on two cores. At most one
+    batch is in flight, which bounds memory.
+    """
 
     pipeline: Pipeline
-    store: Store
+    store: Store  # the writer's connection, used only from the writer thread
+    reader: Store  # a second connection for position lookups from this thread
     batch_lines: int
     summary: ScanSummary
     lines: list[Line] = field(default_factory=list)
     positions: dict[str, Position] = field(default_factory=dict)
+    flushed: dict[str, int] = field(default_factory=dict)  # file_id -> offset sent to write
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+    )
+    inflight: Future[None] | None = None
+
+    def resume_offset(self, file_id: str) -> int:
+        pending = self.positions.get(file_id)
+        if pending is not None:
+            return pending.offset
+        if file_id in self.flushed:
+            return self.flushed[file_id]
+        stored = self.reader.position(file_id)
+        return stored.offset if stored else 0
 
     def add(self, lines: list[Line], pos: Position) -> None:
         self.lines.extend(lines)
@@ -88,16 +109,32 @@ class _Batcher:
         if not self.lines and not self.positions:
             return
         batch = self.pipeline.process(self.lines, list(self.positions.values()))
-        self.store.write(batch)
+        self.wait()
+        self.inflight = self.executor.submit(self.store.write, batch)
         self.summary.lines += len(self.lines)
         self.summary.events += len(batch.events)
         self.summary.hits += len(batch.hits)
         self.summary.unparsed += len(self.lines) - len(batch.events)
+        for fid, pos in self.positions.items():
+            self.flushed[fid] = pos.offset
         self.lines = []
         self.positions = {}
 
+    def wait(self) -> None:
+        """Wait for the batch in flight; re-raises its StoreError here."""
+        if self.inflight is not None:
+            fut, self.inflight = self.inflight, None
+            fut.result()
 
-def _chunks(f: object, read: Callable[[int], bytes]) -> Iterator[bytes]:
+    def close(self) -> None:
+        try:
+            self.flush()
+            self.wait()
+        finally:
+            self.executor.shutdown(wait=True)
+
+
+def _chunks(read: Callable[[int], bytes]) -> Iterator[bytes]:
     while True:
         chunk = read(CHUNK)
         if not chunk:
@@ -125,9 +162,7 @@ def scan_file(
     on_bytes: Callable[[int], None],
 ) -> None:
     """Feed one file from its stored position; raises OSError/EOFError/zlib.error."""
-    stored = batcher.store.position(ident.file_id)
-    pending = batcher.positions.get(ident.file_id)
-    start = pending.offset if pending else (stored.offset if stored else 0)
+    start = batcher.resume_offset(ident.file_id)
     if not ident.compressed and start >= ident.size:
         on_bytes(ident.size)
         return
@@ -138,10 +173,15 @@ def scan_file(
         else:
             f.seek(start)
         done = start
-        for chunk in _chunks(f, f.read):
+        for chunk in _chunks(f.read):
             lines = splitter.feed(chunk)
             pos = Position(
-                ident.file_id, source, str(path), ident.dev, ident.inode, splitter.offset,
+                ident.file_id,
+                source,
+                str(path),
+                ident.dev,
+                ident.inode,
+                splitter.offset,
                 ident.size,
             )
             batcher.add(lines, pos)
@@ -152,8 +192,15 @@ def scan_file(
             lines = splitter.feed(b"\n")
             batcher.add(
                 lines,
-                Position(ident.file_id, source, str(path), ident.dev, ident.inode,
-                         splitter.offset, ident.size),
+                Position(
+                    ident.file_id,
+                    source,
+                    str(path),
+                    ident.dev,
+                    ident.inode,
+                    splitter.offset,
+                    ident.size,
+                ),
             )
         elif splitter.pending:
             batcher.summary.pending_partial += 1
@@ -182,7 +229,8 @@ def scan_paths(
         except OSError:
             pass
     progress = Progress(total, "scan", quiet=quiet)
-    batcher = _Batcher(pipeline, store, batch_lines, summary)
+    reader = Store.open(store.path) if store.path is not None else store
+    batcher = _Batcher(pipeline, store, reader, batch_lines, summary)
     done_bytes = 0
 
     def on_bytes(n: int) -> None:
@@ -190,6 +238,27 @@ def scan_paths(
         done_bytes += n
         progress.update(done_bytes, summary.lines + len(batcher.lines))
 
+    try:
+        _scan_all(files, batcher, summary, source_for, max_line, on_bytes)
+    finally:
+        batcher.close()
+        if reader is not store:
+            reader.close()
+    progress.close()
+    summary.files_skipped = len(summary.skipped)
+    for path_s, reason in summary.skipped:
+        store.journal("skipped", None, f"{path_s}: {reason}")
+    return summary
+
+
+def _scan_all(
+    files: list[Path],
+    batcher: _Batcher,
+    summary: ScanSummary,
+    source_for: Callable[[Path], str],
+    max_line: int,
+    on_bytes: Callable[[int], None],
+) -> None:
     for path in files:
         try:
             ident = identify(path)
@@ -205,12 +274,6 @@ def scan_paths(
         except (OSError, EOFError, zlib.error) as exc:
             # What was read before the damage is kept (and its position); the rest is skipped.
             summary.skipped.append((str(path), f"stopped part way: {_reason(exc)}"))
-    batcher.flush()
-    progress.close()
-    summary.files_skipped = len(summary.skipped)
-    for path_s, reason in summary.skipped:
-        store.journal("skipped", None, f"{path_s}: {reason}")
-    return summary
 
 
 def _reason(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from gen_lines import lines  # noqa: E402
+from gen_lines import lines
 
 
 def ensure_input(n: int) -> Path:
@@ -71,10 +71,24 @@ def main() -> None:
     empty = work / "all.toml"
     empty.write_text("")
     variants: dict[str, list[str]] = {
-        "log-auditor scan (all rules)": [exe, "scan", "--config", str(empty), "--quiet",
-                                         "--format", "nginx-combined"],
-        "log-auditor scan (no rules)": [exe, "scan", "--config", str(no_rules), "--quiet",
-                                        "--format", "nginx-combined"],
+        "log-auditor scan (all rules)": [
+            exe,
+            "scan",
+            "--config",
+            str(empty),
+            "--quiet",
+            "--format",
+            "nginx-combined",
+        ],
+        "log-auditor scan (no rules)": [
+            exe,
+            "scan",
+            "--config",
+            str(no_rules),
+            "--quiet",
+            "--format",
+            "nginx-combined",
+        ],
     }
     results: dict[str, list[tuple[float, int]]] = {k: [] for k in variants}
     goaccess = shutil.which("goaccess")
@@ -89,10 +103,22 @@ def main() -> None:
         if goaccess:
             out = work / "out.json"
             results["goaccess --log-format=COMBINED -o out.json"].append(
-                run([goaccess, str(src), "--log-format=COMBINED", "--no-progress", "--no-parsing-spinner", "-o", str(out)])
+                run(
+                    [
+                        goaccess,
+                        str(src),
+                        "--log-format=COMBINED",
+                        "--no-progress",
+                        "--no-parsing-spinner",
+                        "-o",
+                        str(out),
+                    ]
+                )
             )
-    print(f"input: {src} ({args.lines:,} lines, {src.stat().st_size / 1e6:.1f} MB), "
-          f"{args.runs} runs, median")
+    print(
+        f"input: {src} ({args.lines:,} lines, {src.stat().st_size / 1e6:.1f} MB), "
+        f"{args.runs} runs, median"
+    )
     print(f"{'command':48} {'wall s':>8} {'lines/s':>10} {'peak RSS MiB':>13}")
     medians: dict[str, float] = {}
     for name, samples in results.items():
@@ -102,8 +128,10 @@ def main() -> None:
         print(f"{name:48} {wall:8.2f} {args.lines / wall:10,.0f} {rss:13.1f}")
     all_rules = medians["log-auditor scan (all rules)"]
     none = medians["log-auditor scan (no rules)"]
-    print(f"cost of detection: {all_rules - none:.2f} s "
-          f"({(all_rules - none) / args.lines * 1e6:.2f} us/line)")
+    print(
+        f"cost of detection: {all_rules - none:.2f} s "
+        f"({(all_rules - none) / args.lines * 1e6:.2f} us/line)"
+    )
     ga = medians.get("goaccess --log-format=COMBINED -o out.json")
     if ga:
         print(f"speed vs goaccess: {ga / all_rules:.2f}x (all rules), {ga / none:.2f}x (no rules)")

@@ -18,12 +18,18 @@ SECRET_LINES = [
     '198.51.100.9 - - [20/Nov/2026:11:00:01 +0000] "GET /login?user=bob&password=S3cr3t-Passw0rd HTTP/1.1" 200 1 "-" "ua"',
     '198.51.100.9 - - [20/Nov/2026:11:00:02 +0000] "GET /u?email=planted.person%40example.org HTTP/1.1" 200 1 "https://x.example/?email=planted.person@example.org" "ua"',
 ]
-RAW_SECRETS = [b"4111 1111 1111 1111", b"4111111111111111", b"S3cr3t-Passw0rd", b"planted.person@example.org"]
+RAW_SECRETS = [
+    b"4111 1111 1111 1111",
+    b"4111111111111111",
+    b"S3cr3t-Passw0rd",
+    b"planted.person@example.org",
+]
 
 
 def la(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "auditor", *args],
+        check=False,
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -98,7 +104,10 @@ def test_no_planted_secret_reaches_db_wal_or_stdout(tmp_path: Path) -> None:
         for out in outputs:
             assert secret.decode() not in out, secret
     assert count(db) == 3
-    ev = [orjson.loads(x) for x in la("events", "--db", str(db), "--json", cwd=tmp_path).stdout.splitlines()]
+    ev = [
+        orjson.loads(x)
+        for x in la("events", "--db", str(db), "--json", cwd=tmp_path).stdout.splitlines()
+    ]
     assert all(e["exposures"] for e in ev)
 
 

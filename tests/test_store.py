@@ -12,7 +12,7 @@ from auditor.model import Hit, Severity
 from auditor.pipeline import Batch, Position, SourceCounters
 from auditor.store import Store
 from auditor.store.queries import iter_findings, source_status
-from tests.conftest import make_event
+from factories import make_event
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -63,7 +63,9 @@ def test_batch_commits_events_positions_and_counters_together(tmp_path: Path) ->
 
 def test_failed_batch_writes_nothing(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "a.db")
-    s.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON positions BEGIN SELECT RAISE(ABORT, 'disk'); END")
+    s.conn.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON positions BEGIN SELECT RAISE(ABORT, 'disk'); END"
+    )
     batch = Batch(events=[make_event()], positions=[Position("fid", "api", "/x", 1, 2, 10)])
     with pytest.raises(StoreError):
         s.write(batch)

@@ -57,7 +57,7 @@ def scan_cmd(
         check_format_name(fmt)
     config = resolve_config(config_path)
     db = resolve_db(config, db_path)
-    store = Store.open(db)
+    store = Store.open(db, check_same_thread=False)
     try:
         engine = build_engine(config, store, db)
         names: dict[Path, str] = {}

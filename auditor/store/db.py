@@ -55,10 +55,10 @@ def _exposures_json(event: Event) -> str | None:
     ).decode()
 
 
-def event_row(e: Event) -> tuple[object, ...]:
+def event_row(e: Event, ms: int | None = None) -> tuple[object, ...]:
     """The tuple for ``_INSERT_EVENT``; plain tuples keep the hot insert lean."""
     return (
-        _ms(e),
+        _ms(e) if ms is None else ms,
         e.source,
         e.format,
         e.client_ip,
@@ -169,7 +169,11 @@ class Store:
         c = self.conn
         now = _now_ms()
         if batch.events:
-            c.executemany(_INSERT_EVENT, map(event_row, batch.events))
+            times = batch.event_ms if len(batch.event_ms) == len(batch.events) else None
+            if times is None:
+                c.executemany(_INSERT_EVENT, map(event_row, batch.events))
+            else:
+                c.executemany(_INSERT_EVENT, map(event_row, batch.events, times))
             self._write_exposures(batch.events)
         if batch.hits:
             self._fold_hits(batch.hits, now)
@@ -235,15 +239,11 @@ class Store:
                     for (s, minute), m in batch.minutes.items()
                 ],
             )
-        if batch.client_minutes:
-            hours: dict[tuple[int, str], int] = {}
-            for (ip, minute), n in batch.client_minutes.items():
-                k = (minute // 60, ip)
-                hours[k] = hours.get(k, 0) + n
+        if batch.client_hours:
             c.executemany(
                 "INSERT INTO client_hours (hour, client_ip, requests) VALUES (?,?,?)"
                 " ON CONFLICT(hour, client_ip) DO UPDATE SET requests = requests + excluded.requests",
-                [(h, ip, n) for (h, ip), n in hours.items()],
+                [(h, ip, n) for (h, ip), n in batch.client_hours.items()],
             )
         if batch.detector_state is not None:
             c.execute(

@@ -20,7 +20,8 @@ def iter_events(
     client_ip: str | None = None,
     limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    where, args = ["1=1"], []
+    where: list[str] = ["1=1"]
+    args: list[object] = []
     if since_ms is not None:
         where.append("ts_ms >= ?")
         args.append(since_ms)
@@ -53,7 +54,8 @@ def iter_findings(
     min_severity: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Findings overlapping [since, until), newest activity last."""
-    where, args = ["1=1"], []
+    where: list[str] = ["1=1"]
+    args: list[object] = []
     if since_ms is not None:
         where.append("last_seen_ms >= ?")
         args.append(since_ms)
@@ -140,8 +142,7 @@ def totals(store: Store) -> dict[str, int]:
 
 def recent_journal(store: Store, kind: str, limit: int = 20) -> list[dict[str, Any]]:
     rows = store.conn.execute(
-        "SELECT at_ms, source, kind, detail FROM journal WHERE kind = ?"
-        " ORDER BY id DESC LIMIT ?",
+        "SELECT at_ms, source, kind, detail FROM journal WHERE kind = ? ORDER BY id DESC LIMIT ?",
         (kind, limit),
     ).fetchall()
     return [dict(zip(("at_ms", "source", "kind", "detail"), r, strict=True)) for r in rows]
