@@ -45,7 +45,7 @@ def _rules(rules: tuple[RuleInfo, ...], w: float) -> list[Any]:
         return []
     rows: list[list[Any]] = [head("Rule", "Category", "Severity", "Title")]
     rows += [[para(r.id), para(r.category), para(r.severity), para(r.title)] for r in rules]
-    return [Heading("Active rules", 1), grid(rows, cols(w, 44, 34, 18, 78))]
+    return [Heading("Active rules", 1), grid(rows, cols(w, 52, 34, 16, 72))]
 
 
 def method(d: ReportData, w: float, rules: tuple[RuleInfo, ...]) -> list[Any]:

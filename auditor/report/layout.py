@@ -15,6 +15,7 @@ from typing import Any
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, Paragraph, Table, TableStyle
 
@@ -45,11 +46,12 @@ def rich(trusted_markup: str, style: Any = None) -> Paragraph:
 class Heading(Paragraph):  # type: ignore[misc]
     """A section title that also becomes a PDF bookmark (level 0 or 1)."""
 
-    def __init__(self, text: str, level: int = 0) -> None:
+    def __init__(self, text: str, level: int = 0, room: float = 40 * mm) -> None:
         st = styles()
         super().__init__(esc(text), st.h1 if level == 0 else st.h2)
         self.outline_text = text
         self.outline_level = level
+        self.room = room  # start a new page when less than this is left below
 
 
 def iso(dt: datetime | None) -> str:

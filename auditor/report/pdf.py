@@ -24,7 +24,6 @@ from auditor.report.style import MUTED, RULE, fonts
 
 MARGIN = 18 * mm
 FOOTER_Y = 10 * mm
-HEADING_ROOM = 40 * mm
 
 
 def _footer_text(d: ReportData) -> tuple[str, str]:
@@ -79,7 +78,7 @@ class _Doc(BaseDocTemplate):  # type: ignore[misc]
 
 
 def _no_orphan_headings(story: list[Any]) -> list[Any]:
-    """A heading starts a new page when less than ``HEADING_ROOM`` is left below it.
+    """A heading starts a new page when less than its ``room`` is left below it.
 
     Not ``keepWithNext``: that keeps a heading with the *whole* next table and leaves
     half-empty pages before long tables; a table may split, a heading may not be last.
@@ -87,7 +86,7 @@ def _no_orphan_headings(story: list[Any]) -> list[Any]:
     out: list[Any] = []
     for item in story:
         if isinstance(item, Heading):
-            out.append(CondPageBreak(HEADING_ROOM))
+            out.append(CondPageBreak(item.room))
         out.append(item)
     return out
 

@@ -367,7 +367,7 @@ def matrix(d: ReportData, w: float) -> list[Any]:
         if not rows_c:
             continue
         counts = {r: sum(1 for c in rows_c if c.result is r) for r in RESULT_ORDER}
-        out.append(Heading(name, 1))
+        out.append(Heading(name, 1, room=80 * mm))  # with the first, tall rows
         out.append(
             para(
                 ", ".join(f"{counts[r]} {RESULT_LABEL[r].lower()}" for r in RESULT_ORDER),

@@ -177,7 +177,7 @@ def styles() -> Styles:
         h2=ps("h2", 11, 14, fontName=f.bold, spaceBefore=8, spaceAfter=4),
         body=ps("body", 9, 12, spaceAfter=4),
         small=ps("small", 7.5, 9.5, textColor=MUTED, spaceAfter=3),
-        lead_in=ps("lead_in", 7.5, 9.5, textColor=MUTED, spaceAfter=3, keepWithNext=1),
+        lead_in=ps("lead_in", 7.5, 9.5, textColor=MUTED, spaceAfter=3),
         cell=ps("cell", 7.8, 9.6),
         cell_bold=ps("cell_bold", 7.8, 9.6, fontName=f.bold),
         cell_head=ps("cell_head", 7, 8.6, fontName=f.bold),
