@@ -194,7 +194,7 @@ def _findings(conn: sqlite3.Connection, rng: random.Random, n: int) -> None:
 
 
 def _rest(conn: sqlite3.Connection, rng: random.Random, n_events: int) -> None:
-    exposures = []
+    exposures: list[tuple[object, ...]] = []
     for d in range(DAYS):
         day = (START + timedelta(days=d)).strftime("%Y-%m-%d")
         base = _ms(START) + d * 86_400_000
