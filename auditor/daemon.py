@@ -383,7 +383,7 @@ class Daemon:
         parts = [f"{len(self.config.sources)} sources"]
         if rate is not None:
             parts.append(f"{rate:,.0f} lines/s")
-        lag = sum(t.stats.lag_bytes for t in self.tailers.values())
+        lag = sum(t.live_lag() for t in self.tailers.values())
         parts.append(f"queue {self.queue.lines} lines, lag {lag} bytes")
         if self.writer.failing:
             parts.append(f"STORE FAILING: {self.writer.failing}")
@@ -394,7 +394,7 @@ class Daemon:
 
     def render_metrics(self) -> str:
         live = {
-            n: SourceLive(t.stats.lag_bytes, t.stats.open_files, t.stats.gaps, t.stats.error)
+            n: SourceLive(t.live_lag(), t.stats.open_files, t.stats.gaps, t.stats.error)
             for n, t in self.tailers.items()
         }
         return self.metrics.render(live, self.queue.lines, self.queue.nbytes)

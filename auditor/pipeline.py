@@ -115,7 +115,10 @@ class Pipeline:
         self.decoders = decoders
         self.detector = detector
 
-    def process(self, lines: Iterable[Line], positions: Sequence[Position] = ()) -> Batch:
+    def process(
+        self, lines: Iterable[Line], positions: Sequence[Position] = (), *, snapshot: bool = True
+    ) -> Batch:
+        """``snapshot=False`` leaves ``detector_state`` None (the store keeps the last one)."""
         batch = Batch(positions=list(positions))
         events, hits = batch.events, batch.hits
         observe = self.detector.observe if self.detector is not None else None
@@ -142,7 +145,7 @@ class Pipeline:
             if observe is not None:
                 hits.extend(observe(event))
         self._aggregate(batch)
-        if self.detector is not None:
+        if snapshot and self.detector is not None:
             batch.detector_state = self.detector.snapshot()
         return batch
 

@@ -238,6 +238,14 @@ class SourceTailer:
         self.stored[f.file_id] = off
         return Position(f.file_id, self.name, f.path, f.dev, f.inode, off, f.size)
 
+    def live_lag(self) -> int:
+        """Bytes in the open files beyond what was read, now (an fstat per open file)."""
+        return sum(
+            max(0, f.fstat_size() - f.splitter.offset)
+            for f in list(self.files.values())
+            if not f.compressed
+        )
+
     def _update_stats(self) -> None:
         self.stats.lag_bytes = sum(
             max(0, f.size - f.splitter.offset) for f in self.files.values() if not f.compressed

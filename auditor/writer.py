@@ -37,6 +37,7 @@ T = TypeVar("T")
 BATCH_BYTES = 16 << 20  # a batch of very long lines stops here, whatever batch_lines says
 MAX_RETRY_DELAY = 30.0
 STOP_MARGIN = 0.3  # seconds kept, at shutdown, for closing after the last batch
+SNAPSHOT_EVERY = 2.0  # seconds between detector snapshots committed with a batch
 LINGER = 0.01  # seconds to wait for the next chunk before committing what is there
 
 
@@ -159,6 +160,7 @@ class Writer:
         self.failing: str | None = None  # the store error being retried, for STATUS=
         self.give_up_at: float | None = None  # set on shutdown: stop retrying after this
         self.batch_estimate = 0.0  # seconds a batch takes (a slowly decaying maximum)
+        self._snapshot_at = 0.0  # monotonic time of the last detector snapshot
 
     @property
     def store(self) -> Store:
@@ -270,10 +272,26 @@ class Writer:
                 log.warning("cannot record the state of source %s: %s", st.source, exc)
 
     def _process(self, pending: _Pending) -> Batch:
-        """In the store thread: lines -> batch, with this batch's rotation counts."""
+        """In the store thread: lines -> batch, with this batch's rotation counts.
+
+        The detector's state goes with a batch at most every ``SNAPSHOT_EVERY`` seconds
+        (and always before a reload, a restart of a source, or the stop): a snapshot costs
+        time in proportion to the windows held, so one per batch would bound the rate.
+        After a SIGKILL the windows resume from at most that long before the positions;
+        events and positions themselves are always exact.
+        """
         if self.pipeline is None:
             raise RuntimeError("no pipeline")
-        batch = self.pipeline.process(pending.lines, list(pending.positions.values()))
+        now = time.monotonic()
+        due = (
+            pending.stop
+            or bool(pending.barriers)
+            or self.give_up_at is not None
+            or now - self._snapshot_at >= SNAPSHOT_EVERY
+        )
+        batch = self.pipeline.process(pending.lines, list(pending.positions.values()), snapshot=due)
+        if due:
+            self._snapshot_at = now
         for source, n in pending.rotations.items():
             batch.counter(source).rotations += n
         return batch

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+HERE = Path(__file__).resolve().parent
 TS = "20/Nov/2026:12:00:00 +0000"
 LINE = '198.51.100.7 - - [{ts}] "GET /item/{n} HTTP/1.1" 200 5 "-" "soak"\n'
 
@@ -276,9 +277,20 @@ def soak(
 
 WRITER = r"""
 import sys, time
+from datetime import UTC, datetime, timedelta
+sys.path.insert(0, sys.argv[4])
+from gen_lines import lines
 path, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-ts = "20/Nov/2026:12:00:00 +0000"
-fmt = '198.51.100.{ip} - - [' + ts + '] "GET /api/v1/items/{n}?page=2 HTTP/1.1" 200 {b} "-" "Mozilla/5.0 (X11; Linux x86_64) bench/1.0"\n'
+BLOCK = 200_000  # lines generated per block (a realistic mix, see gen_lines.py)
+
+def blocks():
+    k = 0
+    while True:
+        start = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(hours=k)
+        yield [ln + "\n" for ln in lines(BLOCK, seed=k, start=start)]
+        k += 1
+
+gen = blocks(); block = next(gen); i = 0
 f = open(path, "a")
 t0 = time.monotonic(); n = 0
 while True:
@@ -286,10 +298,13 @@ while True:
     if now - t0 >= seconds:
         break
     due = int((now - t0) * rate)
-    if due > n:
-        f.write("".join(fmt.format(ip=i % 200 + 1, n=i, b=i % 5000) for i in range(n, due)))
-        f.flush()
-        n = due
+    while due > n:
+        take = min(due - n, BLOCK - i)
+        f.write("".join(block[i : i + take]))
+        n += take; i += take
+        if i == BLOCK:
+            block = next(gen); i = 0
+    f.flush()
     time.sleep(0.01)
 print(n)
 """
@@ -320,7 +335,7 @@ def sustained(
     proc = start_daemon(cfg, work / "daemon.err")
     wait_registered(db, "soak")
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(log), str(rate), str(seconds)],
+        [sys.executable, "-c", WRITER, str(log), str(rate), str(seconds), str(HERE)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -328,7 +343,7 @@ def sustained(
     samples: list[tuple[float, int, int, float]] = []
     last_n, last_t = 0, t0
     say(f"{'t (s)':>7} {'RSS (MiB)':>10} {'stored':>12} {'lines/s':>10}")
-    while writer.poll() is None or stored_count(db) < last_n + 1:
+    while writer.poll() is None:
         time.sleep(every)
         now = time.monotonic()
         n = stored_count(db)
@@ -337,8 +352,6 @@ def sustained(
         samples.append((now - t0, r, n, lps))
         say(f"{now - t0:7.0f} {r / 1024:10.1f} {n:12,} {lps:10,.0f}")
         last_n, last_t = n, now
-        if writer.poll() is not None and lps == 0:
-            break
     out, _ = writer.communicate()
     proc.send_signal(signal.SIGTERM)
     proc.wait(20)
