@@ -324,6 +324,8 @@ class SourceTailer:
                 self._fail(path, reason(exc), now)
             else:
                 self._ok(path)
+        # Forget closed files that are no longer matched (kept only to avoid re-reading).
+        self.known = {k: v for k, v in self.known.items() if k in by_key}
         if self._startup:
             self._startup = False
             self._resume_orphans(found, now)

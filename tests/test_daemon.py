@@ -304,3 +304,59 @@ def test_truncated_lines_are_counted(tmp_path: Path) -> None:
         wait_for(lambda: count(tmp_path / "audit.db") == 2, what="lines")
         wait_for(lambda: source_status(config, "api").get("lines_truncated") == 1, what="counted")
         assert d.stop() == 0
+
+
+def test_reload_restarts_a_changed_source_without_doubling(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(1000))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 1000, what="first lines")
+        # The same source, polled now: it restarts from its committed positions.
+        write_config(tmp_path, [{"name": "api", "path": str(log), "poll": True}])
+        append(log, range(1000, 2000))
+        d.signal(signal.SIGHUP)
+        append(log, range(2000, 3000))
+        wait_for(lambda: "reloaded" in d.stderr, what="the reload")
+        append(log, range(3000, 4000))
+        wait_for(lambda: count(db) == 4000, what="lines across the reload")
+        assert d.stop() == 0
+    assert_exactly_once(db, range(4000))
+
+
+def test_reload_with_a_bad_rule_file_keeps_the_running_rules(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(3))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 3, what="first lines")
+        bad = tmp_path / "bad.toml"
+        bad.write_text('[[rule]]\nid = "x"\nnot_a_key = 1\n')
+        config.write_text(
+            config.read_text().replace(
+                "[rules]\nbundled = false", f'[rules]\nbundled = false\npaths = ["{bad}"]'
+            )
+        )
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in d.stderr, what="the refusal")
+        assert "bad.toml" in d.stderr
+        append(log, range(3, 6))
+        wait_for(lambda: count(db) == 6, what="lines after the refused reload")
+        assert d.stop() == 0
+    assert_exactly_once(db, range(6))
+
+
+def test_poll_mode_source(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, range(3))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log), "poll": True}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 3, what="first lines")
+        log.rename(tmp_path / "access.log.1")
+        append(log, range(3, 6))
+        wait_for(lambda: count(db) == 6, what="lines found by polling")
+        assert d.stop() == 0
+    assert_exactly_once(db, range(6))
