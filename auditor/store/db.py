@@ -245,6 +245,15 @@ class Store:
                 " ON CONFLICT(hour, client_ip) DO UPDATE SET requests = requests + excluded.requests",
                 [(h, ip, n) for (h, ip), n in batch.client_hours.items()],
             )
+            days: dict[tuple[int, str], int] = {}
+            for (h, ip), n in batch.client_hours.items():
+                k = (h // 24, ip)
+                days[k] = days.get(k, 0) + n
+            c.executemany(
+                "INSERT INTO client_days (day, client_ip, requests) VALUES (?,?,?)"
+                " ON CONFLICT(day, client_ip) DO UPDATE SET requests = requests + excluded.requests",
+                [(d, ip, n) for (d, ip), n in days.items()],
+            )
         if batch.detector_state is not None:
             c.execute(
                 "INSERT INTO detector_state (id, blob, updated_at_ms) VALUES (1, ?, ?)"
