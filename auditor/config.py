@@ -6,6 +6,7 @@ daemon (CONTRACT.md). Every section has defaults, so an empty file is a valid co
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,9 @@ class _Table:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
             raise self._err(key, f"expected {names}, got {type(value).__name__} {value!r}")
         return value
 
@@ -157,7 +160,7 @@ class _Table:
 
 def _rel(base: Path | None, value: str) -> Path:
     p = Path(value).expanduser()
-    return p if p.is_absolute() or base is None else base / p
+    return p if p.is_absolute() or base is None else Path(os.path.normpath(base / p))
 
 
 def _store(t: _Table, base: Path | None) -> StoreConfig:
@@ -250,7 +253,9 @@ def _report(t: _Table, base: Path | None) -> ReportConfig:
             raise jt.error("period", f"must be one of {', '.join(_PERIODS)}, got {job_period!r}")
         sched = jt.require("schedule", str)
         _check_cron(jt, "schedule", sched)
-        jobs.append(ReportJob(name=jt.get("name", str, f"job{i}"), schedule=sched, period=job_period))
+        jobs.append(
+            ReportJob(name=jt.get("name", str, f"job{i}"), schedule=sched, period=job_period)
+        )
         jt.done()
     paper = t.get("paper", str, "A4")
     if paper not in ("A4", "Letter"):
