@@ -40,7 +40,7 @@ _KEY_HINT = re.compile(
     r"A(?:KIA|SIA|BIA|CCA|3T|Iza)|gh[pousr]_|github_pat_|[sr]k_(?:live|test|prod)_"
     r"|xox[abposre]-|xapp-|hooks\.slack\.com/"
 )
-_ENOUGH_DIGITS = re.compile(r"[^0-9]*+[0-9]" * 7)
+_ENOUGH_DIGITS = re.compile(r"(?:[^0-9]*+[0-9]){7}")
 # name=value pairs inside a decoded value (a redirect URL carrying ?access_token=...)
 _INNER_PAIR = re.compile(r"(?<=[?&#;])([A-Za-z0-9_.\[\]-]{1,64}+)=([^&#;]{1,4096}+)")
 _RANDOM_USER = re.compile(r"[A-Za-z0-9_+/=-]{32,256}")

@@ -193,7 +193,9 @@ def presigned_key(key: str) -> bool:
 def is_placeholder(value: str) -> bool:
     """Values that are not a secret: empty, ``***``, ``null``, ``${VAR}``, our own masks."""
     v = value.strip()
-    if not v or v.lower() in _PLACEHOLDERS or v.strip("*xX•.") == "":
+    if not v or v.lower() in _PLACEHOLDERS or v.strip("*•.") == "":
+        return True
+    if len(v) >= 3 and v.strip("xX") == "":  # "xxxx" as in a documentation sample
         return True
     if v[:2] in ("${", "{{", "%s") or (v[0] in "{<" and v[-1] in "}>"):
         return True

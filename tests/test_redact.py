@@ -153,6 +153,12 @@ def test_encoded_parameter_names_are_decoded_for_context(r: Redactor) -> None:
     ]
 
 
+def test_obfuscated_credential_names(r: Redactor) -> None:
+    _, q, ex = r.redact_target("/", "PassWord=x&passwor%64=y&pa%73sword=z")
+    assert q == "PassWord=[password]&passwor%64=[password]&pa%73sword=[password]"
+    assert [e.param for e in ex] == ["PassWord", "password", "password"]
+
+
 def test_pii_in_a_parameter_name_is_masked(r: Redactor) -> None:
     _, q, ex = r.redact_target("/", f"{EMAIL}=1&{CARD}")
     assert q == "j***@example.com=1&411111******1111"
@@ -310,7 +316,7 @@ def test_redacting_redacted_output_changes_nothing(r: Redactor) -> None:
     path = f"/u/{EMAIL}/c/{CARD};jsessionid=0123456789ABCDEF0123"
     query = f"iban={IBAN}&password=x&t={jwt()}&p=%2B4915112345678&ssn=536221234&k={AWS}"
     p1, q1, ex1 = r.redact_target(path, query)
-    assert len(ex1) == 8
+    assert len(ex1) == 9
     p2, q2, ex2 = r.redact_target(p1, q1)
     assert (p2, q2, ex2) == (p1, q1, ())
     ref = f"https://bob:pw@x.example/?e={EMAIL}"
