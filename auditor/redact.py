@@ -28,7 +28,6 @@ lookup (``_Memo``); the detectors run only on values a precheck flags.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 
@@ -182,13 +181,13 @@ class Redactor:
         "_clean_texts",
         "_clean_urls",
         "_clean_users",
-        "_mac",
+        "_key",
     )
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("redaction key must be at least 16 bytes")
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._key = bytes(key)
         self._clean_paths = _Memo()
         self._clean_queries = _Memo()
         self._clean_texts = _Memo()
@@ -197,9 +196,8 @@ class Redactor:
 
     def digest(self, value: str) -> str:
         """HMAC-SHA256 of ``value`` with the key, hex, first 16 characters."""
-        mac = self._mac.copy()
-        mac.update(value.encode("utf-8", "surrogatepass"))
-        return mac.hexdigest()[:16]
+        raw = value.encode("utf-8", "surrogatepass")
+        return hmac.digest(self._key, raw, "sha256").hex()[:16]
 
     # request target ---------------------------------------------------------------
 
