@@ -60,6 +60,7 @@ PII_TYPES: tuple[str, ...] = (
     "password",
     "session-id",
     "basic-auth",
+    "card-verification",  # CVV/CVC/PIN: sensitive authentication data (PCI DSS 3.3.1)
 )
 
 

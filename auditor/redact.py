@@ -72,7 +72,8 @@ _KEYS_RE = re.compile(
 # credential-looking parameter names, on the lower-cased query: password=, token=, sid= ...
 # (and any name ending in an escape, in case someone writes passwor%64=)
 _NAMES = re.compile(
-    r"=(?:(?<=(?:ass|ord|swd|pwd|ase|ret|ken|key|rer|ion|sid|nid|jwt|ode|fid)=)|(?<=\]=)"
+    r"=(?:(?<=(?:ass|ord|swd|pwd|ase|ret|ken|key|rer|ion|sid|nid|jwt|ode|fid"
+    r"|cvv|cvc|vv2|vc2|cid|cvn|csc|pin|av2)=)|(?<=\]=)"
     r"|(?<=%[0-9a-f][0-9a-f]=))"
 )
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}+://")

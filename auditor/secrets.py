@@ -157,6 +157,13 @@ _APIKEY_KEYS = frozenset(
         "clientsecret", "consumersecret", "token",
     }
 )  # fmt: skip
+# Sensitive authentication data (PCI DSS 3.3.1): never kept after authorisation.
+_SAD_KEYS = frozenset(
+    {
+        "cvv", "cvv2", "cvc", "cvc2", "cid", "cvn", "csc", "cav2", "securitycode",
+        "cardcode", "cardcvv", "cardcvc", "cardsecuritycode", "pin", "cardpin",
+    }
+)  # fmt: skip
 _PRESIGNED_KEYS = frozenset({"xamzcredential", "awsaccesskeyid"})
 _PLACEHOLDERS = frozenset(
     {"null", "none", "nil", "undefined", "true", "false", "redacted", "hidden", "masked"}
@@ -174,11 +181,13 @@ def canonical_key(name: str) -> str:
 
 
 def credential_kind(key: str) -> str | None:
-    """``password`` / ``api-key`` / ``session-id`` for a canonical key name, else None."""
+    """``password`` / ``api-key`` / ``session-id`` / ``card-verification`` for a key name."""
     if not key or key in INFO_KEYS:
         return None
     if key in _SESSION_KEYS or key.startswith("aspsessionid"):
         return "session-id"
+    if key in _SAD_KEYS:
+        return "card-verification"
     if key in _PASSWORD_KEYS or key.endswith(("password", "passwd", "passphrase")):
         return "password"
     if key in _APIKEY_KEYS or key.endswith(("token", "secret", "apikey", "privatekey")):
@@ -209,6 +218,8 @@ def credential_value_ok(kind: str, value: str) -> bool:
     n = len(value.strip())
     if kind == "password":
         return True
+    if kind == "card-verification":  # CVV/CVC are 3-4 digits, PINs 4-6
+        return value.strip().isdigit() and 3 <= n <= 6
     if kind == "session-id":
         return n >= 16
     return n >= 8

@@ -573,3 +573,13 @@ def test_corpus_raises_no_false_exposures(corpus: Path) -> None:
                     assert "***@" in m.group() or m.group().startswith("*"), (f.name, field)
     assert seen > 10_000
     assert counts.get("session-id", 0) <= 10
+
+
+def test_card_verification_values_are_masked_sad() -> None:
+    """CVV/CVC/PIN are sensitive authentication data (PCI DSS 3.3.1): never stored."""
+    r = Redactor(b"k" * 32)
+    _, q, xs = r.redact_target("/pay", "card=4111111111111111&cvv=123&cvc2=4567&pin=1234")
+    assert q is not None and "123" not in q and "4567" not in q and "1234" not in q.split("&")[-1]
+    assert [x.pii_type for x in xs].count("card-verification") == 3
+    _, q2, xs2 = r.redact_target("/x", "pin=abc&spin=1234&cid=store7")
+    assert q2 == "pin=abc&spin=1234&cid=store7" and xs2 == ()
