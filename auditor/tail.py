@@ -165,10 +165,18 @@ class SourceTailer:
             self.on_watch_change()
         await self._flush_out()
         busy = False
-        # Rotated files first, oldest first: a file is finished before its successor.
+        # Rotated files first, oldest first: a file is finished before its successor
+        # (the file now at the path it was read at) is read.
         order = sorted(self.files.values(), key=lambda f: (f.rotated_at is None, f.rotated_at))
+        unfinished: set[str] = set()
         for f in order:
-            busy |= await self._read(f)
+            if f.origin in unfinished:
+                busy = True
+                continue
+            more = await self._read(f)
+            busy |= more
+            if more:
+                unfinished.add(f.origin)
         self._retire(final)
         await self._flush_out()
         self._update_stats()
@@ -446,6 +454,7 @@ class SourceTailer:
         copy.splitter = f.splitter  # the same byte stream: a partial line carries over
         copy.splitter.file = copy.path
         copy.rotated_at = now
+        copy.origin = f.path
         self.files[copy.file_id] = copy
         self._out.append(Chunk(self.name, [], self._position(copy), 0, rotations=1))
 
@@ -472,7 +481,7 @@ class SourceTailer:
         line is unknown was never seen at the path: it came and went in between.
         """
         open_keys = {f.key for f in self.files.values()}
-        cands: list[tuple[float, str]] = []
+        cands: list[tuple[float, str, str]] = []
         for path in paths:
             for sib in rotated_siblings(path):
                 try:
@@ -481,8 +490,8 @@ class SourceTailer:
                     continue
                 key = (st.st_dev, st.st_ino)
                 if st.st_mtime >= since and key not in open_keys and key not in self.known:
-                    cands.append((st.st_mtime, sib))
-        for i, (_, sib) in enumerate(sorted(set(cands))):
+                    cands.append((st.st_mtime, sib, path))
+        for i, (_, sib, origin) in enumerate(sorted(set(cands))):
             try:
                 p = peek(sib)
                 if p.file_id is None or p.file_id in self.files or p.file_id in self.stored:
@@ -494,6 +503,7 @@ class SourceTailer:
                 continue
             log.info("source %s: %s was rotated before it was seen; reading it", self.name, sib)
             f.rotated_at = now + (i + 1) * 1e-6  # after the file it followed, in mtime order
+            f.origin = origin
             self.files[f.file_id] = f
             open_keys.add(f.key)
             self._out.append(Chunk(self.name, [], self._position(f), 0, rotations=1))
@@ -503,11 +513,9 @@ class SourceTailer:
         missing = {fid for fid in self.stored if fid not in self.files}
         if not missing:
             return
-        places: set[str] = set()
-        for path in found:
-            places.update(rotated_siblings(path))
-        if self.kind == "file":
-            places.update(rotated_siblings(self.config.path))
+        places: dict[str, str] = {}  # rotated file -> the path it was rotated from
+        for path in [*found, *([self.config.path] if self.kind == "file" else [])]:
+            places.update(dict.fromkeys(rotated_siblings(path), path))
         open_keys = {f.key for f in self.files.values()}
         for cand in sorted(places, key=_mtime):
             try:
@@ -533,6 +541,7 @@ class SourceTailer:
                 "source %s: resuming %s (rotated while stopped) at %d", self.name, cand, offset
             )
             f.rotated_at = now
+            f.origin = places[cand]
             self.files[f.file_id] = f
             open_keys.add(f.key)
             self._out.append(Chunk(self.name, [], self._position(f), 0, rotations=1))

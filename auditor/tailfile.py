@@ -61,6 +61,11 @@ class LogFile:
     eof: bool = False
     last_data: float = 0.0
     emitted: int = -1  # offset of the last position emitted
+    origin: str = ""  # the path it was (or its successor is) read at: rotated files first
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            self.origin = self.path
 
     @property
     def read_pos(self) -> int:

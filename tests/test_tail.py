@@ -474,3 +474,16 @@ def test_copytruncate_while_another_file_is_being_drained(tmp_path: Path) -> Non
     check(t)
     expected = [f"a{i}" for i in range(100, 200)] + [f"b{i}" for i in range(100)]
     assert sink.lines == [f"a{i}" for i in range(100)] + expected + [f"c{i}" for i in range(300)]
+
+
+def test_a_big_rotated_file_is_finished_before_its_successor(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "start")
+    t, sink, _ = make(log)
+    check(t)
+    big = [f"old {i} " + "x" * 200 for i in range(40_000)]  # several read turns
+    write(log, *big)
+    log.rename(tmp_path / "access.log.1")
+    write(log, "new 1", mode="w")
+    check(t)
+    assert sink.lines == ["start", *big, "new 1"]
