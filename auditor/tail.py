@@ -24,10 +24,8 @@ the daemon commits that position in the same transaction as the chunk's events.
 from __future__ import annotations
 
 import asyncio
-import glob
 import logging
 import os
-import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,9 +35,11 @@ from auditor.model import Line
 from auditor.pipeline import Position
 from auditor.tailfile import (
     GZ_ERRORS,
+    NOT_A_FILE,
     Key,
     LogFile,
     PathError,
+    discover,
     open_at,
     peek,
     reason,
@@ -127,6 +127,7 @@ class SourceTailer:
         self._last_wall: float | None = None
         self._rotated_paths: set[str] = set()
         self._link_dirs: set[str] = set()
+        self._unlisted: set[str] = set()  # paths the last listing could not look at
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -351,44 +352,25 @@ class SourceTailer:
         }
 
     def _discover(self, now: float) -> dict[str, os.stat_result]:
-        """Matched regular files (symlinks followed) -> their stat."""
-        path = self.config.path
-        self._waiting = None
-        if self.kind == "file":
-            candidates = [path]
-        elif self.kind == "glob":
-            candidates = sorted(glob.glob(path, recursive=True))
-            if not candidates:
-                self._waiting = f"waiting: no file matches {path}"
-        else:
-            candidates = []
-            if not os.path.isdir(path):
-                self._waiting = f"waiting: directory {path} does not exist"
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                candidates.extend(os.path.join(root, n) for n in names if not n.startswith("."))
-        found: dict[str, os.stat_result] = {}
-        for p in candidates:
-            try:
-                st = os.stat(p)
-            except FileNotFoundError:
-                self._errors.pop(p, None)
-                if self.kind == "file":
-                    self._waiting = f"waiting: {p} does not exist"
-                continue
-            except OSError as exc:
-                self._fail(p, reason(exc), now)
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found[p] = st
-                if self._errors.get(p) == "is a directory, expected a file":
-                    self._ok(p)
-            elif stat.S_ISDIR(st.st_mode) and self.kind == "file":
-                self._errors[p] = "is a directory, expected a file"
-        for p in list(self._errors):
-            if p not in candidates and not os.path.lexists(p):
+        """Matched regular files (symlinks followed) -> their stat; errors recorded."""
+        d = discover(self.config.path, self.kind)
+        self._waiting = d.waiting
+        for p in self._unlisted - d.failed.keys():
+            self._ok(p)  # could not be looked at last time, can now
+        self._unlisted = set(d.failed)
+        for p, msg in d.failed.items():
+            self._fail(p, msg, now)
+        for p in d.missing:
+            self._errors.pop(p, None)
+        for p in d.not_files:
+            self._errors[p] = NOT_A_FILE
+        for p in d.found:
+            if self._errors.get(p) == NOT_A_FILE:
                 self._ok(p)
-        return found
+        for p in list(self._errors):
+            if p not in d.candidates and not os.path.lexists(p):
+                self._ok(p)
+        return d.found
 
     def _recheck(
         self,

@@ -9,6 +9,7 @@ thread); reading itself goes through aiofiles.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import io
 import os
@@ -234,6 +235,62 @@ def _gz_length(gz: gzip.GzipFile) -> int:
         if not block:
             return n
         n += len(block)
+
+
+NOT_A_FILE = "is a directory, expected a file"
+
+
+@dataclass
+class Discovery:
+    """What a source's path matches now."""
+
+    found: dict[str, os.stat_result]  # regular files (symlinks followed) -> stat
+    candidates: set[str]  # every path looked at
+    failed: dict[str, str]  # path -> why it cannot be looked at (permission denied...)
+    missing: set[str]  # vanished between listing and stat, or not there (a file source)
+    not_files: set[str]  # a file source's path that is a directory
+    waiting: str | None  # why nothing can be read yet, for status
+
+
+def discover(path: str, kind: str) -> Discovery:
+    """List what ``path`` (a file, a glob or a directory, see ``source_kind``) matches."""
+    waiting: str | None = None
+    failed: dict[str, str] = {}
+    if kind == "file":
+        candidates = [path]
+    elif kind == "glob":
+        candidates = sorted(glob.glob(path, recursive=True))
+        if not candidates:
+            waiting = f"waiting: no file matches {path}"
+    else:
+        candidates = []
+        if not os.path.isdir(path):
+            waiting = f"waiting: directory {path} does not exist"
+
+        def walk_error(exc: OSError) -> None:
+            if not isinstance(exc, FileNotFoundError):
+                failed[exc.filename or path] = reason(exc)
+
+        for root, dirs, names in os.walk(path, onerror=walk_error):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            candidates.extend(os.path.join(root, n) for n in names if not n.startswith("."))
+    d = Discovery({}, set(candidates), failed, set(), set(), waiting)
+    for p in candidates:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            d.missing.add(p)
+            if kind == "file":
+                d.waiting = f"waiting: {p} does not exist"
+            continue
+        except OSError as exc:
+            failed[p] = reason(exc)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            d.found[p] = st
+        elif stat.S_ISDIR(st.st_mode) and kind == "file":
+            d.not_files.add(p)
+    return d
 
 
 def source_kind(path: str) -> str:
