@@ -198,7 +198,15 @@ class Daemon:
             ]
             server = None
             if self.config.daemon.metrics_listen:
-                server = await serve(self.config.daemon.metrics_listen, self.render_metrics)
+                try:
+                    server = await serve(self.config.daemon.metrics_listen, self.render_metrics)
+                except OSError as exc:
+                    # Self-monitoring is no reason to stop auditing: say so and go on.
+                    log.error(
+                        "metrics: cannot listen on %s: %s; running without the endpoint",
+                        self.config.daemon.metrics_listen,
+                        exc.strerror or exc,
+                    )
             self._start_extras()
             self.notifier.ready(self._status_text())
             log.info(

@@ -20,17 +20,17 @@ import orjson
 
 from auditor.detectors import build_detectors
 from auditor.detectors.base import Env, StatefulDetector, make_hit
-from auditor.detectors.conditions import clause_holds, first_failure
-from auditor.detectors.fields import EventView, decode_path, key_of
-from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan
+from auditor.detectors.conditions import Clause, clause_holds, first_failure
+from auditor.detectors.fields import MAX_SCAN, EventView, decode_url, key_of
+from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan, cost
 from auditor.detectors.windows import Window, make_window
 from auditor.model import Event, Hit
-from auditor.rules import Rule, RuleSet, predicate_deps
+from auditor.rules import Rule, RuleSet
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
-SWEEP_EVERY = 60.0  # seconds of log time between sweeps of idle state
+SWEEP_EVERY = 300.0  # seconds of log time between sweeps of idle state (caps bound memory too)
 _NO_PREDS: frozenset[str] = frozenset()
 
 
@@ -39,7 +39,7 @@ def _ua(raw: str | None) -> str | None:
 
 
 def _ref(raw: str | None) -> str | None:
-    return None if raw is None or raw == "-" else decode_path(raw)
+    return None if raw is None or raw == "-" else decode_url(raw)
 
 
 _CACHED_RAW: dict[str, tuple[Callable[[Event], str | None], Callable[[str | None], str | None]]] = {
@@ -63,33 +63,68 @@ class Detector:
 
     def __init__(self, ruleset: RuleSet, max_keys: int = 20000) -> None:
         self.ruleset = ruleset
-        used = _used_predicates(ruleset)
+        eager = _eager_predicates(ruleset)
+        self._lazy = {
+            name: pred.clauses for name, pred in ruleset.predicates.items() if name not in eager
+        }
         entries: list[Entry] = []
+        names = set(ruleset.predicates)
         for name, pred in ruleset.predicates.items():
-            if name in used:
+            if name in eager:
                 for clause in pred.clauses:
-                    entries.append(Entry(len(entries), name, True, clause))
+                    entries.append(Entry(len(entries), name, True, _cheap_first(clause, names)))
         self._rule_order: dict[str, int] = {}
         for pos, rule in enumerate(ruleset.rules):
             self._rule_order[rule.id] = pos
             if rule.detector is None:
                 for clause in rule.clauses:
-                    entries.append(Entry(len(entries), rule.id, False, clause))
-        self._plan: Plan = build_plan(entries, frozenset(ruleset.predicates))
+                    entries.append(Entry(len(entries), rule.id, False, _cheap_first(clause, names)))
+        self._plan: Plan = build_plan(entries, frozenset(eager))
         self._entries = entries
         self._rules = {r.id: r for r in ruleset.rules}
-        self._fields = [(attrgetter(f), table) for f, table in self._plan.fields.items()]
+        self._allow = {r.id: r.allow for r in ruleset.rules if r.allow}
+        # Identical unless-clauses (shared by several rules) are evaluated once per event.
+        clause_ids: dict[str, int] = {}
+        self._unless = {
+            r.id: [(clause_ids.setdefault(repr(c), len(clause_ids)), c) for c in r.unless]
+            for r in ruleset.rules
+            if r.unless
+        }
+        self._has_preds = any(e.is_pred for e in entries)
+        fields = dict(self._plan.fields)
+        self._methods = fields.pop("method", None)
+        self._fields = [(attrgetter(f), table) for f, table in fields.items()]
+        self._status_get = self._plan.status.get
+        self._always = self._plan.always
+        self._min_length = self._plan.min_length
         self._cached = [
             (_CACHED_RAW[f][0], CachedGate(f, entries, ids, _CACHED_RAW[f][1]))
             for f, ids in self._plan.cached.items()
         ]
+        url = self._plan.url
+        self._url_on = bool(self._plan.url_entries or self._plan.length)
+        self._pre_match = url.prefixes.rx.match if url.prefixes.rx is not None else None
+        self._suf_match = url.suffixes.rx.match if url.suffixes.rx is not None else None
+        self._always_search = url.always_rx.search if url.always_rx is not None else None
+        assert url.charset is not None
+        self._rare_findall = url.charset.findall
+        # Trigger characters that need no decoding: anything but '%' (and '+' when a
+        # literal has a space, since '+' decodes to one in a query).
+        self._quiet = frozenset(url.groups) - {"%", "+" if url.space else "%"}
         self._windows: dict[str, Window] = {
             r.id: make_window(r.threshold, max_keys) for r in ruleset.rules if r.threshold
         }
         self._dets: list[StatefulDetector] = build_detectors(
             [r for r in ruleset.rules if r.detector is not None]
         )
-        self._env = Env()
+        self._exp_dets = [d for d in self._dets if d.wants == "exposures"]
+        self._pred_dets = [d for d in self._dets if d.wants == "preds"]
+        self._all_dets = [d for d in self._dets if d.wants == "all"]
+        self._transport_dets = [d for d in self._dets if d.wants == "transport"]
+        self._pred_statuses: frozenset[int] = frozenset().union(
+            *(d.statuses for d in self._pred_dets)
+        )
+        self._env = Env(self._lazy)
         self._wm = -1.0
         self._next_sweep = 0.0
         self._last_dt: datetime | None = None
@@ -105,9 +140,14 @@ class Detector:
         self._last_dt, self._last_t = ts, t
         return t
 
-    def observe(self, event: Event) -> list[Hit]:
+    def observe(self, event: Event) -> list[Hit]:  # noqa: C901 - hot path, kept inline for speed
         """Hits caused by ``event`` (usually none). Never raises on odd event values."""
-        t = self._time(event)
+        ts = event.timestamp
+        if ts is self._last_dt:
+            t = self._last_t
+        else:
+            t = ts.timestamp()
+            self._last_dt, self._last_t = ts, t
         if t > self._wm:
             self._wm = t
             if t >= self._next_sweep:
@@ -117,99 +157,181 @@ class Detector:
         preds = _NO_PREDS
         if cands:
             if view is None:
-                view = EventView(event, t)
+                view = EventView(event, t, _NO_PREDS, self._lazy)
             preds = self._evaluate(cands, view, t, hits)
         env = self._env
-        env.reset(event, t, preds, view)
-        for det in self._dets:
+        env._ev, env._t, env.preds, env._view = event, t, preds, view
+        for det in self._all_dets:
             got = det.observe(event, t, env)
             if got:
                 hits.extend(got)
+        if self._transport_dets and (
+            event.scheme is not None
+            or event.server_port is not None
+            or event.tls_version is not None
+            or not event.path.startswith("/")
+        ):
+            for det in self._transport_dets:
+                got = det.observe(event, t, env)
+                if got:
+                    hits.extend(got)
+        if event.exposures:
+            for det in self._exp_dets:
+                got = det.observe(event, t, env)
+                if got:
+                    hits.extend(got)
+        if preds or event.status in self._pred_statuses:
+            for det in self._pred_dets:
+                got = det.observe(event, t, env)
+                if got:
+                    hits.extend(got)
         return hits
 
-    def _candidates(self, ev: Event, t: float) -> tuple[list[int], EventView | None]:
-        plan = self._plan
+    def _candidates(self, ev: Event, t: float) -> tuple[list[int], EventView | None]:  # noqa: C901 - hot path, kept inline for speed
+        """Entries whose gate passes (see ``auditor.detectors.gate``); flat for speed."""
         cands: list[int] = []
-        ids = plan.status.get(ev.status)
+        ids = self._status_get(ev.status)
         if ids:
             cands.extend(ids)
+        methods = self._methods
+        if methods is not None:
+            ids = methods.get(ev.method)
+            if ids:
+                cands.extend(ids)
         for get, table in self._fields:
             ids = table.get(get(ev))
             if ids:
                 cands.extend(ids)
         for get_raw, gate in self._cached:
-            ids = gate.candidates(get_raw(ev))
+            raw_value = get_raw(ev)
+            ids = gate.cache.get(raw_value)
+            if ids is None:
+                ids = gate.candidates(raw_value)
             if ids:
                 cands.extend(ids)
         view = None
-        if plan.url_entries:
-            url = plan.url
+        if self._url_on:
+            url = self._plan.url
             path, query = ev.path, ev.query
-            raw = path if query is None else f"{path}?{query}"
-            if "%" in raw or (url.space and "+" in raw):
-                view = EventView(ev, t)
+            raw = path if query is None else path + "?" + query
+            found: list[str] | None = None
+            slow = "//" in path or "/./" in path
+            if not slow and url.rare(raw):
+                found = self._rare_findall(raw if len(raw) <= MAX_SCAN else raw[:MAX_SCAN])
+                slow = not self._quiet.issuperset(found)
+            if slow:
+                # Encoded (or '+'-spaced, or '//'-obfuscated): gate on the decoded text.
+                view = EventView(ev, t, _NO_PREDS, self._lazy)
                 low = view.lower("target") or ""
                 low_path = view.lower("path") or ""
+                if len(low) > MAX_SCAN:
+                    low = low[:MAX_SCAN]
+                found = self._rare_findall(low)
             else:
-                low = raw.lower()
-                low_path = low if query is None else low[: len(path)]
-            url.candidates(low, low_path, cands)
-        if plan.always:
-            cands.extend(plan.always)
+                low = ""
+                low_path = path.lower()
+            pre = self._pre_match
+            if pre is not None and pre(low_path) is not None:
+                url.prefixes.candidates(low_path, cands)
+            suf = self._suf_match
+            if suf is not None and suf(low_path[::-1]) is not None:
+                url.suffixes.candidates(low_path, cands)
+            for bigram, _ in url.pairs:
+                if bigram in raw or (slow and bigram in low):
+                    if not low:
+                        low = raw.lower() if len(raw) <= MAX_SCAN else raw[:MAX_SCAN].lower()
+                    url.pair_candidates(low, cands)
+                    break
+            always = self._always_search
+            if always is not None or found:
+                if not low:
+                    low = raw.lower() if len(raw) <= MAX_SCAN else raw[:MAX_SCAN].lower()
+                if always is not None and always(low) is not None:
+                    url.always_candidates(low, cands)
+                if found:
+                    url.group_candidates(low, found, cands)
+            if len(raw) >= self._min_length:
+                for least, ids in self._plan.length:
+                    if len(raw) >= least:
+                        cands.extend(ids)
+        if self._always:
+            cands.extend(self._always)
         return cands, view
 
     def _evaluate(
         self, cands: list[int], view: EventView, t: float, hits: list[Hit]
     ) -> frozenset[str]:
         entries = self._entries
-        gated = self._plan.preds
+        cands.sort()
         preds: set[str] = set()
         rule_ids: list[int] = []
-        pending = sorted(cands)
-        while pending:
-            fresh: list[str] = []
-            for i in pending:
-                e = entries[i]
-                if not e.is_pred:
-                    rule_ids.append(i)
-                elif e.owner not in preds and clause_holds(e.clause, view):
-                    preds.add(e.owner)
-                    fresh.append(e.owner)
-                    view.preds = frozenset(preds)
-            pending = sorted({j for name in fresh for j in gated.get(name, ())})
-        frozen = view.preds if preds else _NO_PREDS
+        if self._has_preds:
+            gated = self._plan.preds
+            pending = cands
+            while pending:
+                fresh: list[str] = []
+                for i in pending:
+                    e = entries[i]
+                    if not e.is_pred:
+                        rule_ids.append(i)
+                    elif e.owner not in preds and clause_holds(e.clause, view):
+                        preds.add(e.owner)
+                        fresh.append(e.owner)
+                        view.preds = frozenset(preds)
+                pending = sorted({j for name in fresh for j in gated.get(name, ())})
+        else:
+            rule_ids = cands
         if not rule_ids:
-            return frozen
-        matched: dict[str, None] = {}
-        for i in sorted(set(rule_ids)):
+            return view.preds if preds else _NO_PREDS
+        matched: list[str] = []
+        last = ""
+        for i in sorted(set(rule_ids)) if preds else rule_ids:
             e = entries[i]
-            if e.owner not in matched and clause_holds(e.clause, view):
-                matched[e.owner] = None
-        order = self._rule_order
-        for rid in sorted(matched, key=order.__getitem__):
+            owner = e.owner
+            if owner != last and owner not in matched and clause_holds(e.clause, view):
+                matched.append(owner)
+                last = owner
+        if len(matched) > 1:
+            matched.sort(key=self._rule_order.__getitem__)
+        for rid in matched:
             self._fire(self._rules[rid], view, t, hits)
-        return frozen
+        return view.preds if preds else _NO_PREDS
 
     def _fire(self, rule: Rule, view: EventView, t: float, hits: list[Hit]) -> None:
-        for clause in rule.unless:
-            if clause_holds(clause, view):
-                return
-        if rule.allow and rule.allow.allows(view):
+        unless = self._unless.get(rule.id)
+        if unless is not None:
+            memo = view.memo
+            for cid, clause in unless:
+                held = memo.get(cid)
+                if held is None:
+                    held = memo[cid] = clause_holds(clause, view)
+                if held:
+                    return
+        allow = self._allow.get(rule.id)
+        if allow is not None and allow.allows(view):
             return
         th = rule.threshold
         if th is None:
             key = key_of(view, rule.key) or "-"
             hits.append(self._hit(rule, view, key, 1, None))
             return
-        key = key_of(view, th.by)
-        if key is None:
-            return
+        by = th.by
+        if len(by) == 1:
+            raw_key = view.get(by[0])
+            if raw_key is None or raw_key == "":
+                return
+            key = raw_key if isinstance(raw_key, str) else str(raw_key)
+        else:
+            joined = key_of(view, by)
+            if joined is None:
+                return
+            key = joined
         value = None
         if th.of is not None:
             raw = view.get(th.of)
             if raw is None or raw == "":
                 return
-            value = str(raw)
+            value = raw if isinstance(raw, str) else str(raw)
         got = self._windows[rule.id].add(key, t, value)
         if got is not None:
             hits.append(self._hit(rule, view, key, got[0], got[1]))
@@ -284,7 +406,7 @@ class Detector:
 
     def predicates_of(self, event: Event) -> frozenset[str]:
         """Every predicate the event satisfies (all of them, gated or not)."""
-        view = EventView(event, self._time(event))
+        view = EventView(event, self._time(event), _NO_PREDS, self._lazy)
         return frozenset(
             name
             for name, pred in self.ruleset.predicates.items()
@@ -295,8 +417,8 @@ class Detector:
         """For every rule: does this event fire it, count toward it, or why not."""
         t = self._time(event)
         preds = self.predicates_of(event)
-        view = EventView(event, t, preds)
-        env = Env()
+        view = EventView(event, t, preds, self._lazy)
+        env = Env(self._lazy)
         env.reset(event, t, preds, view)
         out: list[Verdict] = []
         dets = {r.id: d for d in self._dets for r in d.rules}
@@ -345,22 +467,23 @@ class Detector:
         return self._plan.patterns()
 
 
-def _used_predicates(ruleset: RuleSet) -> set[str]:
-    """Predicates some rule tests, directly or through another predicate."""
+def _cheap_first(clause: Clause, preds: set[str]) -> Clause:
+    """The same conditions, cheapest first (a GET fails ``method = POST`` before any regex)."""
+    return tuple(sorted(clause, key=lambda c: cost(c, preds)))
+
+
+def _eager_predicates(ruleset: RuleSet) -> set[str]:
+    """Predicates to evaluate through the gates: those rule clauses and detectors test.
+
+    The others (only used in ``unless``/``escalate`` or inside other predicates, such as
+    ``auth_route`` in ``auth_failure``) are evaluated on demand by the ``EventView``.
+    """
     names = set(ruleset.predicates)
     used: set[str] = set()
     for rule in ruleset.rules:
-        clauses = [*rule.clauses, *rule.unless, *(e.clause for e in rule.escalate)]
-        for clause in clauses:
+        for clause in rule.clauses:
             used.update(c.field for c in clause if c.field in names)
         for value in rule.params.values():
             if isinstance(value, str) and value in names:
                 used.add(value)
-    todo = list(used)
-    while todo:
-        name = todo.pop()
-        for dep in predicate_deps(ruleset.predicates[name], names):
-            if dep not in used:
-                used.add(dep)
-                todo.append(dep)
     return used

@@ -57,7 +57,9 @@ class LineSplitter:
             if truncated:
                 raw = raw[:max_len]
             out.append(
-                Line(source, file, base + pos, base + end, raw.decode("utf-8", "replace"), truncated)
+                Line(
+                    source, file, base + pos, base + end, raw.decode("utf-8", "replace"), truncated
+                )
             )
             pos = end
         self._buf = buf[pos:]

@@ -391,7 +391,18 @@ def _example(raw: Any, i: int, w: _Where) -> Example:
     key = f"example[{i}]"
     if not isinstance(raw, dict):
         raise w.err(key, "expected a table ([[rule.example]])")
-    allowed = ("line", "lines", "sequence", "repeat", "step", "vary", "pad_path", "format", "fires", "note")
+    allowed = (
+        "line",
+        "lines",
+        "sequence",
+        "repeat",
+        "step",
+        "vary",
+        "pad_path",
+        "format",
+        "fires",
+        "note",
+    )
     _unknown(raw, allowed, w, f"{key}.")
     fires = raw.get("fires")
     if not isinstance(fires, bool):
@@ -548,7 +559,7 @@ _RULE_KEYS = (
 )
 
 
-def _rule(item: Any, index: int, file: str, preds: frozenset[str], ov: RuleOverride | None) -> Rule:
+def _rule(item: Any, index: int, file: str, preds: frozenset[str], ov: RuleOverride | None) -> Rule:  # noqa: C901 - one flat validation pass
     w = _Where(file, f"rule[{index}]")
     if not isinstance(item, dict):
         raise w.err(None, "expected a table ([[rule]])")
@@ -591,10 +602,10 @@ def _rule(item: Any, index: int, file: str, preds: frozenset[str], ov: RuleOverr
                     f"unknown param (threshold keys: {', '.join(_THRESHOLD_KEYS)})",
                 )
             threshold_raw = {**threshold_raw, **op}
-            kinds = [k for k in ("count", "distinct", "burst") if k in op]
-            for k in kinds:  # an override may switch kind: drop the others
+            switched = [kd for kd in ("count", "distinct", "burst") if kd in op]
+            for kd in switched:  # an override may switch kind: drop the others
                 for other in ("count", "distinct", "burst"):
-                    if other != k and other not in op:
+                    if other != kd and other not in op:
                         threshold_raw.pop(other, None)
         elif op:
             raise w.err(f"params.{next(iter(op))}", "this rule has no parameters")

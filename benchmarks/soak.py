@@ -277,20 +277,21 @@ def soak(
 
 WRITER = r"""
 import sys, time
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 sys.path.insert(0, sys.argv[4])
 from gen_lines import lines
 path, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-BLOCK = 200_000  # lines generated per block (a realistic mix, see gen_lines.py)
-
-def blocks():
-    k = 0
-    while True:
-        start = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(hours=k)
-        yield [ln + "\n" for ln in lines(BLOCK, seed=k, start=start)]
-        k += 1
-
-gen = blocks(); block = next(gen); i = 0
+# One day of realistic traffic (see gen_lines.py), generated once; each further round
+# is the next day (a string replace), so the writer costs little CPU beside the daemon.
+BLOCK = 200_000
+DAY0 = "20/Nov/2026"
+base = [ln + "\n" for ln in lines(BLOCK, seed=1)]
+def block(k):
+    if k == 0:
+        return base
+    day = (date(2026, 11, 20) + timedelta(days=k)).strftime("%d/%b/%Y")
+    return "".join(base).replace(DAY0, day).splitlines(keepends=True)
+k = 0; cur = block(0); i = 0
 f = open(path, "a")
 t0 = time.monotonic(); n = 0
 while True:
@@ -299,11 +300,11 @@ while True:
         break
     due = int((now - t0) * rate)
     while due > n:
-        take = min(due - n, BLOCK - i)
-        f.write("".join(block[i : i + take]))
+        take = min(due - n, len(cur) - i)
+        f.write("".join(cur[i : i + take]))
         n += take; i += take
-        if i == BLOCK:
-            block = next(gen); i = 0
+        if i == len(cur):
+            k += 1; cur = block(k); i = 0
     f.flush()
     time.sleep(0.01)
 print(n)

@@ -39,8 +39,20 @@ def main() -> int:
     )
     if have_report == 0:
         out = ROOT / "reports" / "demo-2026-11-20.pdf"
-        if run("report", "--config", cfg, "--from", "2026-11-20", "--to", "2026-11-21",
-               "--out", str(out.relative_to(ROOT))) != 0:
+        if (
+            run(
+                "report",
+                "--config",
+                cfg,
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-21",
+                "--out",
+                str(out.relative_to(ROOT)),
+            )
+            != 0
+        ):
             return 1
         print(f"\nPDF report: {out}")
     return 0

@@ -39,8 +39,17 @@ def clf(t: datetime) -> str:
     return t.strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
-def line(ip: str, t: datetime, method: str, target: str, status: int, size: int,
-         ua: str, user: str = "-", ref: str = "https://shop.example.com/") -> str:
+def line(
+    ip: str,
+    t: datetime,
+    method: str,
+    target: str,
+    status: int,
+    size: int,
+    ua: str,
+    user: str = "-",
+    ref: str = "https://shop.example.com/",
+) -> str:
     return f'{ip} - {user} [{clf(t)}] "{method} {target} HTTP/1.1" {status} {size} "{ref}" "{ua}"'
 
 
@@ -64,45 +73,133 @@ def main() -> None:
     ua = UAS[0]
     # PII and secrets in URLs.
     t0 = DAY + timedelta(hours=9, minutes=14)
-    rows.append((t0, line("198.51.100.23", t0, "GET",
-                          "/api/v1/checkout/confirm?card=4111-1111-1111-1111&cvv=123", 200, 812, ua)))
-    rows.append((t0 + timedelta(minutes=3), line(
-        "198.51.100.23", t0 + timedelta(minutes=3), "GET",
-        "/api/v1/users/search?email=jane.doe%40example.org", 200, 431, ua)))
-    rows.append((t0 + timedelta(minutes=9), line(
-        "198.51.100.41", t0 + timedelta(minutes=9), "GET",
-        "/api/v1/session?user=bob&password=Winter2026!", 302, 0, ua)))
+    rows.append(
+        (
+            t0,
+            line(
+                "198.51.100.23",
+                t0,
+                "GET",
+                "/api/v1/checkout/confirm?card=4111-1111-1111-1111&cvv=123",
+                200,
+                812,
+                ua,
+            ),
+        )
+    )
+    rows.append(
+        (
+            t0 + timedelta(minutes=3),
+            line(
+                "198.51.100.23",
+                t0 + timedelta(minutes=3),
+                "GET",
+                "/api/v1/users/search?email=jane.doe%40example.org",
+                200,
+                431,
+                ua,
+            ),
+        )
+    )
+    rows.append(
+        (
+            t0 + timedelta(minutes=9),
+            line(
+                "198.51.100.41",
+                t0 + timedelta(minutes=9),
+                "GET",
+                "/api/v1/session?user=bob&password=Winter2026!",
+                302,
+                0,
+                ua,
+            ),
+        )
+    )
     # Scanner.
     t1 = DAY + timedelta(hours=2, minutes=7)
     scan_ua = "Mozilla/5.0 zgrab/0.x"
-    for i, p in enumerate(["/.env", "/.git/config", "/wp-login.php", "/admin/", "/phpinfo.php",
-                           "/.aws/credentials", "/server-status", "/backup.sql", "/config.php.bak",
-                           "/actuator/env", "/.htpasswd", "/wp-admin/setup-config.php"]):
+    for i, p in enumerate(
+        [
+            "/.env",
+            "/.git/config",
+            "/wp-login.php",
+            "/admin/",
+            "/phpinfo.php",
+            "/.aws/credentials",
+            "/server-status",
+            "/backup.sql",
+            "/config.php.bak",
+            "/actuator/env",
+            "/.htpasswd",
+            "/wp-admin/setup-config.php",
+        ]
+    ):
         tt = t1 + timedelta(seconds=i)
         rows.append((tt, line("203.0.113.77", tt, "GET", p, 404, 153, scan_ua, ref="-")))
     # Injection probes (one answered 200).
     t2 = DAY + timedelta(hours=13, minutes=41)
-    for i, p in enumerate([
-        "/api/v1/products?id=1%20UNION%20SELECT%20username,password%20FROM%20users--",
-        "/api/v1/products?id=1'%20OR%20'1'='1",
-        "/api/v1/files?name=../../../../etc/passwd",
-        "/api/v1/search?q=%3Cscript%3Ealert(1)%3C/script%3E",
-    ]):
+    for i, p in enumerate(
+        [
+            "/api/v1/products?id=1%20UNION%20SELECT%20username,password%20FROM%20users--",
+            "/api/v1/products?id=1'%20OR%20'1'='1",
+            "/api/v1/files?name=../../../../etc/passwd",
+            "/api/v1/search?q=%3Cscript%3Ealert(1)%3C/script%3E",
+        ]
+    ):
         tt = t2 + timedelta(seconds=2 * i)
-        rows.append((tt, line("192.0.2.150", tt, "GET", p, 200 if i == 0 else 400, 220,
-                              "sqlmap/1.8.4#stable (https://sqlmap.org)", ref="-")))
+        rows.append(
+            (
+                tt,
+                line(
+                    "192.0.2.150",
+                    tt,
+                    "GET",
+                    p,
+                    200 if i == 0 else 400,
+                    220,
+                    "sqlmap/1.8.4#stable (https://sqlmap.org)",
+                    ref="-",
+                ),
+            )
+        )
     # Brute force on the login route, then no lockout.
     t3 = DAY + timedelta(hours=18, minutes=2)
     for i in range(40):
         tt = t3 + timedelta(seconds=3 * i)
-        rows.append((tt, line("192.0.2.66", tt, "POST", "/api/v1/login", 401, 64, "python-requests/2.32.3",
-                              user="alice", ref="-")))
+        rows.append(
+            (
+                tt,
+                line(
+                    "192.0.2.66",
+                    tt,
+                    "POST",
+                    "/api/v1/login",
+                    401,
+                    64,
+                    "python-requests/2.32.3",
+                    user="alice",
+                    ref="-",
+                ),
+            )
+        )
     # Enumeration: one client walks invoice ids.
     t4 = DAY + timedelta(hours=21, minutes=30)
     for i in range(80):
         tt = t4 + timedelta(seconds=i * 2)
-        rows.append((tt, line("198.51.100.9", tt, "GET", f"/api/v1/invoices/{10400 + i}",
-                              200 if i % 5 else 403, 900, "okhttp/4.12.0")))
+        rows.append(
+            (
+                tt,
+                line(
+                    "198.51.100.9",
+                    tt,
+                    "GET",
+                    f"/api/v1/invoices/{10400 + i}",
+                    200 if i % 5 else 403,
+                    900,
+                    "okhttp/4.12.0",
+                ),
+            )
+        )
     rows.sort(key=lambda r: r[0])
     (OUT / "api-access.log").write_text("\n".join(r for _, r in rows) + "\n")
 
@@ -113,8 +210,18 @@ def main() -> None:
         t += timedelta(minutes=rnd.randrange(5, 40))
         status = 301 if i % 3 else 200
         target = "/" if status == 301 else "/account/login"
-        http_rows.append(line(f"198.51.100.{rnd.randrange(1, 60)}", t, "GET", target, status, 178,
-                              rnd.choice(UAS), ref="-"))
+        http_rows.append(
+            line(
+                f"198.51.100.{rnd.randrange(1, 60)}",
+                t,
+                "GET",
+                target,
+                status,
+                178,
+                rnd.choice(UAS),
+                ref="-",
+            )
+        )
     (OUT / "legacy-http.log").write_text("\n".join(http_rows) + "\n")
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import corpus_dir
 
 from auditor.formats import FormatSpec, build_decoder, detect_format
 from auditor.model import Event, Line
 from auditor.normalize import PassThroughRedactor
+from factories import corpus_dir
 
 CORPUS = corpus_dir()
 needs_corpus = pytest.mark.skipif(

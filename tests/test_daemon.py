@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from daemon_helpers import (
     Daemon,
     append,

@@ -12,7 +12,6 @@ from typing import Any
 import pypdf
 import pytest
 from PIL import Image
-from report_samples import DAY, HOSTILE, PLANTED, demo_store, empty_store, hit, write
 
 from auditor.config import Config, ReportConfig, RulesConfig, SourceConfig
 from auditor.model import Severity
@@ -22,6 +21,7 @@ from auditor.report.pdf import render_pdf
 from auditor.report.produce import produce_report
 from auditor.store import Store
 from auditor.store import report_queries as rq
+from report_samples import DAY, HOSTILE, PLANTED, demo_store, empty_store, hit, write
 
 SECTIONS = (
     "API access-log compliance report",

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from report_samples import DAY, PLANTED, demo_store, event, hit, traffic, write
 
 from auditor.model import CATEGORIES, Severity
 from auditor.report import controls as ctl
@@ -33,6 +32,7 @@ from auditor.report.text import clean, markup, scrub
 from auditor.store import Store
 from auditor.store import report_queries as rq
 from auditor.store.report_queries import FindingRow
+from report_samples import DAY, PLANTED, demo_store, event, hit, traffic, write
 
 START_MS = int(DAY.timestamp() * 1000)
 END_MS = START_MS + 86_400_000

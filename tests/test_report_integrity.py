@@ -10,13 +10,13 @@ import orjson
 import pypdf
 import pytest
 from click.testing import CliRunner
-from report_samples import DAY, demo_store, empty_store
 
 import auditor.cli.report  # noqa: F401  (registers `report` on the group)
 from auditor.cli import cli
 from auditor.config import Config, ReportConfig, RulesConfig
 from auditor.report import integrity
 from auditor.report.produce import produce_report
+from report_samples import DAY, demo_store, empty_store
 
 
 def _config(out: Path) -> Config:

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from daemon_helpers import (
     ROOT,
     Daemon,

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from report_samples import empty_store
 
 from auditor.config import Config, ReportConfig, ReportJob, RulesConfig
 from auditor.errors import ConfigError, StoreError
@@ -23,6 +22,7 @@ from auditor.report.schedule import (
     trigger,
     validate_jobs,
 )
+from report_samples import empty_store
 
 
 def utc(

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_helpers import Daemon, append, count, wait_for, write_config
 
 from auditor.sdnotify import (
     JournalFormatter,
@@ -21,6 +20,7 @@ from auditor.sdnotify import (
     stderr_is_journal,
     watchdog_interval,
 )
+from daemon_helpers import Daemon, append, count, wait_for, write_config
 
 
 @pytest.fixture

@@ -32,7 +32,9 @@ class _Group(click.Group):
 def cli(verbose: int) -> None:
     """Audit API access logs against PCI DSS v4.0.1, GDPR and OWASP API Top 10 (2023)."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _register() -> None:

@@ -40,7 +40,9 @@ def _cut(text: object, width: int) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -114,7 +116,16 @@ def findings_cmd(
             return
         _table(
             table,
-            ["SEVERITY", "CATEGORY", "RULE", "CLIENT", "COUNT", "FIRST SEEN", "LAST SEEN", "EVIDENCE"],
+            [
+                "SEVERITY",
+                "CATEGORY",
+                "RULE",
+                "CLIENT",
+                "COUNT",
+                "FIRST SEEN",
+                "LAST SEEN",
+                "EVIDENCE",
+            ],
         )
     finally:
         store.close()
@@ -207,7 +218,18 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
         ]
         _table(
             rows,
-            ["SOURCE", "FORMAT", "READ", "PARSED", "UNPARSED", "TRUNC", "ROT", "LAG", "LAST EVENT", "ERROR"],
+            [
+                "SOURCE",
+                "FORMAT",
+                "READ",
+                "PARSED",
+                "UNPARSED",
+                "TRUNC",
+                "ROT",
+                "LAG",
+                "LAST EVENT",
+                "ERROR",
+            ],
         )
         click.echo(f"\nevents: {tot['events']}  findings: {tot['findings']}")
         for j in skipped:
@@ -217,5 +239,3 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
                 click.echo(f"last unparsed line of {s['name']}: {s['last_unparsed']}")
     finally:
         store.close()
-
-

@@ -4,6 +4,7 @@ construction, and the state contract (``dump``/``load``/``sweep``) the ``Detecto
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +16,10 @@ from auditor.rules import Rule
 class Env:
     """Per-event context handed to detectors: matched predicates and a lazy ``EventView``."""
 
-    __slots__ = ("_ev", "_t", "_view", "preds")
+    __slots__ = ("_ev", "_t", "_view", "lazy", "preds")
 
-    def __init__(self) -> None:
+    def __init__(self, lazy: Mapping[str, Any] | None = None) -> None:
+        self.lazy = lazy
         self.preds: frozenset[str] = frozenset()
         self._view: EventView | None = None
         self._ev: Event | None = None
@@ -29,7 +31,7 @@ class Env:
     def view(self) -> EventView:
         if self._view is None:
             assert self._ev is not None
-            self._view = EventView(self._ev, self._t, self.preds)
+            self._view = EventView(self._ev, self._t, self.preds, self.lazy)
         return self._view
 
 
@@ -74,6 +76,10 @@ class StatefulDetector:
     """Base of the detector implementations (one instance may serve several rules)."""
 
     name = "detector"
+    # Which events the Detector hands over: "all", those with "exposures", those with
+    # "preds" or one of ``statuses``, or "transport" (scheme/port/TLS known).
+    wants = "all"
+    statuses: frozenset[int] = frozenset()
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules

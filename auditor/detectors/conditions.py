@@ -9,13 +9,24 @@ are refused: they can backtrack for minutes on a hostile URL.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
-from auditor.detectors.fields import BOOL, FIELDS, FLOAT, INT, MAX_SCAN, TEXT, EventView
+from auditor.detectors.fields import (
+    BOOL,
+    DIRECT_FIELDS,
+    FIELDS,
+    FLOAT,
+    INT,
+    MAX_SCAN,
+    TEXT,
+    EventView,
+)
 
 TEXT_OPS = ("eq", "in", "not_in", "regex", "iregex", "contains", "prefix", "suffix", "exists")
 NUM_OPS = ("eq", "in", "not_in", "gte", "lte", "gt", "lt", "exists")
@@ -35,13 +46,16 @@ class Condition:
     field: str
     op: str
     value: Any
-    test: Callable[[Any], bool] = field(compare=False, repr=False)
+    test: Callable[[Any], bool] = dataclasses.field(compare=False, repr=False)
     needles: tuple[str, ...] = ()
     lowered: bool = False  # the test wants the lower-cased text
+    check: Callable[[EventView], bool] = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "check", _fused(self))
 
     def holds(self, view: EventView) -> bool:
-        value = view.lower(self.field) if self.lowered else view.get(self.field)
-        return self.test(value)
+        return self.check(view)
 
     def describe(self) -> str:
         value = self.value
@@ -53,6 +67,22 @@ class Condition:
 Clause = tuple[Condition, ...]
 
 
+def _fused(cond: Condition) -> Callable[[EventView], bool]:
+    """One closure that fetches the field and tests it (the hot path of rule evaluation)."""
+    name, test, op, value = cond.field, cond.test, cond.op, cond.value
+    if cond.lowered:
+        return lambda v: test(v.lower(name))
+    if name not in DIRECT_FIELDS:
+        return lambda v: test(v.get(name))
+    get = attrgetter(name)
+    if op == "in" and isinstance(value, list):
+        vals = frozenset(value)
+        return lambda v: get(v.ev) in vals
+    if op == "eq" and not isinstance(value, bool):
+        return lambda v: get(v.ev) == value
+    return lambda v: test(get(v.ev))
+
+
 def has_nested_quantifier(pattern: str) -> bool:
     """True when a repeated group contains another unbounded-ish repeat, e.g. ``(a+)+``."""
     from re import _parser  # type: ignore[attr-defined]
@@ -62,7 +92,7 @@ def has_nested_quantifier(pattern: str) -> bool:
     def walk(items: Any, inside: bool) -> bool:
         for op, av in items:
             if op in repeats:
-                lo, hi, sub = av
+                _lo, hi, sub = av
                 repeats_many = hi is _parser.MAXREPEAT or hi > 1
                 if repeats_many and inside:
                     return True
@@ -80,9 +110,10 @@ def has_nested_quantifier(pattern: str) -> bool:
             elif op is getattr(_parser, "ATOMIC_GROUP", None):
                 if walk(av, inside):
                     return True
-            elif op is _parser.GROUPREF_EXISTS:
-                if walk(av[1], inside) or (av[2] is not None and walk(av[2], inside)):
-                    return True
+            elif op is _parser.GROUPREF_EXISTS and (
+                walk(av[1], inside) or (av[2] is not None and walk(av[2], inside))
+            ):
+                return True
         return False
 
     return walk(_parser.parse(pattern), False)
@@ -211,7 +242,7 @@ def _num_test(op: str, value: Any, kind: str) -> Callable[[Any], bool]:
     raise ConditionError(f"unknown operator '{op}' for a numeric field")
 
 
-def compile_condition(name: str, op: str, value: Any, predicates: frozenset[str]) -> Condition:
+def compile_condition(name: str, op: str, value: Any, predicates: frozenset[str]) -> Condition:  # noqa: C901 - one branch per operator
     """One condition; raises ``ConditionError`` with what is wrong."""
     if name in predicates:
         if op != "eq" or not isinstance(value, bool):
@@ -276,13 +307,13 @@ def compile_where(table: Mapping[str, Any], predicates: frozenset[str]) -> Claus
 def first_failure(clause: Clause, view: EventView) -> Condition | None:
     """The first condition of ``clause`` that does not hold (for ``explain``)."""
     for cond in clause:
-        if not cond.holds(view):
+        if not cond.check(view):
             return cond
     return None
 
 
 def clause_holds(clause: Clause, view: EventView) -> bool:
     for cond in clause:
-        if not cond.holds(view):
+        if not cond.check(view):
             return False
     return True

@@ -40,6 +40,7 @@ class EnumerationDetector(StatefulDetector):
         self.principal: tuple[str, ...] = p["principal"]
         self.max_keys: int = p["max_keys"]
         self.routes: dict[str, tuple[int, int]] = {}
+        self.default_principal = self.principal == ("user_name", "client_ip")
         self.keys: dict[str, list[Any]] = {}
 
     def _shape(self, route: str) -> tuple[int, int]:
@@ -62,10 +63,7 @@ class EnumerationDetector(StatefulDetector):
         return None
 
     def _object_id(self, ev: Event) -> str | None:
-        route = ev.route
-        if "{" not in route:
-            return None
-        n, idx = self._shape(route)
+        n, idx = self.routes.get(ev.route) or self._shape(ev.route)
         if idx < 0:
             return None
         segs = ev.path.split("/", n)
@@ -73,31 +71,49 @@ class EnumerationDetector(StatefulDetector):
             return None
         return segs[idx] or None
 
-    def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
-        oid = self._object_id(ev)
-        if oid is None:
+    def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:  # noqa: C901 - hot path, kept inline for speed
+        route = ev.route
+        shape = self.routes.get(route)
+        if shape is None:
+            shape = self._shape(route)
+        n, idx = shape
+        if idx < 0:
             return None
-        who = self._principal(ev)
-        if who is None:
+        segs = ev.path.split("/", n)
+        if len(segs) != n:
             return None
-        key = f"{who}|{ev.route}"
+        oid = segs[idx]
+        if not oid:
+            return None
+        if self.default_principal:
+            who = ev.user_name
+            if not who or who == "-":
+                who = ev.client_ip
+                if who is None:
+                    return None
+        else:
+            who = self._principal(ev)
+            if who is None:
+                return None
+        key = who + "|" + route
+        status = ev.status or 0
+        ok = 1 if 200 <= status < 300 else 0
+        denied = 1 if status == 403 or status == 404 else 0
         st = self.keys.get(key)
         if st is None:
             if len(self.keys) >= self.max_keys:
                 self._evict()
-            st = self.keys[key] = _new(t)
+            num = int(oid) if oid.isdigit() and len(oid) < 19 else None
+            self.keys[key] = [{oid: t}, num, 1, 1, 1, ok, denied, t, t, False]
+            return None
         last = st[LAST_T]
-        if t < last:
-            t = last
+        t = max(t, last)
         if t - last > self.window:
             st[:] = _new(t)
         st[LAST_T] = t
         st[N] += 1
-        status = ev.status or 0
-        if 200 <= status < 300:
-            st[N2XX] += 1
-        elif status in (403, 404):
-            st[NDENIED] += 1
+        st[N2XX] += ok
+        st[NDENIED] += denied
         if st[ACTIVE]:
             return self._emit(ev, st, key, 1, None, env)
         ids: dict[str, float] = st[IDS]
@@ -108,11 +124,10 @@ class EnumerationDetector(StatefulDetector):
             prev = st[LAST_NUM]
             if prev is not None and 1 <= num - prev <= self.max_step:
                 st[RUN] += 1
+                st[BEST] = max(st[BEST], st[RUN])
             elif prev is None or num != prev:
                 st[RUN] = 1
             st[LAST_NUM] = num
-            if st[RUN] > st[BEST]:
-                st[BEST] = st[RUN]
         if len(ids) >= self.distinct:
             cutoff = t - self.window
             for old in [k for k, seen in ids.items() if seen < cutoff]:
@@ -171,8 +186,10 @@ class EnumerationDetector(StatefulDetector):
         seen = len(st[IDS]) if st is not None else 0
         return (
             "counts",
-            f"counts toward {rule.id} (id {oid!r}; {seen} distinct ids so far, fires at"
-            f" {self.distinct} within {format_duration(self.window)} or a sequential run of {self.run})",
+            (
+                f"counts toward {rule.id} (id {oid!r}; {seen} distinct ids so far, fires at"
+                f" {self.distinct} within {format_duration(self.window)} or a sequential run of {self.run})"
+            ),
         )
 
 

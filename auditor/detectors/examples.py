@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from auditor.detect import Detector
+from auditor.errors import ConfigError
 from auditor.model import Event, Hit, Line
 from auditor.rules import Example, ExamplePart, Rule, RuleSet
 
@@ -76,7 +77,9 @@ def example_events(example: Example, decode: Decode) -> list[Event]:
         base = _decode_part(part, decode)
         start = None
         if part.step is not None:
-            start = base[0].timestamp if last is None else last.timestamp + timedelta(seconds=part.step)
+            start = (
+                base[0].timestamp if last is None else last.timestamp + timedelta(seconds=part.step)
+            )
         k = 0
         for _ in range(part.repeat):
             for ev in base:
@@ -101,11 +104,13 @@ def _decode_part(part: ExamplePart, decode: Decode) -> list[Event]:
     return events
 
 
-def run_example(ruleset: RuleSet, rule: Rule, example: Example, decoders: Decoders) -> tuple[bool, list[Hit]]:
+def run_example(
+    ruleset: RuleSet, rule: Rule, example: Example, decoders: Decoders
+) -> tuple[bool, list[Hit]]:
     """(passed, hits of the rule). Raises ``ValueError`` when the example cannot be built."""
     try:
         decode = decoders.get(example.format)
-    except Exception as exc:  # a bad format name is a problem of the rule file
+    except ConfigError as exc:  # a bad format name is a problem of the rule file
         raise ValueError(f"format {example.format!r}: {exc}") from None
     events = example_events(example, decode)
     det = Detector(ruleset.only([rule.id]))
@@ -129,5 +134,7 @@ def check_examples(ruleset: RuleSet, decoders: Decoders | None = None) -> list[P
                 want = "fire" if ex.fires else "not fire"
                 got = f"{len(hits)} hit(s)" if hits else "no hit"
                 note = f" ({ex.note})" if ex.note else ""
-                problems.append(Problem(rule.file, rule.id, f"{where}: expected to {want}, got {got}{note}"))
+                problems.append(
+                    Problem(rule.file, rule.id, f"{where}: expected to {want}, got {got}{note}")
+                )
     return problems

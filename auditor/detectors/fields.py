@@ -8,7 +8,8 @@ Every value here comes from the already redacted event.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -21,12 +22,25 @@ MAX_SCAN = 8192
 ``probe.long-url`` flags such URLs anyway."""
 
 
-def decode_path(text: str) -> str:
-    """Percent-decode twice (``%252e%252e`` → ``..``); ``+`` stays a plus in a path."""
+_SLASHES = re.compile(r"/{2,}")
+
+
+def decode_url(text: str) -> str:
+    """Percent-decode twice (``%252e%252e`` → ``..``); ``+`` stays a plus."""
     if "%" not in text:
         return text
     once = unquote(text, errors="replace")
     return unquote(once, errors="replace") if "%" in once else once
+
+
+def decode_path(text: str) -> str:
+    """Decode twice, then collapse ``//`` and ``/./`` (``//phpMyAdmin`` is ``/phpMyAdmin``)."""
+    text = decode_url(text)
+    if "//" in text:
+        text = _SLASHES.sub("/", text)
+    while "/./" in text:
+        text = text.replace("/./", "/")
+    return text
 
 
 def decode_query(text: str) -> str:
@@ -48,13 +62,28 @@ class EventView:
     the detector fills it before rules are evaluated.
     """
 
-    __slots__ = ("_cache", "ev", "preds", "t")
+    __slots__ = ("_cache", "_memo", "ev", "lazy", "preds", "t")
 
-    def __init__(self, ev: Event, t: float, preds: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        ev: Event,
+        t: float,
+        preds: frozenset[str] = frozenset(),
+        lazy: Mapping[str, Any] | None = None,
+    ) -> None:
         self.ev = ev
         self.t = t
         self.preds = preds
+        self.lazy = lazy  # predicate name → clauses, evaluated on first use
         self._cache: dict[str, Any] = {}
+        self._memo: dict[int, bool] | None = None
+
+    @property
+    def memo(self) -> dict[int, bool]:
+        """Results of shared clauses for this event, by clause id (see ``Detector``)."""
+        if self._memo is None:
+            self._memo = {}
+        return self._memo
 
     def get(self, name: str) -> Any:
         """The value of a field (``None`` when the log does not carry it)."""
@@ -62,7 +91,12 @@ class EventView:
         if name in cache:
             return cache[name]
         getter = _GETTERS.get(name)
-        value = getter(self) if getter is not None else (name in self.preds)
+        if getter is not None:
+            value = getter(self)
+        elif self.lazy is not None and name in self.lazy:
+            value = any(all(c.holds(self) for c in clause) for clause in self.lazy[name])
+        else:
+            value = name in self.preds
         cache[name] = value
         return value
 
@@ -91,7 +125,7 @@ def _status_class(v: EventView) -> int | None:
 
 def _referrer(v: EventView) -> str | None:
     ref = v.ev.referrer
-    return None if ref is None or ref == "-" else decode_path(ref)
+    return None if ref is None or ref == "-" else decode_url(ref)
 
 
 def _raw_referrer(v: EventView) -> str | None:

@@ -69,28 +69,118 @@ def _status_values(cond: Condition) -> frozenset[int] | None:
 
 
 def _score(cond: Condition, pred_names: frozenset[str]) -> tuple[int, str]:
-    """Lower is better. Returns (score, kind)."""
-    if _status_values(cond) is not None:
-        vals = _status_values(cond) or frozenset()
-        return (1, "status") if not vals & _COMMON_STATUS else (7, "status")
+    """How good a gate the condition makes: lower is better. Returns (score, kind).
+
+    ``pred_names`` are the predicates evaluated through the gates (the others are lazy,
+    computed on demand, and cannot gate).
+    """
+    vals = _status_values(cond)
+    if vals is not None:
+        if 200 in vals:
+            return (80, "status")  # most of the traffic: a method gate beats it
+        if vals & _COMMON_STATUS:
+            return (70, "status")
+        # 404s are a few percent of real traffic: a literal gate is cheaper when there is one.
+        return (50, "status") if 404 in vals else (10, "status")
+    if cond.field == "target_length" and cond.op in ("gt", "gte"):
+        return (10, "length")
     if cond.field in CACHED_FIELDS:
-        return (2, "cached")
+        return (20, "cached")
     if cond.field in URL_FIELDS and cond.op in ("contains", "prefix", "suffix"):
-        if cond.op == "prefix" and cond.field != "path":
-            return (3, "url") if all(trigger(n) for n in cond.needles) else (9, "none")
-        if cond.op == "suffix" and cond.field != "path":
-            return (3, "url") if all(trigger(n) for n in cond.needles) else (9, "none")
-        if cond.op == "contains" and not all(trigger(n) for n in cond.needles):
-            return (6, "url")  # some literal needs an always-run search
-        return (3, "url")
+        if cond.op in ("prefix", "suffix") and cond.field != "path":
+            return (30, "url") if all(trigger(n) for n in cond.needles) else (90, "none")
+        if cond.op == "contains" and not all(trigger(n) or pair(n) for n in cond.needles):
+            return (60, "url")  # some literal needs an always-run search
+        return (30, "url")
     if cond.field in pred_names and cond.value is True:
-        return (4, "pred")
+        return (40, "pred")
     if cond.field == "method" and cond.op in ("eq", "in") and not isinstance(cond.value, bool):
-        vals = {cond.value} if cond.op == "eq" else set(cond.value)
-        return (5, "field") if not vals & _COMMON_METHODS else (8, "field")
+        methods = {cond.value} if cond.op == "eq" else set(cond.value)
+        if "GET" in methods:
+            return (85, "field")
+        return (75, "field") if methods & _COMMON_METHODS else (50, "field")
     if cond.field in DIRECT_FIELDS and cond.op in ("eq", "in") and not isinstance(cond.value, bool):
-        return (6, "field")
-    return (9, "none")
+        return (60, "field")
+    return (90, "none")
+
+
+def cost(cond: Condition, pred_names: frozenset[str] | set[str]) -> int:
+    """Rough evaluation cost, to test cheap conditions of a clause first."""
+    if cond.field in DIRECT_FIELDS and not cond.lowered:
+        return 0
+    if cond.op in ("eq", "in", "not_in", "exists", "gte", "lte", "gt", "lt"):
+        return 1 if cond.field not in pred_names else 3
+    if cond.op in ("contains", "prefix", "suffix"):
+        return 2
+    return 4  # regexes, CIDRs, lazy predicates
+
+
+def trie_pattern(words: Sequence[str]) -> str:
+    """A regex matching any of ``words``, factored by common prefixes (no backtracking)."""
+    root: dict[str, dict] = {}  # type: ignore[type-arg]
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, dict]) -> str:  # type: ignore[type-arg]
+        alts = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        if "" in node:
+            return "(?:" + body + ")?" if len(alts) == 1 else body[:-1] + ")?"
+        return body
+
+    return emit(root)
+
+
+class Affixes:
+    """Path prefixes (or suffixes): one anchored regex match decides if any applies.
+
+    ``str.startswith`` with a tuple of a hundred literals costs microseconds; an anchored
+    trie regex costs one call. Suffixes are matched on the reversed path. Which needles
+    matched is only worked out when one did (rare).
+    """
+
+    def __init__(self, suffix: bool, needles: dict[str, list[int]] | None = None) -> None:
+        self.suffix = suffix
+        self.items = [(n, tuple(sorted(set(ids)))) for n, ids in sorted((needles or {}).items())]
+        words = [n[::-1] if suffix else n for n, _ in self.items]
+        self.rx = re.compile(trie_pattern(words)) if words else None
+
+    def __bool__(self) -> bool:
+        return self.rx is not None
+
+    def candidates(self, text: str, out: list[int]) -> None:
+        rx = self.rx
+        if rx is None:
+            return
+        if self.suffix:
+            if rx.match(text[::-1]) is None:
+                return
+            for needle, ids in self.items:
+                if text.endswith(needle):
+                    out.extend(ids)
+        else:
+            if rx.match(text) is None:
+                return
+            for needle, ids in self.items:
+                if text.startswith(needle):
+                    out.extend(ids)
+
+    def patterns(self) -> list[str]:
+        return [self.rx.pattern] if self.rx is not None else []
+
+
+def pair(needle: str) -> str | None:
+    """A two-character piece of a literal with no letter or digit (``=/`` in ``=/etc/``)."""
+    for i in range(len(needle) - 1):
+        bigram = needle[i : i + 2]
+        if not any(ch.isalnum() for ch in bigram):
+            return bigram
+    return None
 
 
 @dataclass
@@ -98,38 +188,52 @@ class UrlGate:
     """The literal index over the decoded, lower-cased URL (see module doc)."""
 
     charset: re.Pattern[str] | None = None
+    table: bytes = b""  # translate table: trigger characters (and non-ASCII) → '!', else 'a'
     groups: dict[str, tuple[re.Pattern[str], list[tuple[str, tuple[int, ...]]]]] = field(
         default_factory=dict
     )
+    pairs: list[tuple[str, list[tuple[str, tuple[int, ...]]]]] = field(default_factory=list)
     always: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
     always_rx: re.Pattern[str] | None = None
-    prefixes: tuple[str, ...] = ()
-    prefix_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    suffixes: tuple[str, ...] = ()
-    suffix_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    prefixes: Affixes = field(default_factory=lambda: Affixes(False))
+    suffixes: Affixes = field(default_factory=lambda: Affixes(True))
     space: bool = False  # some literal has a space: a raw '+' may decode to it
+
+    def rare(self, text: str) -> bool:
+        """True when ``text`` holds a trigger character (or anything non-ASCII).
+
+        A translate to 'a'/'!' and ``isalpha`` scan the string in C at a few instructions
+        per character; a regex character class costs ~20 times more.
+        """
+        return not text.encode("utf-8", "surrogatepass").translate(self.table).isalpha()
 
     def candidates(self, low: str, low_path: str, out: list[int]) -> None:
         """Append the entries whose literals occur in ``low`` (target) / ``low_path``."""
-        if self.prefixes and low_path.startswith(self.prefixes):
-            for p in self.prefixes:
-                if low_path.startswith(p):
-                    out.extend(self.prefix_ids[p])
-        if self.suffixes and low_path.endswith(self.suffixes):
-            for s in self.suffixes:
-                if low_path.endswith(s):
-                    out.extend(self.suffix_ids[s])
+        self.prefixes.candidates(low_path, out)
+        self.suffixes.candidates(low_path, out)
         if len(low) > MAX_SCAN:
             low = low[:MAX_SCAN]
+        self.pair_candidates(low, out)
         if self.always_rx is not None and self.always_rx.search(low):
-            for needle, ids in self.always:
-                if needle in low:
-                    out.extend(ids)
-        if self.charset is None:
-            return
-        found = self.charset.findall(low)
-        if not found:
-            return
+            self.always_candidates(low, out)
+        if self.charset is not None:
+            found = self.charset.findall(low)
+            if found:
+                self.group_candidates(low, found, out)
+
+    def pair_candidates(self, low: str, out: list[int]) -> None:
+        for bigram, items in self.pairs:
+            if bigram in low:
+                for needle, ids in items:
+                    if needle in low:
+                        out.extend(ids)
+
+    def always_candidates(self, low: str, out: list[int]) -> None:
+        for needle, ids in self.always:
+            if needle in low:
+                out.extend(ids)
+
+    def group_candidates(self, low: str, found: list[str], out: list[int]) -> None:
         for ch in set(found):
             group = self.groups.get(ch)
             if group is None or group[0].search(low) is None:
@@ -140,6 +244,7 @@ class UrlGate:
 
     def patterns(self) -> list[str]:
         pats = [g[0].pattern for g in self.groups.values()]
+        pats += self.prefixes.patterns() + self.suffixes.patterns()
         if self.charset is not None:
             pats.append(self.charset.pattern)
         if self.always_rx is not None:
@@ -166,6 +271,8 @@ class Plan:
     url_entries: tuple[int, ...]
     preds: dict[str, tuple[int, ...]]
     always: tuple[int, ...]
+    length: tuple[tuple[int, tuple[int, ...]], ...] = ()  # (min length, entries)
+    min_length: int = 1 << 62
 
     def patterns(self) -> list[str]:
         return self.url.patterns()
@@ -177,6 +284,7 @@ def build_plan(entries: list[Entry], pred_names: frozenset[str]) -> Plan:
     cached: dict[str, list[int]] = {}
     preds: dict[str, list[int]] = {}
     always: list[int] = []
+    length: dict[int, list[int]] = {}
     url_conds: list[tuple[int, Condition]] = []
     for e in entries:
         if not e.clause:
@@ -191,6 +299,9 @@ def build_plan(entries: list[Entry], pred_names: frozenset[str]) -> Plan:
             cached.setdefault(best.field, []).append(e.index)
         elif kind == "url":
             url_conds.append((e.index, best))
+        elif kind == "length":
+            least = int(best.value) + (1 if best.op == "gt" else 0)
+            length.setdefault(least, []).append(e.index)
         elif kind == "pred":
             preds.setdefault(best.field, []).append(e.index)
         elif kind == "field":
@@ -210,6 +321,8 @@ def build_plan(entries: list[Entry], pred_names: frozenset[str]) -> Plan:
         url_entries=tuple(sorted({i for i, _ in url_conds})),
         preds={k: tuple(v) for k, v in preds.items()},
         always=tuple(always),
+        length=tuple(sorted((k, tuple(v)) for k, v in length.items())),
+        min_length=min(length, default=1 << 62),
     )
 
 
@@ -219,34 +332,38 @@ def _build_url(conds: list[tuple[int, Condition]]) -> UrlGate:
     suffixes: dict[str, list[int]] = {}
     for idx, cond in conds:
         for needle in cond.needles:
-            if trigger(needle) is None and cond.field == "path" and cond.op == "prefix":
+            if cond.field == "path" and cond.op == "prefix":
                 prefixes.setdefault(needle, []).append(idx)
-            elif trigger(needle) is None and cond.field == "path" and cond.op == "suffix":
+            elif cond.field == "path" and cond.op == "suffix" and trigger(needle) is None:
                 suffixes.setdefault(needle, []).append(idx)
             else:
                 by_needle.setdefault(needle, []).append(idx)
     gate = UrlGate()
     groups: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+    pairs: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     for needle, ids in sorted(by_needle.items()):
         ch = trigger(needle)
         entry = (needle, tuple(sorted(set(ids))))
-        if ch is None:
-            gate.always.append(entry)
-        else:
+        if ch is not None:
             groups.setdefault(ch, []).append(entry)
+        elif (bigram := pair(needle)) is not None:
+            pairs.setdefault(bigram, []).append(entry)
+        else:
+            gate.always.append(entry)
         if " " in needle:
             gate.space = True
+    gate.pairs = sorted(pairs.items())
     for ch, items in groups.items():
         rests = [n[n.index(ch) + 1 :] for n, _ in items]
         gate.groups[ch] = (_literal_led(ch, rests), items)
-    if groups:
-        gate.charset = re.compile("[" + "".join(re.escape(c) for c in sorted(groups)) + "]")
+    chars = set(groups) | {"%"} | ({"+"} if gate.space else set())
+    gate.charset = re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
+    hot = {ord(c) for c in chars if ord(c) < 128}
+    gate.table = bytes(33 if (b in hot or b >= 128) else 97 for b in range(256))
     if gate.always:
-        gate.always_rx = re.compile("|".join(re.escape(n) for n, _ in gate.always))
-    gate.prefixes = tuple(sorted(prefixes))
-    gate.prefix_ids = {k: tuple(sorted(set(v))) for k, v in prefixes.items()}
-    gate.suffixes = tuple(sorted(suffixes))
-    gate.suffix_ids = {k: tuple(sorted(set(v))) for k, v in suffixes.items()}
+        gate.always_rx = re.compile(trie_pattern([n for n, _ in gate.always]))
+    gate.prefixes = Affixes(False, prefixes)
+    gate.suffixes = Affixes(True, suffixes)
     return gate
 
 

@@ -23,6 +23,7 @@ FAILS, LOCKED, LAST, ACTIVE = range(4)
 
 class LockoutDetector(StatefulDetector):
     name = "lockout"
+    wants = "preds"
 
     def __init__(self, rule: Rule) -> None:
         super().__init__([rule])
@@ -33,6 +34,7 @@ class LockoutDetector(StatefulDetector):
         self.max_attempts: int = p["max_attempts"]
         self.window: float = p["window"]
         self.lock_statuses: frozenset[int] = p["lockout_statuses"]
+        self.statuses = self.lock_statuses
         self.max_keys: int = p["max_keys"]
         self.keys: dict[str, list[Any]] = {}
 
@@ -54,8 +56,7 @@ class LockoutDetector(StatefulDetector):
             if len(self.keys) >= self.max_keys:
                 self._evict()
             st = self.keys[user] = self._new(t)
-        if t < st[LAST]:
-            t = st[LAST]
+        t = max(t, st[LAST])
         st[LAST] = t
         fails: deque[float] = st[FAILS]
         cutoff = t - self.window
@@ -75,7 +76,9 @@ class LockoutDetector(StatefulDetector):
             if st[ACTIVE]:
                 return self._hit(ev, user, 1, None, "failures continue", env)
             st[ACTIVE] = True
-            return self._hit(ev, user, len(fails), fails[0], f"{len(fails)} failures, no lockout", env)
+            return self._hit(
+                ev, user, len(fails), fails[0], f"{len(fails)} failures, no lockout", env
+            )
         # a success
         enough = len(fails) >= self.max_attempts
         first = fails[0] if fails else None
@@ -107,7 +110,9 @@ class LockoutDetector(StatefulDetector):
             del self.keys[k]
 
     def dump(self) -> Any:
-        return [[k, [list(st[FAILS]), st[LOCKED], st[LAST], st[ACTIVE]]] for k, st in self.keys.items()]
+        return [
+            [k, [list(st[FAILS]), st[LOCKED], st[LAST], st[ACTIVE]]] for k, st in self.keys.items()
+        ]
 
     def load(self, data: Any) -> None:
         self.keys = {}
@@ -136,8 +141,10 @@ class LockoutDetector(StatefulDetector):
         n = len(st[FAILS]) if st is not None else 0
         return (
             "counts",
-            f"counts toward {rule.id} ({kind} for user {user}; {n} recent failures,"
-            f" fires past {self.max_attempts} within {format_duration(self.window)} without 423/429)",
+            (
+                f"counts toward {rule.id} ({kind} for user {user}; {n} recent failures,"
+                f" fires past {self.max_attempts} within {format_duration(self.window)} without 423/429)"
+            ),
         )
 
 

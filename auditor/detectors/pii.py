@@ -21,6 +21,7 @@ class PiiDetector(StatefulDetector):
     """Serves every ``detector = "pii"`` rule; stateless."""
 
     name = "pii"
+    wants = "exposures"
 
     def __init__(self, rules: list[Rule]) -> None:
         super().__init__(rules)

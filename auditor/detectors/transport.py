@@ -25,7 +25,8 @@ def plain_reason(ev: Event) -> str | None:
         return None
     if ev.server_port == 80:
         return "port 80"
-    if ev.path[:7].lower() == "http://":
+    path = ev.path
+    if path[:1] != "/" and path[:7].lower() == "http://":
         return "absolute http:// request"
     return None
 
@@ -61,6 +62,7 @@ class TransportDetector(StatefulDetector):
     """Serves every ``detector = "transport"`` rule; stateless."""
 
     name = "transport"
+    wants = "transport"  # called when the event says anything about scheme, port or TLS
 
     def __init__(self, rules: list[Rule]) -> None:
         super().__init__(rules)
@@ -94,6 +96,16 @@ class TransportDetector(StatefulDetector):
         return (f"{host}|{ev.route}", f"[{', '.join(sent)} over plain HTTP: {reason}]")
 
     def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
+        scheme = ev.scheme
+        if scheme == "https" and (ev.tls_version is None or not self.need_tls):
+            return None
+        if (
+            scheme is None
+            and ev.server_port is None
+            and ev.tls_version is None
+            and ev.path[:1] == "/"
+        ):
+            return None
         reason = plain_reason(ev)
         if reason is None and (ev.tls_version is None or not self.need_tls):
             return None

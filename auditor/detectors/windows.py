@@ -33,11 +33,12 @@ class Window:
     # _idle(state, now) -> bool, _dump(state) -> list, _load(list) -> state
 
     def add(self, key: str, t: float, value: str | None = None) -> Crossing | None:
-        st = self.keys.get(key)
+        keys = self.keys
+        st = keys.get(key)
         if st is None:
-            if len(self.keys) >= self.max_keys:
+            if len(keys) >= self.max_keys:
                 self._evict()
-            st = self.keys[key] = self._new(t)
+            st = keys[key] = self._new(t)
         return self._add(st, t, value)
 
     def peek(self, key: str) -> int:
@@ -97,8 +98,7 @@ class CountWindow(Window):
 
     def _add(self, st: list[Any], t: float, value: str | None) -> Crossing | None:
         last = st[1]
-        if t < last:
-            t = last
+        t = max(t, last)
         times: deque[float] = st[0]
         window = self.th.window
         st[1] = t
@@ -134,50 +134,43 @@ class CountWindow(Window):
 
 
 class DistinctWindow(Window):
-    """At least ``n`` distinct values within the window. State: [values, times, last, active].
+    """At least ``n`` distinct values within the window. State: [values, count, last, active].
 
-    ``values`` maps value → last time seen; ``times`` keeps recent event times (for
-    ``min_count`` and the reported count), capped so memory stays bounded.
+    ``values`` maps value → last time seen (dict order is recency order) and never holds
+    more than ``n`` live values; ``count`` is the number of matching events since the key
+    was last idle for a whole window (used for ``min_count`` and the reported count).
     """
 
-    def _cap(self) -> int:
-        return max(self.th.n, self.th.min_count) * 2
-
     def _new(self, t: float) -> list[Any]:
-        return [{}, deque(maxlen=self._cap()), t, False]
+        return [{}, 0, t, False]
 
     def _add(self, st: list[Any], t: float, value: str | None) -> Crossing | None:
         last = st[2]
-        if t < last:
-            t = last
+        t = max(t, last)
         st[2] = t
         values: dict[str, float] = st[0]
-        times: deque[float] = st[1]
         window = self.th.window
-        if st[3]:
-            if t - last <= window:
-                return (1, t)
+        if t - last > window:
             st[3] = False
             values.clear()
-            times.clear()
-        times.append(t)
+            st[1] = 0
+        st[1] += 1
+        if st[3]:
+            return (1, t)
         if value is not None:
             values.pop(value, None)
-            values[value] = t  # re-insert: dict order is recency order
-        if len(values) < self.th.n:
+            values[value] = t
+        n = self.th.n
+        if len(values) < n:
             return None
         cutoff = t - window
-        # Oldest first: drop values not seen within the window.
         for v in [v for v, seen in values.items() if seen < cutoff]:
             del values[v]
-        while times and times[0] < cutoff:
-            times.popleft()
-        if len(values) >= self.th.n and len(times) >= self.th.min_count:
-            count = max(len(times), len(values))
-            first = min(times[0], next(iter(values.values())))
+        if len(values) >= n and st[1] >= self.th.min_count:
+            first = next(iter(values.values()))
+            count = max(st[1], len(values))
             st[3] = True
             values.clear()
-            times.clear()
             return (count, first)
         return None
 
@@ -192,11 +185,11 @@ class DistinctWindow(Window):
         return sum(1 for seen in st[0].values() if seen >= cutoff)
 
     def _dump(self, st: list[Any]) -> list[Any]:
-        return [list(st[0].items()), list(st[1]), st[2], st[3]]
+        return [list(st[0].items()), st[1], st[2], st[3]]
 
     def _load(self, data: list[Any]) -> list[Any]:
         values = {str(k): float(v) for k, v in data[0]}
-        return [values, deque(data[1], maxlen=self._cap()), float(data[2]), bool(data[3])]
+        return [values, int(data[1]), float(data[2]), bool(data[3])]
 
 
 class BurstWindow(Window):
@@ -211,8 +204,7 @@ class BurstWindow(Window):
 
     def _add(self, st: list[Any], t: float, value: str | None) -> Crossing | None:
         last = st[1]
-        if t < last:
-            t = last
+        t = max(t, last)
         level = st[0] - (t - last) / self.th.window
         if level <= 0.0:
             level = 0.0
