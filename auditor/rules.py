@@ -225,6 +225,14 @@ def bundled_rules_dir() -> Path:
     raise RulesetError(f"bundled rulesets not found (looked in {where}); set {ENV_RULESETS}")
 
 
+def _bundled_files() -> frozenset[Path]:
+    """The shipped rule files (resolved), to name a clash with one of them clearly."""
+    try:
+        return frozenset(p.resolve() for p in bundled_rules_dir().glob("*.toml"))
+    except RulesetError:
+        return frozenset()
+
+
 def rule_files(paths: Sequence[Path]) -> list[Path]:
     """Files to load: each path as given, directories as their sorted ``*.toml``."""
     out: list[Path] = []
@@ -681,27 +689,59 @@ def _rule(item: Any, index: int, file: str, preds: frozenset[str], ov: RuleOverr
     )
 
 
+def _read_doc(path: Path) -> tuple[bytes, dict[str, Any]]:
+    data, doc = _load_toml(path)
+    _unknown(doc, ("ruleset", "rule", "predicate"), _Where(str(path)))
+    meta = doc.get("ruleset", {})
+    if not isinstance(meta, dict):
+        raise RulesetError(f"{path}: key 'ruleset': expected a table")
+    _unknown(meta, ("name", "description"), _Where(str(path)), "ruleset.")
+    return data, doc
+
+
+def _rule_ids(doc: dict[str, Any]) -> list[str]:
+    items = doc.get("rule", [])
+    if not isinstance(items, list):
+        return []
+    return [i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
+
+
+def _duplicate(path: Path, rule_id: str, other: str, bundled: bool) -> RulesetError:
+    if bundled:
+        return RulesetError(
+            f"{path}: rule '{rule_id}': key 'id': '{rule_id}' is already a bundled rule"
+            f" (in {other}); choose another id, or tune the bundled rule with"
+            f' [rules.override."{rule_id}"] in the config'
+        )
+    return RulesetError(f"{path}: rule '{rule_id}': key 'id': duplicate (also in {other})")
+
+
 def load_rulesets(
-    paths: Sequence[Path], overrides: Mapping[str, RuleOverride] | None = None
+    paths: Sequence[Path],
+    overrides: Mapping[str, RuleOverride] | None = None,
+    context: Sequence[Path] = (),
 ) -> RuleSet:
-    """Load rule files and directories in order, apply the config's overrides, validate all."""
+    """Load rule files and directories in order, apply the config's overrides, validate all.
+
+    ``context`` files (``rules check`` of an operator's own file: the bundled rulesets) lend
+    their predicates and reserve their rule ids, but their rules are not loaded.
+    """
     overrides = dict(overrides or {})
     files = rule_files(paths)
+    listed = {f.resolve() for f in files}
+    ctx_files = [f for f in rule_files(context) if f.resolve() not in listed]
     digest = hashlib.sha256()
     docs: list[tuple[Path, dict[str, Any]]] = []
     for path in files:
-        data, doc = _load_toml(path)
+        data, doc = _read_doc(path)
         digest.update(str(path.name).encode() + b"\0" + data + b"\0")
-        _unknown(doc, ("ruleset", "rule", "predicate"), _Where(str(path)))
-        meta = doc.get("ruleset", {})
-        if not isinstance(meta, dict):
-            raise RulesetError(f"{path}: key 'ruleset': expected a table")
-        _unknown(meta, ("name", "description"), _Where(str(path)), "ruleset.")
         docs.append((path, doc))
-    predicates = _predicates(docs)
+    ctx_docs = [(path, _read_doc(path)[1]) for path in ctx_files]
+    predicates = _predicates([*docs, *ctx_docs])
     pred_names = frozenset(predicates)
+    bundled = _bundled_files()
     rules: list[Rule] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {rid: str(path) for path, doc in ctx_docs for rid in _rule_ids(doc)}
     disabled: list[str] = []
     for path, doc in docs:
         items = doc.get("rule", [])
@@ -712,16 +752,17 @@ def load_rulesets(
             ov = overrides.get(rid) if isinstance(rid, str) else None
             rule = _rule(item, i, str(path), pred_names, ov)
             if rule.id in seen:
-                raise RulesetError(
-                    f"{path}: rule '{rule.id}': key 'id': duplicate (also in {seen[rule.id]})"
-                )
+                other = seen[rule.id]
+                clash = Path(other).resolve() in bundled and path.resolve() not in bundled
+                raise _duplicate(path, rule.id, other, clash)
             seen[rule.id] = str(path)
             if ov is not None and ov.disabled:
                 disabled.append(rule.id)
                 continue
             rules.append(rule)
+    loaded = {r.id for r in rules} | set(disabled)
     for rid in overrides:
-        if rid not in seen:
+        if rid not in loaded:
             raise RulesetError(
                 f"config: rules.override '{rid}': no such rule in the loaded rule files"
             )

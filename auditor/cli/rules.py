@@ -26,19 +26,9 @@ def rules_group() -> None:
 
 def _load(paths: tuple[Path, ...], config_path: Path | None) -> tuple[RuleSet, str]:
     if paths:
-        # Explicit files are checked on their own, with the bundled predicates available
-        # when they are not themselves part of the bundled set.
-        bundled = bundled_rules_dir()
-        listed = [p.resolve() for p in paths]
-        base = [] if any(p == bundled.resolve() for p in listed) else [bundled]
-        ruleset = load_rulesets([*base, *paths], {})
-        if base:
-            keep = [
-                r.id
-                for r in ruleset.rules
-                if not Path(r.file).resolve().is_relative_to(bundled.resolve())
-            ]
-            ruleset = ruleset.only(keep)
+        # Explicit files are checked on their own: the bundled rulesets only lend their
+        # predicates (an operator's rule may test ``auth_failure``) and reserve their ids.
+        ruleset = load_rulesets(list(paths), {}, context=[bundled_rules_dir()])
         return ruleset, ", ".join(str(p) for p in paths)
     config = resolve_config(config_path)
     dirs: list[Path] = [bundled_rules_dir()] if config.rules.bundled else []
