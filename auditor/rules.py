@@ -51,6 +51,10 @@ _CONTROL = re.compile(
     r"|OWASP-API-2023:API(?:[1-9]|10)"
     r"|[A-Z][A-Za-z0-9-]{1,30}:[A-Za-z0-9.()_-]{1,40})"
 )
+# A control naming one of our frameworks must be spelt exactly (the report groups by it);
+# the generic FRAMEWORK:ID form is for an operator's own frameworks.
+_KNOWN_FRAMEWORK = re.compile(r"(?i)(?:PCI|GDPR|OWASP)")
+_KNOWN_CONTROL = re.compile(_CONTROL.pattern.rsplit("|", 1)[0] + ")")
 _THRESHOLD_KEYS = ("count", "distinct", "burst", "within", "leak", "by", "of", "min_count")
 _EVIDENCE = ("target", "user_agent", "referrer")
 DEFAULT_FORMAT = "nginx-combined"
@@ -587,7 +591,8 @@ def _rule(item: Any, index: int, file: str, preds: frozenset[str], ov: RuleOverr
     if not controls or not all(isinstance(c, str) for c in controls):
         raise w.err("controls", "expected a non-empty list such as ['PCI-DSS-4.0.1:10.2.1.4']")
     for c in controls:
-        if not _CONTROL.fullmatch(c):
+        known = _KNOWN_FRAMEWORK.match(c) is not None
+        if not (_KNOWN_CONTROL if known else _CONTROL).fullmatch(c):
             raise w.err("controls", f"{c!r} is not FRAMEWORK:ID (e.g. 'OWASP-API-2023:API2')")
     clauses = _clauses(item, w, preds)
     unless_raw = _take(item, "unless", list, w, [])

@@ -45,8 +45,8 @@ def check_cmd(config_path: Path | None, paths: tuple[Path, ...]) -> None:
     try:
         ruleset, where = _load(paths, config_path)
     except RulesetError as exc:
-        click.echo(str(exc))
-        click.echo("rules check: 1 error (the files did not load)")
+        click.echo(str(exc), err=True)
+        click.echo("rules check: 1 error (the files did not load)", err=True)
         sys.exit(2)
     problems = check_examples(ruleset)
     for problem in problems:
