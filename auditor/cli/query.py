@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,13 @@ from auditor.cli.common import (
     resolve_db,
     to_ms,
 )
+from auditor.config import Config
+from auditor.engine import load_config_rules
+from auditor.errors import AuditorError, UsageError
+from auditor.export import SHAPES, serialize_event, serialize_finding
+from auditor.export.native import finding_native
 from auditor.model import CATEGORIES, Severity
+from auditor.rules import Rule
 from auditor.store import Store
 from auditor.store.queries import iter_events, iter_findings, recent_journal, source_status, totals
 
@@ -50,23 +57,39 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 def finding_json(f: dict[str, Any]) -> dict[str, Any]:
     """The CONTRACT.md shape of a finding."""
-    return {
-        "id": f["id"],
-        "rule_id": f["rule_id"],
-        "title": f["title"],
-        "category": f["category"],
-        "severity": str(Severity(f["severity"])),
-        "client_ip": f["client_ip"],
-        "source": f["source"],
-        "first_seen": iso_ms(f["first_seen_ms"]),
-        "last_seen": iso_ms(f["last_seen_ms"]),
-        "count": f["count"],
-        "pii_type": f["pii_type"],
-        "distinct_values": f["distinct_values"],
-        "evidence": f["evidence"],
-        "controls": f["controls"],
-        "status": f["status"],
-    }
+    return finding_native(f)
+
+
+format_option = click.option(
+    "--format",
+    "shape",
+    type=click.Choice(SHAPES),
+    default=None,
+    help="JSON lines in this shape: native (CONTRACT.md, = --json), ocsf or ecs.",
+)
+
+
+def _shape(as_json: bool, shape: str | None) -> str | None:
+    """The JSON shape asked for, or None for the table; --json is --format native."""
+    if as_json and shape not in (None, "native"):
+        raise UsageError(f"--json prints the native shape; drop it to use --format {shape}")
+    return "native" if as_json else shape
+
+
+def _rule_lookup(config: Config, shape: str) -> Callable[[str], Rule | None]:
+    """Rule metadata (description, remediation) for the OCSF/ECS shapes.
+
+    A rule file that does not load must not hide the findings: say so on stderr and fall
+    back to what the finding itself holds (its title and controls).
+    """
+    if shape == "native":
+        return lambda _rule_id: None
+    try:
+        ruleset = load_config_rules(config)
+    except AuditorError as exc:
+        click.echo(f"log-auditor: warning: rule descriptions left out: {exc}", err=True)
+        return lambda _rule_id: None
+    return ruleset.get
 
 
 @cli.command("findings")
@@ -79,6 +102,7 @@ def finding_json(f: dict[str, Any]) -> dict[str, Any]:
     "--min-severity", type=click.Choice(["low", "medium", "high", "critical"]), default=None
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@format_option
 def findings_cmd(
     config_path: Path | None,
     db_path: Path | None,
@@ -87,16 +111,21 @@ def findings_cmd(
     category: str | None,
     min_severity: str | None,
     as_json: bool,
+    shape: str | None,
 ) -> None:
     """List findings (one per rule, key and episode)."""
     s, u = _span(since, until)
-    store = _open(config_path, db_path)
+    out_shape = _shape(as_json, shape)
+    config = resolve_config(config_path)
+    store = Store.open_readonly(resolve_db(config, db_path))
     try:
         sev = int(Severity.parse(min_severity)) if min_severity else None
         rows = iter_findings(store, since_ms=s, until_ms=u, category=category, min_severity=sev)
-        if as_json:
+        if out_shape is not None:
+            rule_of = _rule_lookup(config, out_shape)
             for f in rows:
-                click.echo(orjson.dumps(finding_json(f)).decode())
+                doc = serialize_finding(f, out_shape, rule_of(f["rule_id"]))
+                click.echo(orjson.dumps(doc).decode())
             return
         table = [
             [
@@ -140,6 +169,7 @@ def findings_cmd(
 @click.option("--client-ip", default=None, help="Only this client IP.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@format_option
 def events_cmd(
     config_path: Path | None,
     db_path: Path | None,
@@ -149,18 +179,19 @@ def events_cmd(
     client_ip: str | None,
     limit: int | None,
     as_json: bool,
+    shape: str | None,
 ) -> None:
     """List stored events (already redacted)."""
     s, u = _span(since, until)
+    out_shape = _shape(as_json, shape)
     store = _open(config_path, db_path)
     try:
         rows = iter_events(
             store, since_ms=s, until_ms=u, source=source, client_ip=client_ip, limit=limit
         )
-        if as_json:
+        if out_shape is not None:
             for e in rows:
-                e["timestamp"] = iso_ms(e.pop("ts_ms"))
-                click.echo(orjson.dumps(e).decode())
+                click.echo(orjson.dumps(serialize_event(e, out_shape)).decode())
             return
         for e in rows:
             q = f"?{e['query']}" if e["query"] else ""

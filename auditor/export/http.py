@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 
 def http_version(text: object) -> str | None:
     """``HTTP/1.1`` → ``1.1`` (OCSF's http_request.version is the bare number)."""
@@ -34,3 +36,16 @@ def tls_version(text: object) -> tuple[str, str] | None:
             if number:
                 return proto.lower(), number
     return None
+
+
+def forwarded_ips(text: object) -> list[str] | None:
+    """The IP addresses of an ``X-Forwarded-For`` value (``unknown`` and junk left out)."""
+    if not isinstance(text, str):
+        return None
+    ips = []
+    for part in text.split(","):
+        try:
+            ips.append(str(ipaddress.ip_address(part.strip())))
+        except ValueError:
+            continue
+    return ips or None

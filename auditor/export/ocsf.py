@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from auditor.export.controls import compliance
-from auditor.export.http import http_version, tls_version, url_string
+from auditor.export.http import forwarded_ips, http_version, tls_version, url_string
 from auditor.export.native import controls_of, severity_of, time_ms
 from auditor.export.product import product
 from auditor.export.ruleinfo import rule_info
@@ -119,7 +119,6 @@ def finding_to_ocsf(f: Mapping[str, Any], rule: object = None) -> dict[str, Any]
         "count": count if isinstance(count, int) and not isinstance(count, bool) else None,
         "status_id": status_id,
         "status": STATUS_NAMES.get(status_id, status),
-        "is_alert": True,
         "message": title,
         "finding_info": _prune(
             {
@@ -182,7 +181,10 @@ def event_to_ocsf(e: Mapping[str, Any]) -> dict[str, Any]:
             "port": server_port,
             "path": path,
             "query_string": query or None,
-            "url_string": url_string(scheme, host, server_port, path, query),
+            # url_t is an absolute URL: only when the log names the scheme and host.
+            "url_string": url_string(scheme, host, server_port, path, query)
+            if scheme and host
+            else None,
         }
     )
     request = _prune(
@@ -193,7 +195,7 @@ def event_to_ocsf(e: Mapping[str, Any]) -> dict[str, Any]:
             "referrer": e.get("referrer"),
             "version": http_version(e.get("http_version")),
             "uid": e.get("request_id"),
-            "x_forwarded_for": [e["forwarded_for"]] if e.get("forwarded_for") else None,
+            "x_forwarded_for": forwarded_ips(e.get("forwarded_for")),
             "length": e.get("bytes_in"),
         }
     )
