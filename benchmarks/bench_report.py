@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.model import CATEGORIES
 from auditor.store import Store
-from auditor.store.schema import EVENT_COLUMNS
+from auditor.store.eventblocks import BLOCK_MAX, pack_rows
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
@@ -68,8 +68,8 @@ def build(path: Path, n_events: int, n_findings: int, with_events: bool) -> None
     minutes = DAYS * 1440
     per_minute = n_events / minutes
     m0 = _ms(START) // 60000
-    insert_ev = "INSERT INTO events ({}) VALUES ({})".format(
-        ", ".join(f'"{c}"' for c in EVENT_COLUMNS), ", ".join("?" for _ in EVENT_COLUMNS)
+    insert_block = (
+        "INSERT INTO event_blocks (source, first_ms, last_ms, n, data) VALUES (?,?,?,?,?)"
     )
     done = 0
     t0 = time.perf_counter()
@@ -129,8 +129,14 @@ def build(path: Path, n_events: int, n_findings: int, with_events: bool) -> None
                         None,
                     )
                 )
-        if rows:
-            conn.executemany(insert_ev, rows)
+        for src, _fmt in SOURCES:
+            mine = [r for r in rows if r[1] == src]
+            for i in range(0, len(mine), BLOCK_MAX):
+                part = mine[i : i + BLOCK_MAX]
+                stamps = [int(str(r[0])) for r in part]
+                conn.execute(
+                    insert_block, (src, min(stamps), max(stamps), len(part), pack_rows(part))
+                )
         conn.executemany(
             "INSERT INTO minute_stats VALUES (?,?,?,?,?,?,?,?,?,?)",
             [(s, minute, *v) for s, v in stats.items() if v[0]],

@@ -4,7 +4,7 @@
 a fixed rate while the file is rotated every ``--rotate-every`` seconds, alternating
 rename+create and copytruncate (older rotated files are gzipped and removed, as
 logrotate's delaycompress does), and the daemon is SIGKILLed and restarted at random
-moments. At the end the events table must hold every number exactly once.
+moments. At the end the store must hold every number exactly once.
 
 ``sustained``: a writer process appends at ``--rate`` lines/s for ``--minutes``; the
 daemon's RSS and the stored line count are sampled every ``--every`` seconds and printed
@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+
+from auditor.store.eventblocks import block_dicts
 
 HERE = Path(__file__).resolve().parent
 TS = "20/Nov/2026:12:00:00 +0000"
@@ -71,12 +73,13 @@ def stored_numbers(db: Path) -> Counter[int]:
         return Counter()
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        rows = conn.execute("SELECT path FROM events").fetchall()
+        blocks = conn.execute("SELECT id, data FROM event_blocks").fetchall()
     except sqlite3.OperationalError:
         return Counter()
     finally:
         conn.close()
-    return Counter(int(r[0].rsplit("/", 1)[1]) for r in rows if r[0].startswith("/item/"))
+    paths = (str(d["path"]) for i, data in blocks for d in block_dicts(i, data))
+    return Counter(int(p.rsplit("/", 1)[1]) for p in paths if p.startswith("/item/"))
 
 
 def registered(db: Path, source: str) -> bool:
@@ -106,7 +109,7 @@ def stored_count(db: Path) -> int:
         return 0
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        return int(conn.execute("SELECT coalesce(sum(n), 0) FROM event_blocks").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
     finally:

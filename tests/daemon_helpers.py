@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Self
 
+from auditor.store.eventblocks import block_dicts
+
 ROOT = Path(__file__).resolve().parent.parent
 TS = "20/Nov/2026:12:00:00 +0000"
 
@@ -159,13 +161,22 @@ def query(db: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[objec
 
 def numbers(db: Path, prefix: str = "item") -> Counter[int]:
     """How many times each number was stored."""
-    rows = query(db, "SELECT path FROM events WHERE path LIKE ?", (f"/{prefix}/%",))
-    return Counter(int(str(r[0]).rsplit("/", 1)[1]) for r in rows)
+    return Counter(int(p.rsplit("/", 1)[1]) for p in _paths(db, prefix))
 
 
 def count(db: Path, prefix: str = "item") -> int:
-    rows = query(db, "SELECT count(*) FROM events WHERE path LIKE ?", (f"/{prefix}/%",))
-    return int(str(rows[0][0])) if rows else 0
+    return len(_paths(db, prefix))
+
+
+def _paths(db: Path, prefix: str) -> list[str]:
+    """Paths of the stored events under /prefix/ (an empty list before the schema exists)."""
+    rows = query(db, "SELECT id, data FROM event_blocks", ())
+    head = f"/{prefix}/"
+    out: list[str] = []
+    for block_id, data in rows:
+        assert isinstance(block_id, int) and isinstance(data, bytes)
+        out.extend(p for d in block_dicts(block_id, data) if (p := str(d["path"])).startswith(head))
+    return out
 
 
 def assert_exactly_once(db: Path, expected: Iterable[int], prefix: str = "item") -> None:

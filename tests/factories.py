@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from auditor.model import Event
+from auditor.store.eventblocks import block_dicts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,3 +56,16 @@ def make_event(**kw: object) -> Event:
     }
     base.update(kw)
     return Event(**base)  # type: ignore[arg-type]
+
+
+def stored_events(db: Path | sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every stored event of a store file (read-only) or connection, as ``events --json``."""
+    conn = db if isinstance(db, sqlite3.Connection) else None
+    if conn is None:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        blocks = conn.execute("SELECT id, data FROM event_blocks ORDER BY id").fetchall()
+    finally:
+        if not isinstance(db, sqlite3.Connection):
+            conn.close()
+    return [d for block_id, data in blocks for d in block_dicts(block_id, data)]

@@ -269,13 +269,13 @@ def test_report_queries_never_read_events(demo: Store) -> None:
     def deny_events(
         action: int, arg1: str | None, arg2: str | None, db: str | None, trig: str | None
     ) -> int:
-        if action == sqlite3.SQLITE_READ and arg1 == "events":
+        if action == sqlite3.SQLITE_READ and arg1 == "event_blocks":
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
     demo.conn.set_authorizer(deny_events)
     with pytest.raises(sqlite3.DatabaseError):
-        demo.conn.execute("SELECT count(*) FROM events").fetchone()
+        demo.conn.execute("SELECT count(*) FROM event_blocks").fetchone()
     rows = _rows(demo)  # would raise if any report query touched events
     assert rows.findings
 

@@ -40,7 +40,7 @@ def la(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def count(db: Path) -> int:
     with sqlite3.connect(db) as c:
-        return int(c.execute("SELECT count(*) FROM events").fetchone()[0])
+        return int(c.execute("SELECT coalesce(sum(n), 0) FROM event_blocks").fetchone()[0])
 
 
 def write_lines(p: Path, start: int, n: int, mode: str = "w") -> None:

@@ -11,7 +11,8 @@ from auditor.errors import StoreError
 from auditor.model import Hit, Severity
 from auditor.pipeline import Batch, Position, SourceCounters
 from auditor.store import Store
-from auditor.store.queries import iter_findings, source_status
+from auditor.store.eventblocks import EVENT_COLUMNS
+from auditor.store.queries import count_events, iter_events, iter_findings, source_status
 from factories import make_event
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -54,7 +55,7 @@ def test_batch_commits_events_positions_and_counters_together(tmp_path: Path) ->
         counters={"api": SourceCounters(lines_read=4, lines_parsed=3, lines_unparsed=1)},
     )
     s.write(batch)
-    assert s.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+    assert count_events(s) == 3
     pos = s.position("fid")
     assert pos is not None and pos.offset == 30
     st = source_status(s)
@@ -69,7 +70,7 @@ def test_failed_batch_writes_nothing(tmp_path: Path) -> None:
     batch = Batch(events=[make_event()], positions=[Position("fid", "api", "/x", 1, 2, 10)])
     with pytest.raises(StoreError):
         s.write(batch)
-    assert s.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert count_events(s) == 0
 
 
 def test_hits_fold_into_one_finding_per_episode(tmp_path: Path) -> None:
@@ -111,3 +112,67 @@ def test_path_below_a_file_is_a_store_error(tmp_path: Path) -> None:
     f.write_text("x")
     with pytest.raises(StoreError, match="cannot open the store"):
         Store.open(f / "a.db")
+
+
+def _events_row(ts_ms: int, source: str, path: str, exposures: str | None) -> tuple[object, ...]:
+    return (ts_ms, source, "combined", "198.51.100.7", None, "GET", None, None, None, path,
+            path, None, "1.1", 200, None, 5, None, None, "ua", None, None, None, None,
+            "/var/log/a.log", ts_ms, exposures)  # fmt: skip
+
+
+def test_a_store_with_an_events_table_moves_to_blocks(tmp_path: Path) -> None:
+    """Stores written before m003 keep every event: rows move into compressed blocks."""
+    db = tmp_path / "old.db"
+    Store.open(db).close()
+    conn = sqlite3.connect(db)
+    cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    conn.executescript(
+        "DROP TABLE event_blocks;"
+        " DELETE FROM _sqlite_migrations WHERE name = 'm003_event_blocks';"
+        f" CREATE TABLE events (id INTEGER PRIMARY KEY, {cols});"
+    )
+    expo = '[{"pii_type": "email", "location": "query", "param": "e", "masked": "a***@b.org",'
+    expo += ' "digest": "d1", "detail": null}]'
+    rows = [_events_row(1000 + i, "api" if i % 3 else "edge", f"/x/{i}", None) for i in range(5000)]
+    rows.append(_events_row(999, "api", "/first", expo))
+    conn.executemany(f"INSERT INTO events ({cols}) VALUES ({','.join('?' * 26)})", rows)
+    conn.commit()
+    conn.close()
+    s = Store.open(db)
+    try:
+        assert count_events(s) == 5001
+        got = list(iter_events(s))
+        assert [e["ts_ms"] for e in got] == sorted(e["ts_ms"] for e in got)
+        assert got[0]["path"] == "/first" and got[0]["exposures"][0]["masked"] == "a***@b.org"
+        assert {e["path"] for e in got} == {f"/x/{i}" for i in range(5000)} | {"/first"}
+        assert len({e["id"] for e in got}) == 5001
+        edge = list(iter_events(s, source="edge", since_ms=2000, limit=10))
+        assert [e["ts_ms"] for e in edge] == [2002 + 3 * k for k in range(10)]
+        assert {e["source"] for e in edge} == {"edge"}
+        tables = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master")}
+        assert "events" not in tables
+    finally:
+        s.close()
+
+
+def test_events_are_read_in_time_order_across_sources_and_blocks(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "a.db")
+    try:
+        for k in range(3):
+            batch = Batch()
+            for i in range(3000):
+                src = ("api", "edge")[i % 2]
+                batch.events.append(
+                    make_event(timestamp=T0 + timedelta(seconds=i * 3 + k), source=src)
+                )
+            s.write(batch)
+        got = list(iter_events(s))
+        assert len(got) == 9000
+        assert [e["ts_ms"] for e in got] == sorted(e["ts_ms"] for e in got)
+        since = int((T0 + timedelta(seconds=600)).timestamp() * 1000)
+        until = since + 60_000
+        window = list(iter_events(s, since_ms=since, until_ms=until, source="api"))
+        assert window and all(since <= e["ts_ms"] < until and e["source"] == "api" for e in window)
+        assert len(list(iter_events(s, client_ip="192.0.2.99"))) == 0
+    finally:
+        s.close()

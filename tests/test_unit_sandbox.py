@@ -486,7 +486,7 @@ def _argv(exec_line: str, config: Path) -> list[str]:
 def _stored_events(db: Path) -> int:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return int(conn.execute("SELECT count(*) FROM events").fetchall()[0][0])
+        return int(conn.execute("SELECT coalesce(sum(n), 0) FROM event_blocks").fetchall()[0][0])
     finally:
         conn.close()
 

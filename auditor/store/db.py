@@ -22,10 +22,11 @@ from sqlite_utils import Database
 from auditor.errors import StoreError
 from auditor.model import Event, Hit
 from auditor.pipeline import Batch, Position
-from auditor.store.schema import EVENT_COLUMNS, migrations
+from auditor.store.eventblocks import pack_events
+from auditor.store.schema import migrations
 
-_INSERT_EVENT = "INSERT INTO events ({}) VALUES ({})".format(
-    ", ".join(f'"{c}"' for c in EVENT_COLUMNS), ", ".join("?" for _ in EVENT_COLUMNS)
+_INSERT_BLOCK = (
+    "INSERT INTO event_blocks (source, first_ms, last_ms, n, data) VALUES (?, ?, ?, ?, ?)"
 )
 
 
@@ -35,56 +36,6 @@ def _now_ms() -> int:
 
 def _ms(event: Event) -> int:
     return int(event.timestamp.timestamp() * 1000)
-
-
-def _exposures_json(event: Event) -> str | None:
-    if not event.exposures:
-        return None
-    return orjson.dumps(
-        [
-            {
-                "pii_type": x.pii_type,
-                "location": x.location,
-                "param": x.param,
-                "masked": x.masked,
-                "digest": x.digest,
-                "detail": x.detail,
-            }
-            for x in event.exposures
-        ]
-    ).decode()
-
-
-def event_row(e: Event, ms: int | None = None) -> tuple[object, ...]:
-    """The tuple for ``_INSERT_EVENT``; plain tuples keep the hot insert lean."""
-    return (
-        _ms(e) if ms is None else ms,
-        e.source,
-        e.format,
-        e.client_ip,
-        e.client_port,
-        e.method,
-        e.scheme,
-        e.host,
-        e.server_port,
-        e.path,
-        e.route,
-        e.query,
-        e.http_version,
-        e.status,
-        e.bytes_in,
-        e.bytes_out,
-        e.duration_ms,
-        e.user_name,
-        e.user_agent,
-        e.referrer,
-        e.tls_version,
-        e.request_id,
-        e.forwarded_for,
-        e.file,
-        e.offset,
-        _exposures_json(e),
-    )
 
 
 def finding_id(rule_id: str, key: str, first_seen_ms: int) -> str:
@@ -169,11 +120,16 @@ class Store:
         c = self.conn
         now = _now_ms()
         if batch.events:
-            times = batch.event_ms if len(batch.event_ms) == len(batch.events) else None
-            if times is None:
-                c.executemany(_INSERT_EVENT, map(event_row, batch.events))
-            else:
-                c.executemany(_INSERT_EVENT, map(event_row, batch.events, times))
+            times = batch.event_ms
+            if len(times) != len(batch.events):
+                times = [_ms(e) for e in batch.events]
+            c.executemany(
+                _INSERT_BLOCK,
+                [
+                    (b.source, b.first_ms, b.last_ms, b.count, b.data)
+                    for b in pack_events(batch.events, times)
+                ],
+            )
             self._write_exposures(batch.events)
         if batch.hits:
             self._fold_hits(batch.hits, now)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from auditor.store.db import Store
-from auditor.store.schema import EVENT_COLUMNS
+from auditor.store.eventblocks import block_dicts
 
 
 def iter_events(
@@ -20,29 +21,51 @@ def iter_events(
     client_ip: str | None = None,
     limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
+    """Stored events in time order, read from the blocks that overlap the period."""
     where: list[str] = ["1=1"]
     args: list[object] = []
     if since_ms is not None:
-        where.append("ts_ms >= ?")
+        where.append("last_ms >= ?")
         args.append(since_ms)
     if until_ms is not None:
-        where.append("ts_ms < ?")
+        where.append("first_ms < ?")
         args.append(until_ms)
     if source is not None:
         where.append("source = ?")
         args.append(source)
-    if client_ip is not None:
-        where.append("client_ip = ?")
-        args.append(client_ip)
-    cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-    sql = f"SELECT id, {cols} FROM events WHERE {' AND '.join(where)} ORDER BY ts_ms, id"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    names = ("id", *EVENT_COLUMNS)
-    for row in store.conn.execute(sql, args):
-        d = dict(zip(names, row, strict=True))
-        d["exposures"] = orjson.loads(d["exposures"]) if d["exposures"] else []
-        yield d
+    sql = f"SELECT id, first_ms, last_ms, data FROM event_blocks WHERE {' AND '.join(where)}"
+    # Blocks of different sources overlap in time: merge them lazily, holding only the
+    # blocks whose span has started, so memory stays bounded by the overlap.
+    blocks = store.conn.execute(sql + " ORDER BY first_ms, id", args)
+    pending: list[tuple[int, int, dict[str, Any]]] = []  # heap of (ts_ms, id, event)
+    emitted = 0
+
+    def wanted(d: dict[str, Any]) -> bool:
+        ts = d["ts_ms"]
+        return (
+            (since_ms is None or ts >= since_ms)
+            and (until_ms is None or ts < until_ms)
+            and (client_ip is None or d["client_ip"] == client_ip)
+        )
+
+    for block_id, first_ms, _last_ms, data in blocks:
+        while pending and pending[0][0] < first_ms:
+            yield heapq.heappop(pending)[2]
+            emitted += 1
+            if limit is not None and emitted >= limit:
+                return
+        for d in block_dicts(block_id, data):
+            if wanted(d):
+                heapq.heappush(pending, (d["ts_ms"], d["id"], d))
+    while pending:
+        yield heapq.heappop(pending)[2]
+        emitted += 1
+        if limit is not None and emitted >= limit:
+            return
+
+
+def count_events(store: Store) -> int:
+    return int(store.conn.execute("SELECT coalesce(sum(n), 0) FROM event_blocks").fetchall()[0][0])
 
 
 def iter_findings(
@@ -135,7 +158,7 @@ def source_status(store: Store) -> list[dict[str, Any]]:
 def totals(store: Store) -> dict[str, int]:
     c = store.conn
     return {
-        "events": c.execute("SELECT count(*) FROM events").fetchone()[0],
+        "events": count_events(store),
         "findings": c.execute("SELECT count(*) FROM findings").fetchone()[0],
     }
 

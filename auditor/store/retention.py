@@ -38,6 +38,7 @@ from typing import Any
 
 from auditor.config import RetentionConfig
 from auditor.store.db import Store
+from auditor.store.eventblocks import pack_rows, unpack
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,34 @@ def _scalar(store: Store, sql: str, *args: object) -> Any:
 
 
 def _chunk_events(store: Store, c: Cutoffs, n: int) -> int:
-    cur = store.conn.execute(
-        "DELETE FROM events WHERE id IN"
-        " (SELECT id FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?)",
-        (c.events_ms, n),
-    )
-    return cur.rowcount
+    """Delete about ``n`` expired events, block by block. A block that straddles the cutoff
+    is rewritten with only its newer events (it then no longer counts as expired)."""
+    cut = c.events_ms
+    deleted = 0
+    while deleted < n:
+        rows = store.conn.execute(
+            "SELECT id, n, data FROM event_blocks WHERE first_ms < ? ORDER BY first_ms LIMIT 1",
+            (cut,),
+        ).fetchall()
+        if not rows:
+            break
+        block_id, count, data = rows[0]
+        keep = [r for r in unpack(data) if r[0] >= cut]
+        if not keep:
+            store.conn.execute("DELETE FROM event_blocks WHERE id = ?", (block_id,))
+        else:
+            store.conn.execute(
+                "UPDATE event_blocks SET first_ms = ?, last_ms = ?, n = ?, data = ? WHERE id = ?",
+                (
+                    min(r[0] for r in keep),
+                    max(r[0] for r in keep),
+                    len(keep),
+                    pack_rows([tuple(r) for r in keep]),
+                    block_id,
+                ),
+            )
+        deleted += count - len(keep)
+    return deleted
 
 
 def _chunk_findings(store: Store, c: Cutoffs, n: int) -> int:

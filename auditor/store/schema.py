@@ -6,39 +6,16 @@ Times are integer milliseconds since the epoch (UTC), from the log's own clock, 
 
 from __future__ import annotations
 
+import orjson
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from auditor.store.eventblocks import BLOCK_MAX, EVENT_COLUMNS, pack_rows
+
 migrations = Migrations("log-auditor")
 
-EVENT_COLUMNS: tuple[str, ...] = (
-    "ts_ms",
-    "source",
-    "format",
-    "client_ip",
-    "client_port",
-    "method",
-    "scheme",
-    "host",
-    "server_port",
-    "path",
-    "route",
-    "query",
-    "http_version",
-    "status",
-    "bytes_in",
-    "bytes_out",
-    "duration_ms",
-    "user_name",
-    "user_agent",
-    "referrer",
-    "tls_version",
-    "request_id",
-    "forwarded_for",
-    "file",
-    "offset",
-    "exposures",
-)
+# The events table of m001 is superseded by event_blocks (m003); its columns live on in
+# auditor.store.eventblocks.EVENT_COLUMNS, the order of a stored row.
 
 
 @migrations()
@@ -211,5 +188,69 @@ def m002_client_days(db: Database) -> None:
         ) WITHOUT ROWID;
         INSERT INTO client_days (day, client_ip, requests)
             SELECT hour / 24, client_ip, sum(requests) FROM client_hours GROUP BY 1, 2;
+        """
+    )
+
+
+@migrations()
+def m003_event_blocks(db: Database) -> None:
+    """Events in compressed blocks (see auditor.store.eventblocks); existing rows move over."""
+    db.executescript(
+        """
+        CREATE TABLE event_blocks (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            first_ms INTEGER NOT NULL,
+            last_ms INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            data BLOB NOT NULL
+        );
+        CREATE INDEX event_blocks_first ON event_blocks (first_ms);
+        CREATE INDEX event_blocks_last ON event_blocks (last_ms);
+        """
+    )
+    cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    rows: list[tuple[object, ...]] = []
+    stamps: list[int] = []
+    last_source: object = None
+
+    def flush() -> None:
+        if rows:
+            db.execute(
+                "INSERT INTO event_blocks (source, first_ms, last_ms, n, data) VALUES (?,?,?,?,?)",
+                (rows[0][1], min(stamps), max(stamps), len(rows), pack_rows(rows)),
+            )
+            rows.clear()
+            stamps.clear()
+
+    for row in db.execute(f"SELECT {cols} FROM events ORDER BY source, ts_ms, id"):
+        r = list(row)
+        r[-1] = orjson.loads(r[-1]) if r[-1] else None  # exposures: JSON text -> nested
+        if row[1] != last_source or len(rows) >= BLOCK_MAX:
+            flush()
+            last_source = row[1]
+        rows.append(tuple(r))
+        stamps.append(row[0])
+    flush()
+    db.execute("DROP TABLE events")
+
+
+@migrations()
+def m004_output_cursor(db: Database) -> None:
+    """Per output: the last finding dealt with (auditor.store.outputs) and lasting totals."""
+    db.executescript(
+        """
+        CREATE TABLE output_cursor (
+            name TEXT PRIMARY KEY,
+            last_rowid INTEGER NOT NULL,
+            delivered INTEGER NOT NULL DEFAULT 0,
+            dropped INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            pending INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            last_delivered_at_ms INTEGER,
+            created_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        );
         """
     )

@@ -1,0 +1,160 @@
+"""Events stored in compressed blocks: packing and unpacking. Pure.
+
+A row per event costs SQLite a bind of 26 values and a b-tree insert, which was the largest
+single cost of ingest. Events are instead kept in blocks of up to ``BLOCK_MAX`` events of one
+source: an orjson array of rows, zlib-compressed (level 1: ~9x smaller at under 1 µs per
+event). The report never reads events (it reads the aggregates), and the ``events`` command
+reads only the blocks whose time span overlaps the asked period.
+
+An event's id is ``block_id * ID_STRIDE + index``: stable, ordered like insertion.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from auditor.model import Event
+
+BLOCK_MAX = 2048
+ID_STRIDE = 1 << 16  # > BLOCK_MAX: ids of consecutive blocks never overlap
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "ts_ms",
+    "source",
+    "format",
+    "client_ip",
+    "client_port",
+    "method",
+    "scheme",
+    "host",
+    "server_port",
+    "path",
+    "route",
+    "query",
+    "http_version",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "user_name",
+    "user_agent",
+    "referrer",
+    "tls_version",
+    "request_id",
+    "forwarded_for",
+    "file",
+    "offset",
+    "exposures",
+)
+"""The fields of a stored event, in row order (``events --json`` prints them, plus ``id``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One packed block, ready for ``INSERT INTO event_blocks``."""
+
+    source: str
+    first_ms: int
+    last_ms: int
+    count: int
+    data: bytes
+
+
+def _exposures(e: Event) -> list[dict[str, Any]] | None:
+    if not e.exposures:
+        return None
+    return [
+        {
+            "pii_type": x.pii_type,
+            "location": x.location,
+            "param": x.param,
+            "masked": x.masked,
+            "digest": x.digest,
+            "detail": x.detail,
+        }
+        for x in e.exposures
+    ]
+
+
+def event_row(e: Event, ms: int) -> tuple[object, ...]:
+    """The stored row of one event, in ``EVENT_COLUMNS`` order (already redacted text)."""
+    return (
+        ms,
+        e.source,
+        e.format,
+        e.client_ip,
+        e.client_port,
+        e.method,
+        e.scheme,
+        e.host,
+        e.server_port,
+        e.path,
+        e.route,
+        e.query,
+        e.http_version,
+        e.status,
+        e.bytes_in,
+        e.bytes_out,
+        e.duration_ms,
+        e.user_name,
+        e.user_agent,
+        e.referrer,
+        e.tls_version,
+        e.request_id,
+        e.forwarded_for,
+        e.file,
+        e.offset,
+        _exposures(e),
+    )
+
+
+def pack_rows(rows: Sequence[tuple[object, ...]]) -> bytes:
+    return zlib.compress(orjson.dumps(rows), 1)
+
+
+def pack_events(events: Sequence[Event], times: Sequence[int]) -> list[Block]:
+    """Blocks of at most ``BLOCK_MAX`` events, one source per block, in event order."""
+    by_source: dict[str, tuple[list[tuple[object, ...]], list[int]]] = {}
+    for e, ms in zip(events, times, strict=True):
+        got = by_source.get(e.source)
+        if got is None:
+            got = by_source[e.source] = ([], [])
+        got[0].append(event_row(e, ms))
+        got[1].append(ms)
+    blocks: list[Block] = []
+    for source, (rows, stamps) in by_source.items():
+        for i in range(0, len(rows), BLOCK_MAX):
+            span = stamps[i : i + BLOCK_MAX]
+            part = rows[i : i + BLOCK_MAX]
+            blocks.append(Block(source, min(span), max(span), len(part), pack_rows(part)))
+    return blocks
+
+
+def unpack(data: bytes) -> list[list[Any]]:
+    """The rows of a block; a damaged block raises ``ValueError`` or ``TypeError``."""
+    try:
+        rows = orjson.loads(zlib.decompress(data))
+    except (zlib.error, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"damaged event block: {exc}") from None
+    if not isinstance(rows, list):
+        raise TypeError("damaged event block: not a list of rows")
+    return rows
+
+
+def row_dict(block_id: int, index: int, row: Sequence[Any]) -> dict[str, Any]:
+    """The ``events --json`` object of one stored row."""
+    d: dict[str, Any] = {"id": block_id * ID_STRIDE + index}
+    d.update(zip(EVENT_COLUMNS, row, strict=True))
+    if d["exposures"] is None:
+        d["exposures"] = []
+    return d
+
+
+def block_dicts(block_id: int, data: bytes) -> Iterator[dict[str, Any]]:
+    for i, row in enumerate(unpack(data)):
+        yield row_dict(block_id, i, row)
