@@ -430,6 +430,16 @@ class Detector:
             out.append(self._explain_rule(rule, view))
         return out
 
+    def verdict(self, event: Event, rule_id: str) -> Verdict:
+        """Does ``event`` fire ``rule_id``, count toward it, or why not (state unchanged).
+
+        The question a conformance test asks of one line (fail2ban's ``failJSON``): the
+        same answer ``explain`` prints. Raises ``KeyError`` for a rule not in the set.
+        """
+        if rule_id not in self._rules:
+            raise KeyError(rule_id)
+        return next(v for v in self.explain(event) if v.rule_id == rule_id)
+
     def _explain_rule(self, rule: Rule, view: EventView) -> Verdict:
         failures = []
         for clause in rule.clauses:

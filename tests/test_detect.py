@@ -1,0 +1,430 @@
+"""The detection engine over real decoded lines: windows on log time (the same findings
+whatever the batch size, however the input is split across ``scan`` runs, across a
+restart), operator customisation through the config, the "does it count" question, and
+hostile input that must go through decode and detection without hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from auditor.config import load_config
+from auditor.detect import Detector
+from auditor.engine import build_engine
+from auditor.errors import RulesetError
+from auditor.formats import FormatSpec, build_decoder
+from auditor.model import Event, Hit, Line
+from auditor.redact import Redactor
+from auditor.rules import bundled_rules_dir, load_rulesets
+from auditor.store import Store
+
+T0 = datetime(2025, 10, 10, 12, 0, 0, tzinfo=UTC)
+RULESET = load_rulesets([bundled_rules_dir()], {})
+
+
+def clf(
+    ip: str, t: datetime, method: str, target: str, status: int, ua: str = "okhttp/4.12"
+) -> str:
+    stamp = t.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return f'{ip} - - [{stamp}] "{method} {target} HTTP/1.1" {status} 512 "-" "{ua}"'
+
+
+def traffic(minutes: int = 40, seed: int = 7) -> list[str]:
+    """Normal API traffic with attacks mixed in, in log-time order (one line per second)."""
+    rnd = random.Random(seed)
+    out: list[tuple[datetime, str]] = []
+    for s in range(minutes * 60):
+        t = T0 + timedelta(seconds=s)
+        ip = f"192.0.2.{rnd.randrange(1, 40)}"
+        route = rnd.choice(["/api/v1/items/{}", "/api/v1/users/me", "/health", "/api/v1/cart"])
+        status = 404 if rnd.random() < 0.03 else 200
+        out.append((t, clf(ip, t, "GET", route.format(rnd.randrange(1, 500)), status)))
+    attacks = [
+        # a brute force, a slow one, a scanner, injections, an enumeration, a flood, PII
+        *[(60 + i * 2, clf("203.0.113.50", T0, "POST", "/api/login", 401)) for i in range(12)],
+        *[(300 + i * 90, clf("203.0.113.51", T0, "POST", "/api/login", 401)) for i in range(15)],
+        *[
+            (700 + i, clf("203.0.113.60", T0, "GET", p, 404, "Nuclei"))
+            for i, p in enumerate(["/.env", "/.git/config", "/wp-admin/", "/phpmyadmin/"] * 6)
+        ],
+        (900, clf("203.0.113.61", T0, "GET", "/search?q=1%27%20union%20select%20pass", 200)),
+        (901, clf("203.0.113.61", T0, "GET", "/x?u=${jndi:ldap://e.example/a}", 404)),
+        *[
+            (1000 + i * 2, clf("203.0.113.62", T0, "GET", f"/api/v1/invoices/{1000 + i}", 200))
+            for i in range(30)
+        ],
+        *[(1500, clf("203.0.113.63", T0, "GET", f"/R{i:05d}", 404)) for i in range(45)],
+        (1600, clf("203.0.113.64", T0, "GET", "/u?email=jane.doe%40example.org", 200)),
+        *[(1700 + i, clf("203.0.113.65", T0, "GET", "/api/v1/report", 500)) for i in range(30)],
+    ]
+    for offset, line in attacks:
+        t = T0 + timedelta(seconds=offset)
+        out.append(
+            (t, line.replace(T0.strftime("%d/%b/%Y:%H:%M:%S"), t.strftime("%d/%b/%Y:%H:%M:%S")))
+        )
+    out.sort(key=lambda x: x[0])
+    return [line for _, line in out]
+
+
+def decode_all(lines: Sequence[str]) -> list[Event]:
+    decode = build_decoder(FormatSpec("nginx-combined"), Redactor(b"k" * 32), "api")
+    events = []
+    for i, text in enumerate(lines):
+        ev = decode(Line("api", "access.log", i * 200, len(text) + 1, text))
+        assert ev is not None, text
+        events.append(ev)
+    return events
+
+
+def hit_tuple(h: Hit) -> tuple[Any, ...]:
+    return (h.rule_id, h.key, h.timestamp, h.first_seen, h.count, str(h.severity), h.evidence)
+
+
+def run_chunks(events: Sequence[Event], cuts: Sequence[int]) -> list[tuple[Any, ...]]:
+    """Hits when a new Detector resumes from the previous one's snapshot at every cut."""
+    det = Detector(RULESET)
+    hits: list[tuple[Any, ...]] = []
+    for i, ev in enumerate(events):
+        if i in cuts:
+            det = Detector.restore(RULESET, det.snapshot())
+        hits.extend(hit_tuple(h) for h in det.observe(ev))
+    return hits
+
+
+@pytest.fixture(scope="module")
+def events() -> list[Event]:
+    return decode_all(traffic())
+
+
+def test_traffic_raises_the_planted_findings(events: list[Event]) -> None:
+    hits = run_chunks(events, ())
+    rules = {(h[0], h[1]) for h in hits}
+    for want in [
+        ("auth.bruteforce-burst", "203.0.113.50"),
+        ("auth.bruteforce-slow", "203.0.113.51"),
+        ("probe.sensitive-file", "203.0.113.60"),
+        ("injection.sqli", "203.0.113.61"),
+        ("injection.log4shell", "203.0.113.61"),
+        ("abuse.random-uri-flood", "203.0.113.63"),
+        ("abuse.error-burst", "203.0.113.65"),
+    ]:
+        assert want in rules, want
+    assert any(r == "abuse.enumeration" for r, _ in rules)
+    assert any(r == "pii.email-in-url" for r, _ in rules)
+    # The normal clients raise nothing behavioural.
+    assert not [h for h in hits if h[1].startswith("192.0.2.")]
+
+
+def test_restart_anywhere_gives_the_same_hits(events: list[Event]) -> None:
+    whole = run_chunks(events, ())
+    assert whole
+    n = len(events)
+    for cuts in ([n // 2], [1, 2, 3], list(range(0, n, 97)), list(range(0, n, 1000))):
+        assert run_chunks(events, cuts) == whole, cuts
+
+
+def test_snapshot_is_compact_and_restores_windows(events: list[Event]) -> None:
+    det = Detector(RULESET)
+    for ev in events[:1500]:
+        det.observe(ev)
+    blob = det.snapshot()
+    assert len(blob) < 200_000
+    again = Detector.restore(RULESET, blob)
+    assert again.snapshot() == blob
+
+
+def test_unreadable_or_stale_snapshot_starts_fresh() -> None:
+    assert Detector.restore(RULESET, b"not json").snapshot() == Detector(RULESET).snapshot()
+    assert Detector.restore(RULESET, b'{"v": 999}').snapshot() == Detector(RULESET).snapshot()
+
+
+def test_changed_rule_drops_only_its_own_state(tmp_path: Path, events: list[Event]) -> None:
+    det = Detector(RULESET)
+    for ev in events:
+        det.observe(ev)
+    blob = det.snapshot()
+    from auditor.config import RuleOverride
+
+    tuned = load_rulesets(
+        [bundled_rules_dir()], {"auth.bruteforce-slow": RuleOverride(params={"count": 20})}
+    )
+    state = orjson.loads(Detector.restore(tuned, blob).snapshot())
+    old = orjson.loads(blob)
+    assert state["w"]["auth.bruteforce-burst"] == old["w"]["auth.bruteforce-burst"]
+    assert state["w"]["auth.bruteforce-slow"] != old["w"]["auth.bruteforce-slow"]
+
+
+# --- whole process: scan in one run vs. many appended chunks ------------------------------
+
+
+def la(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        [sys.executable, "-m", "auditor", *args],
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LOG_AUDITOR_CONFIG": ""},
+    )
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def findings(db: Path, cwd: Path) -> list[dict[str, Any]]:
+    out = la("findings", "--db", str(db), "--json", cwd=cwd).stdout
+    rows = [orjson.loads(line) for line in out.splitlines() if line.strip()]
+    for row in rows:
+        row.pop("id", None)
+    return sorted(rows, key=lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
+
+
+def chunks(data: bytes, cuts: Sequence[int]) -> Iterator[bytes]:
+    start = 0
+    for cut in [*cuts, len(data)]:
+        yield data[start:cut]
+        start = cut
+
+
+def test_scan_split_across_runs_and_batches_gives_the_same_findings(tmp_path: Path) -> None:
+    data = ("\n".join(traffic(minutes=35)) + "\n").encode()
+    whole_log, whole_db = tmp_path / "one" / "access.log", tmp_path / "one.db"
+    whole_log.parent.mkdir()
+    whole_log.write_bytes(data)
+    la("scan", "--db", str(whole_db), "--source", "api", str(whole_log), cwd=tmp_path)
+    expected = findings(whole_db, tmp_path)
+    assert len(expected) >= 8
+    assert {f["rule_id"] for f in expected} >= {"auth.bruteforce-burst", "injection.sqli"}
+
+    # Tiny batches (config: 4 lines per batch), appended chunks, one cut mid-line.
+    cfg = tmp_path / "small.toml"
+    cfg.write_text("[daemon]\nbatch_lines = 1\n")
+    parts_log, parts_db = tmp_path / "parts" / "access.log", tmp_path / "parts.db"
+    parts_log.parent.mkdir()
+    n = len(data)
+    mid_line = data.index(b"\n", n // 3) - 10
+    cuts = [n // 7, mid_line, n // 2, (3 * n) // 4, n - 300]
+    for chunk in chunks(data, cuts):
+        with parts_log.open("ab") as f:
+            f.write(chunk)
+        la(
+            "scan", "--config", str(cfg), "--db", str(parts_db), "--source", "api",
+            str(parts_log), "--quiet", cwd=tmp_path,
+        )  # fmt: skip
+    got = findings(parts_db, tmp_path)
+    assert got == expected
+
+
+# --- operator customisation through the config and the engine ------------------------------
+
+OWN_RULE = """
+[[rule]]
+id = "local.export"
+title = "Bulk export used"
+severity = "low"
+category = "admin-access"
+description = "Someone used the bulk export."
+remediation = "Check who exported what."
+controls = ["GDPR:Art.32", "ACME-POLICY:EXP-1"]
+where = { path = { prefix = "/api/export" }, method = { eq = "GET" } }
+
+  [[rule.example]]
+  line = '203.0.113.9 - - [10/Oct/2025:13:55:36 +0000] "GET /api/export/all HTTP/1.1" 200 53 "-" "curl/8"'
+  fires = true
+"""
+
+
+def engine_for(tmp_path: Path, config_text: str) -> Detector:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(config_text)
+    config = load_config(cfg)
+    db = tmp_path / "audit.db"
+    store = Store.open(db)
+    try:
+        return build_engine(config, store, db).detector
+    finally:
+        store.close()
+
+
+def rule_hits(det: Detector, lines: Sequence[str], rule_id: str) -> list[Hit]:
+    return [h for ev in decode_all(lines) for h in det.observe(ev) if h.rule_id == rule_id]
+
+
+def burst(
+    ip: str, n: int, target: str = "/api/login", status: int = 401, ua: str = "curl/8"
+) -> list[str]:
+    return [clf(ip, T0 + timedelta(seconds=i), "POST", target, status, ua) for i in range(n)]
+
+
+SQLI = clf(
+    "203.0.113.70", T0, "GET", "/search?q=1%27%20union%20select%20password", 200, "sqlmap/1.7"
+)
+
+
+def test_own_rule_file_from_config(tmp_path: Path) -> None:
+    own = tmp_path / "own.toml"
+    own.write_text(OWN_RULE)
+    det = engine_for(tmp_path, '[rules]\npaths = ["own.toml"]\n')  # relative to the config
+    assert det.ruleset.get("local.export") is not None
+    assert det.ruleset.get("auth.bruteforce-burst") is not None  # bundled still on
+    hits = rule_hits(det, [clf("203.0.113.9", T0, "GET", "/api/export/all", 200)], "local.export")
+    assert [h.controls for h in hits] == [("GDPR:Art.32", "ACME-POLICY:EXP-1")]
+
+
+def test_own_rules_only(tmp_path: Path) -> None:
+    (tmp_path / "own.toml").write_text(OWN_RULE)
+    det = engine_for(tmp_path, '[rules]\nbundled = false\npaths = ["own.toml"]\n')
+    assert [r.id for r in det.ruleset.rules] == ["local.export"]
+
+
+def test_own_rule_reusing_a_bundled_id_is_named(tmp_path: Path) -> None:
+    (tmp_path / "own.toml").write_text(OWN_RULE.replace("local.export", "admin.access"))
+    with pytest.raises(RulesetError, match=r"own\.toml: rule 'admin\.access'.*already a bundled"):
+        engine_for(tmp_path, '[rules]\npaths = ["own.toml"]\n')
+
+
+def test_override_threshold_params_and_severity(tmp_path: Path) -> None:
+    default = engine_for(tmp_path, "")
+    assert rule_hits(default, burst("203.0.113.80", 3), "auth.bruteforce-burst") == []
+    tuned = engine_for(
+        tmp_path,
+        '[rules.override."auth.bruteforce-burst"]\nseverity = "critical"\nparams = { burst = 2 }\n',
+    )
+    hits = rule_hits(tuned, burst("203.0.113.80", 3), "auth.bruteforce-burst")
+    assert hits and {str(h.severity) for h in hits} == {"critical"}
+
+
+def test_override_detector_params(tmp_path: Path) -> None:
+    lines = [
+        clf("203.0.113.81", T0 + timedelta(seconds=2 * i), "GET", f"/api/v1/orders/{500 + i}", 200)
+        for i in range(12)
+    ]
+    assert rule_hits(engine_for(tmp_path, ""), lines, "abuse.enumeration") == []
+    tuned = engine_for(tmp_path, '[rules.override."abuse.enumeration"]\nparams = { run = 10 }\n')
+    assert rule_hits(tuned, lines, "abuse.enumeration")
+
+
+def test_bad_override_param_names_rule_and_key(tmp_path: Path) -> None:
+    with pytest.raises(RulesetError, match=r"rule 'auth.bruteforce-burst': key 'params.colour'"):
+        engine_for(tmp_path, '[rules.override."auth.bruteforce-burst"]\nparams = { colour = 1 }\n')
+
+
+def test_disable_rules(tmp_path: Path) -> None:
+    det = engine_for(
+        tmp_path,
+        '[rules]\ndisable = ["injection.sqli"]\n[rules.override."probe.long-url"]\ndisabled = true\n',
+    )
+    assert det.ruleset.get("injection.sqli") is None
+    assert det.ruleset.get("probe.long-url") is None
+    assert set(det.ruleset.disabled) == {"injection.sqli", "probe.long-url"}
+    assert rule_hits(det, [SQLI], "injection.sqli") == []
+
+
+@pytest.mark.parametrize(
+    ("allow", "line", "quiet"),
+    [
+        ('allow_cidrs = ["203.0.113.64/28"]', SQLI, True),
+        ('allow_cidrs = ["2001:db8::/32"]', SQLI, False),
+        ('allow_paths = ["^/search$"]', SQLI, True),
+        ('allow_paths = ["^/other"]', SQLI, False),
+        ('allow_user_agents = ["^sqlmap/"]', SQLI, True),
+        ('allow_user_agents = ["^curl/"]', SQLI, False),
+    ],
+)
+def test_allow_lists_per_rule(tmp_path: Path, allow: str, line: str, quiet: bool) -> None:
+    det = engine_for(tmp_path, f'[rules.override."injection.sqli"]\n{allow}\n')
+    hits = rule_hits(det, [line], "injection.sqli")
+    assert (hits == []) is quiet
+    verdict = det.verdict(decode_all([line])[0], "injection.sqli")
+    assert (verdict.verdict == "no") is quiet
+    if quiet:
+        assert "allow-listed" in verdict.reason
+    # The allow-list is per rule: the scanner user agent is still a scanner.
+    assert rule_hits(det, [line], "probe.scanner-user-agent")
+
+
+def test_allow_list_on_detector_and_threshold_rules(tmp_path: Path) -> None:
+    det = engine_for(
+        tmp_path,
+        '[rules.override."auth.bruteforce-burst"]\nallow_cidrs = ["203.0.113.0/24"]\n'
+        '[rules.override."pii.email-in-url"]\nallow_paths = ["^/newsletter/"]\n',
+    )
+    assert rule_hits(det, burst("203.0.113.82", 10), "auth.bruteforce-burst") == []
+    assert rule_hits(det, burst("198.51.100.82", 10), "auth.bruteforce-burst")
+    sub = clf("198.51.100.83", T0, "GET", "/newsletter/subscribe?email=a.b%40example.org", 200)
+    other = clf("198.51.100.83", T0, "GET", "/profile?email=a.b%40example.org", 200)
+    assert rule_hits(det, [sub], "pii.email-in-url") == []
+    assert rule_hits(det, [other], "pii.email-in-url")
+
+
+def test_bad_allow_list_entries_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(RulesetError, match=r"allow.cidrs.*'10\.0\.0\.300/8' is not a CIDR"):
+        engine_for(tmp_path, '[rules.override."injection.sqli"]\nallow_cidrs = ["10.0.0.300/8"]\n')
+    with pytest.raises(RulesetError, match=r"allow.paths.*nested quantifiers"):
+        engine_for(tmp_path, '[rules.override."injection.sqli"]\nallow_paths = ["^/(a+)+$"]\n')
+
+
+# --- the "does this event count toward rule X" question ----------------------------------
+
+
+def test_verdict_fires_counts_or_why_not() -> None:
+    det = Detector(RULESET)
+    fail = decode_all(burst("203.0.113.90", 1))[0]
+    v = det.verdict(fail, "auth.bruteforce-burst")
+    assert v.verdict == "counts" and "1 of 5" in v.reason
+    for _ in range(3):
+        det.observe(fail)
+    assert "4 of 5" in det.verdict(fail, "auth.bruteforce-burst").reason
+    assert det.verdict(decode_all([SQLI])[0], "injection.sqli").verdict == "fires"
+    ok = decode_all([clf("203.0.113.90", T0, "GET", "/api/v1/items/3", 200)])[0]
+    no = det.verdict(ok, "injection.sqli")
+    assert no.verdict == "no" and no.reason
+    with pytest.raises(KeyError):
+        det.verdict(ok, "no.such-rule")
+
+
+def test_verdict_does_not_change_state() -> None:
+    det = Detector(RULESET)
+    fail = decode_all(burst("203.0.113.91", 1))[0]
+    before = det.snapshot()
+    for _ in range(10):
+        det.verdict(fail, "auth.bruteforce-burst")
+    assert det.snapshot() == before
+
+
+# --- hostile input -----------------------------------------------------------------------
+
+HOSTILE = {
+    "encoded-at": "/" + "%2540" * 200_000,
+    "digit-runs": "/pay?n=" + "4111-1111 " * 100_000,
+    "nested-encoding": "/" + "%25252525252e" * 80_000,
+    "param-pairs": "/s?" + "a=&" * 330_000,
+    "traversal-xss": "/" + "%2e%2e%2f" * 40_000 + "<a(" * 100_000,
+    "digits": "/" + "1" * 1_000_000,
+    "emails": "/u?e=" + "a@b.co," * 140_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_url_goes_through_decode_and_detect(name: str) -> None:
+    target = HOSTILE[name][: 1 << 20]
+    line = clf("203.0.113.99", T0, "GET", target, 404)
+    decode = build_decoder(FormatSpec("nginx-combined"), Redactor(b"k" * 32), "api")
+    ev = decode(Line("api", "access.log", 0, len(line) + 1, line))
+    det = Detector(RULESET)
+    if ev is None:  # a decoder may refuse it as too long: that is counted, not a crash
+        return
+    det.observe(ev)
+    det.explain(ev)
+    det.observe(replace(ev, timestamp=ev.timestamp + timedelta(seconds=1)))
