@@ -36,7 +36,10 @@ def iso_ms(ms: int | None) -> str | None:
     """Milliseconds since the epoch → ``2026-11-20T08:00:00.123Z``."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms / 1000, UTC)
+    try:
+        dt = datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None  # outside the years datetime can write
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -112,5 +115,5 @@ def event_native(e: Mapping[str, Any]) -> dict[str, Any]:
     """The ``events --json`` shape: the stored fields with ``timestamp`` for ``ts_ms``."""
     out = {k: v for k, v in e.items() if k != "ts_ms"}
     if "ts_ms" in e:
-        out["timestamp"] = iso_ms(e["ts_ms"])
+        out["timestamp"] = iso_ms(time_ms(e, "ts"))
     return out
