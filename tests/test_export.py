@@ -299,8 +299,8 @@ def test_rule_metadata_from_a_rule_a_mapping_or_ruleinfo() -> None:
     rule = ruleset.get("pii.pan-in-url")
     assert rule is not None
     from_rule = serialize_finding(ROW, "ocsf", rule)
-    assert from_rule["finding_info"]["desc"] == rule.description.strip()
-    assert from_rule["remediation"]["desc"] == rule.remediation.strip()
+    assert from_rule["finding_info"]["desc"] == " ".join(rule.description.split())
+    assert from_rule["remediation"]["desc"] == " ".join(rule.remediation.split())
     as_map: dict[str, Any] = {"title": rule.title, "description": rule.description}
     as_map |= {"remediation": rule.remediation, "references": ["https://example.org/r"]}
     ecs = serialize_finding(ROW, "ecs", as_map)

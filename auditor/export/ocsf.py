@@ -96,7 +96,6 @@ def finding_to_ocsf(f: Mapping[str, Any], rule: object = None) -> dict[str, Any]
                 {
                     "evidence": f.get("evidence"),
                     "pii_type": f.get("pii_type"),
-                    "source": f.get("source"),
                     "distinct_values": f.get("distinct_values"),
                 }
             ),
@@ -148,7 +147,6 @@ def finding_to_ocsf(f: Mapping[str, Any], rule: object = None) -> dict[str, Any]
                 "controls": controls,
                 "compliance": compliance(controls),
                 "pii_type": f.get("pii_type"),
-                "evidence": f.get("evidence"),
                 "source": f.get("source"),
                 "references": list(info.references) or None,
             }

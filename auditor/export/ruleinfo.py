@@ -6,9 +6,12 @@ The shapes stay pure: they take this small frozen value (or anything that looks 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+_WRAPPED = re.compile(r"[ \t]*(?<!\n)\n(?!\n)[ \t]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,12 @@ class RuleInfo:
 
 def _text(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
+
+
+def _prose(value: object) -> str | None:
+    """Rule files wrap their prose at ~90 columns: join the lines, keep blank-line breaks."""
+    text = _text(value)
+    return None if text is None else _WRAPPED.sub(" ", text)
 
 
 def _texts(value: object) -> tuple[str, ...]:
@@ -50,8 +59,8 @@ def rule_info(rule: object) -> RuleInfo:
     return RuleInfo(
         id=_text(get("id")),
         title=_text(get("title")),
-        description=_text(get("description")),
-        remediation=_text(get("remediation")),
+        description=_prose(get("description")),
+        remediation=_prose(get("remediation")),
         category=_text(get("category")),
         controls=_texts(get("controls")),
         references=_texts(get("references")) or _texts(get("reference")),
