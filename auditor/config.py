@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from auditor.errors import ConfigError
+from auditor.model import CATEGORIES
+from auditor.outputs.address import (
+    DEFAULT_SYSLOG_ADDRESS,
+    FACILITIES,
+    SyslogAddress,
+    check_webhook_url,
+    parse_syslog_address,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/log-auditor/config.toml")
 
@@ -87,6 +95,48 @@ class RetentionConfig:
     findings_days: int = 400
 
 
+OUTPUT_TYPES = ("file", "syslog", "webhook")
+DEFAULT_SYSLOG = parse_syslog_address(DEFAULT_SYSLOG_ADDRESS)
+OUTPUT_SHAPES = ("native", "ocsf", "ecs")
+# Shipped files and webhooks go to SIEMs (OCSF is their common schema); a syslog message
+# carries the rule, severity and controls in structured data, the native JSON as text.
+DEFAULT_SHAPES = {"file": "ocsf", "syslog": "native", "webhook": "ocsf"}
+_OUTPUT_KEYS = {
+    "file": ("path", "max_bytes", "keep"),
+    "syslog": ("address", "facility"),
+    "webhook": ("url", "secret", "secret_file", "timeout", "ca_file"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    """One ``[[output]]``: where findings go, which ones, in which shape."""
+
+    name: str
+    type: str  # "file" | "syslog" | "webhook"
+    where: str = ""  # "output[0]", for messages that name the key
+    min_severity: str = "low"
+    categories: tuple[str, ...] = ()  # empty: every category
+    shape: str = "ocsf"
+    start: str = "end"  # a new output: "end" (findings from now on) or "beginning"
+    max_queue: int = 10000  # findings waiting beyond this: the oldest are skipped, counted
+    retry_initial: float = 1.0  # seconds before the first retry; doubles up to retry_max
+    retry_max: float = 60.0
+    # file
+    path: Path | None = None
+    max_bytes: int = 10 << 20
+    keep: int = 5
+    # syslog
+    address: SyslogAddress = DEFAULT_SYSLOG
+    facility: str = "authpriv"
+    # webhook
+    url: str = ""
+    secret: str | None = field(default=None, repr=False)
+    secret_file: Path | None = None
+    timeout: float = 10.0
+    ca_file: Path | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     file: Path | None = None
@@ -96,6 +146,7 @@ class Config:
     report: ReportConfig = ReportConfig()
     daemon: DaemonConfig = DaemonConfig()
     retention: RetentionConfig = RetentionConfig()
+    outputs: tuple[OutputConfig, ...] = ()
 
 
 FORMAT_CHOICES_HINT = "see `log-auditor explain --help` for the format names"
@@ -303,6 +354,114 @@ def _retention(t: _Table) -> RetentionConfig:
     return cfg
 
 
+def _file_output(t: _Table, base: Path | None, common: OutputConfig) -> OutputConfig:
+    return replace(
+        common,
+        path=_rel(base, t.require("path", str)),
+        max_bytes=t.positive("max_bytes", int, common.max_bytes),
+        keep=t.positive("keep", int, common.keep),
+    )
+
+
+def _syslog_output(t: _Table, base: Path | None, common: OutputConfig) -> OutputConfig:
+    address = t.get("address", str, DEFAULT_SYSLOG_ADDRESS)
+    try:
+        parsed = parse_syslog_address(address)
+    except ValueError as exc:
+        raise t.error("address", str(exc)) from None
+    facility = t.get("facility", str, common.facility)
+    if facility not in FACILITIES:
+        raise t.error("facility", f"unknown facility {facility!r} (e.g. authpriv, local0)")
+    return replace(common, address=parsed, facility=facility)
+
+
+def _webhook_output(t: _Table, base: Path | None, common: OutputConfig) -> OutputConfig:
+    url = t.require("url", str)
+    try:
+        check_webhook_url(url)
+    except ValueError as exc:
+        raise t.error("url", str(exc)) from None
+    secret = t.get("secret", str)
+    secret_file = t.get("secret_file", str)
+    if (secret is None) == (secret_file is None):
+        raise t.error("secret", "set exactly one of 'secret' and 'secret_file'")
+    if secret is not None and not secret:
+        raise t.error("secret", "must not be empty")
+    ca_file = t.get("ca_file", str)
+    return replace(
+        common,
+        url=url,
+        secret=secret,
+        secret_file=_rel(base, secret_file) if secret_file else None,
+        timeout=t.positive("timeout", float, common.timeout),
+        ca_file=_rel(base, ca_file) if ca_file else None,
+    )
+
+
+def _check_output_keys(t: _Table, kind: str) -> None:
+    """A key of another output type is named as such, not just as unknown."""
+    for other, keys in _OUTPUT_KEYS.items():
+        for key in keys:
+            if other != kind and key not in _OUTPUT_KEYS[kind] and key in t.data:
+                raise t.error(key, f"only for type = {other!r} outputs, this one is {kind!r}")
+
+
+def _output(t: _Table, base: Path | None) -> OutputConfig:
+    name = t.require("name", str)
+    if not name or not all(c.isalnum() or c in "._-" for c in name):
+        raise t.error("name", f"use letters, digits, '.', '_' and '-' only, got {name!r}")
+    kind = t.require("type", str)
+    if kind not in OUTPUT_TYPES:
+        raise t.error("type", f"must be one of {', '.join(OUTPUT_TYPES)}, got {kind!r}")
+    _check_output_keys(t, kind)
+    severity = t.get("min_severity", str, "low")
+    if severity not in ("low", "medium", "high", "critical"):
+        raise t.error("min_severity", f"must be low, medium, high or critical, got {severity!r}")
+    categories = t.str_list("categories")
+    for c in categories:
+        if c not in CATEGORIES:
+            raise t.error("categories", f"unknown category {c!r} (see CONTRACT.md)")
+    shape = t.get("shape", str, DEFAULT_SHAPES[kind])
+    if shape not in OUTPUT_SHAPES:
+        raise t.error("shape", f"must be one of {', '.join(OUTPUT_SHAPES)}, got {shape!r}")
+    start = t.get("start", str, "end")
+    if start not in ("end", "beginning"):
+        raise t.error("start", f"must be 'end' or 'beginning', got {start!r}")
+    d = OutputConfig(name=name, type=kind)
+    retry_initial = t.positive("retry_initial", float, d.retry_initial)
+    retry_max = t.positive("retry_max", float, d.retry_max)
+    if retry_max < retry_initial:
+        raise t.error("retry_max", "must not be less than retry_initial")
+    common = OutputConfig(
+        name=name,
+        type=kind,
+        where=t.where,
+        min_severity=severity,
+        categories=categories,
+        shape=shape,
+        start=start,
+        max_queue=t.positive("max_queue", int, d.max_queue),
+        retry_initial=retry_initial,
+        retry_max=retry_max,
+    )
+    readers = {"file": _file_output, "syslog": _syslog_output, "webhook": _webhook_output}
+    cfg = readers[kind](t, base, common)
+    t.done()
+    return cfg
+
+
+def _outputs(top: _Table, base: Path | None) -> tuple[OutputConfig, ...]:
+    outputs: list[OutputConfig] = []
+    for i, raw in enumerate(top.get("output", list, [])):
+        if not isinstance(raw, dict):
+            raise top.error(f"output[{i}]", "expected a table ([[output]])")
+        out = _output(_Table(raw, top.file, f"output[{i}]"), base)
+        if any(o.name == out.name for o in outputs):
+            raise top.error(f"output[{i}].name", f"two outputs are named {out.name!r}")
+        outputs.append(out)
+    return tuple(outputs)
+
+
 def parse_config(data: dict[str, Any], file: str, base: Path | None = None) -> Config:
     """Validate an already-decoded TOML document. ``base`` resolves relative paths."""
     top = _Table(data, file, "")
@@ -324,6 +483,7 @@ def parse_config(data: dict[str, Any], file: str, base: Path | None = None) -> C
         report=_report(top.table("report"), base),
         daemon=_daemon(top.table("daemon")),
         retention=_retention(top.table("retention")),
+        outputs=_outputs(top, base),
     )
     top.done()
     return cfg

@@ -30,6 +30,8 @@ from pathlib import Path
 from auditor.config import Config, SourceConfig, load_config
 from auditor.errors import AuditorError, ConfigError
 from auditor.metrics import Metrics, SourceLive, parse_listen, serve
+from auditor.outputs.build import load_secrets
+from auditor.outputs.service import Outputs
 from auditor.pipeline import Pipeline
 from auditor.sdnotify import Notifier, watchdog_interval
 from auditor.store import Store
@@ -128,12 +130,15 @@ class Daemon:
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self.outputs = Outputs(self._ruleset)
+        self._secrets: dict[str, bytes] = {}
 
     # -- entry ---------------------------------------------------------------------------
 
     async def run(self) -> int:
         if self.config.daemon.metrics_listen:
             parse_listen(self.config.daemon.metrics_listen)  # a bad address never starts
+        self._secrets = load_secrets(self.config)  # nor does an unreadable secret_file
         loop = asyncio.get_running_loop()
         if not self.once:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -146,6 +151,7 @@ class Daemon:
         try:
             await self.writer.call(self._swap_pipeline, self.config, store)
             await self.writer.call(self._register, store, self.config.sources, "start")
+            await self.writer.call(Outputs.prepare, store, self.config)
             if self.once:
                 return await self._run_once()
             return await self._run_forever()
@@ -208,6 +214,7 @@ class Daemon:
                         exc.strerror or exc,
                     )
             self._start_extras()
+            self.outputs.start(tg, self.config, self._secrets)
             self.notifier.ready(self._status_text())
             log.info(
                 "log-auditor started: %d sources, store %s",
@@ -224,7 +231,9 @@ class Daemon:
                 task.cancel()
             if server is not None:
                 server.close()
+            self.outputs.request_stop()  # each finishes and commits its batch in flight
             committed = await self.writer.stop(writer_task, deadline)
+            await self.outputs.wait(deadline)
             for t in self.tailers.values():
                 t.close()
             if committed:
@@ -338,6 +347,7 @@ class Daemon:
                 raise ConfigError(f"{path}: key 'store.path': changing the store needs a restart")
             if new.daemon.metrics_listen:
                 parse_listen(new.daemon.metrics_listen)
+            secrets = await asyncio.to_thread(load_secrets, new)
             await self.writer.call(self._swap_pipeline, new, self.writer.store)
         except AuditorError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
@@ -362,6 +372,12 @@ class Daemon:
             task.cancel()
         self._extras.clear()
         self._start_extras()
+        if new.outputs != old.outputs or secrets != self._secrets:
+            await self.outputs.wait(time.monotonic() + SHUTDOWN_SECONDS)
+            await self.writer.call(Outputs.prepare, self.writer.store, new)
+            self._secrets = secrets
+            assert self._tg is not None
+            self.outputs.start(self._tg, new, secrets)
         log.info("reloaded %s: %d sources (%d restarted)", path, len(new.sources), len(changed))
         return True
 
@@ -405,7 +421,12 @@ class Daemon:
             n: SourceLive(t.live_lag(), t.stats.open_files, t.stats.gaps, t.stats.error)
             for n, t in self.tailers.items()
         }
-        return self.metrics.render(live, self.queue.lines, self.queue.nbytes)
+        text = self.metrics.render(live, self.queue.lines, self.queue.nbytes)
+        return text + self.outputs.render_metrics()
+
+    def _ruleset(self) -> object | None:
+        """The running rules (outputs add their description and remediation to findings)."""
+        return getattr(getattr(self.writer.pipeline, "detector", None), "ruleset", None)
 
 
 async def run(

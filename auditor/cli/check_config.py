@@ -22,6 +22,7 @@ from auditor.errors import ConfigError
 from auditor.formats import FormatSpec, build_decoder
 from auditor.metrics import parse_listen
 from auditor.normalize import PassThroughRedactor
+from auditor.outputs.build import load_secrets
 from auditor.report.schedule import validate_jobs
 from auditor.rules import bundled_rules_dir, load_rulesets
 
@@ -112,6 +113,7 @@ def check_config_cmd(config_path: Path, quiet: bool) -> None:
     check_formats(config)
     check_metrics(config)
     check_schedules(config)
+    load_secrets(config)  # outputs: secret_file readable and not empty, ca_file loads
     n_rules = count_rules(config)
     if not quiet:
         for text in warnings(config):

@@ -1,0 +1,217 @@
+"""One output's delivery loop: read pending findings, send them, commit the cursor.
+
+It runs as its own asyncio task with its own store connection, and every blocking step
+(SQLite, sockets, files, HTTP) runs in a worker thread, so a slow or dead receiver never
+holds up tailing or the writer: findings simply wait in the store, and the cursor lags.
+
+Exactly once, per output: a finding is sent when it first appears (later count updates
+of the same finding are not sent again) and the cursor moves past it in the transaction
+that records the delivery. The one window for a repeat is a crash (SIGKILL, power)
+between the receiver's acknowledgement and that commit; webhook receivers can drop such
+a repeat by its ``X-Log-Auditor-Finding-Id``. On SIGTERM the batch in flight finishes and
+is committed before the task ends.
+
+Bounded: when more than ``max_queue`` selected findings wait, the oldest are skipped;
+the loss is counted (``dropped``), journalled and logged, never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from auditor.config import OutputConfig
+from auditor.errors import StoreError
+from auditor.export import serialize_finding
+from auditor.export.native import finding_native
+from auditor.model import Severity
+from auditor.outputs.sink import DeliveryError, Item, Sink
+from auditor.store import Store
+from auditor.store.outputs import (
+    Selection,
+    ensure_cursor,
+    read_pending,
+    record_delivery,
+    record_failure,
+    skip_oldest,
+)
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5  # how often an idle output looks for new findings
+
+RuleLookup = Callable[[], Mapping[str, object]]
+
+
+@dataclass
+class OutputStats:
+    """This process's counters for one output (the lasting totals are in the store)."""
+
+    delivered: int = 0
+    failed: int = 0
+    dropped: int = 0
+    pending: int = 0
+    up: bool = True
+    last_error: str | None = None
+
+
+class _Step(enum.Enum):
+    IDLE = "idle"  # nothing pending
+    MORE = "more"  # a full batch went out; more may be waiting
+
+
+def backoff(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: half fixed, half random (never all at once)."""
+    delay = min(cap, initial * 2.0 ** min(attempt - 1, 30))
+    return delay / 2 + rng.uniform(0, delay / 2)
+
+
+def selection(out: OutputConfig) -> Selection:
+    return Selection(int(Severity.parse(out.min_severity)), out.categories)
+
+
+class OutputRunner:
+    def __init__(
+        self,
+        out: OutputConfig,
+        db_path: Path,
+        sink: Sink,
+        rules: RuleLookup | None = None,
+        *,
+        poll: float = POLL_SECONDS,
+    ) -> None:
+        self.out = out
+        self.db_path = db_path
+        self.sink = sink
+        self.rules = rules or dict
+        self.poll = poll
+        self.stats = OutputStats()
+        self.selection = selection(out)
+        self._rng = random.Random()
+        self._shape_failed = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; the step in flight always completes first."""
+        store: Store | None = None
+        attempt = 0
+        try:
+            while not stop.is_set():
+                try:
+                    if store is None:
+                        store = await asyncio.to_thread(self._open)
+                    step = await asyncio.to_thread(self._step, store)
+                except DeliveryError as exc:
+                    attempt += 1
+                    self._failed(str(exc), attempt)
+                    await _sleep(stop, backoff(attempt, *self._retry, self._rng))
+                    continue
+                except (StoreError, sqlite3.Error) as exc:
+                    attempt += 1
+                    self._failed(f"store: {exc}", attempt)
+                    await _sleep(stop, backoff(attempt, *self._retry, self._rng))
+                    continue
+                if attempt:
+                    log.info("output %s: delivering again", self.out.name)
+                    attempt = 0
+                self.stats.up, self.stats.last_error = True, None
+                if step is _Step.IDLE:
+                    await _sleep(stop, self.poll)
+        finally:
+            await asyncio.to_thread(self._close, store)
+
+    @property
+    def _retry(self) -> tuple[float, float]:
+        return self.out.retry_initial, self.out.retry_max
+
+    def _failed(self, reason: str, attempt: int) -> None:
+        self.stats.failed += 1
+        self.stats.up = False
+        if attempt == 1 or reason != self.stats.last_error:
+            log.error(
+                "output %s: %s; %d findings wait in the store, retrying",
+                self.out.name,
+                reason,
+                self.stats.pending,
+            )
+        self.stats.last_error = reason
+
+    # -- in a worker thread --------------------------------------------------------------
+
+    def _open(self) -> Store:
+        store = Store.open(self.db_path, check_same_thread=False)
+        ensure_cursor(store, self.out.name, self.out.start)
+        return store
+
+    def _close(self, store: Store | None) -> None:
+        self.sink.close()
+        if store is not None:
+            store.close()
+
+    def _step(self, store: Store) -> _Step:
+        name, limit = self.out.name, self.sink.batch_size
+        p = read_pending(store, name, self.selection, limit)
+        if p.pending > self.out.max_queue:
+            n = skip_oldest(store, name, self.selection, self.out.max_queue)
+            self.stats.dropped += n
+            log.warning(
+                "output %s: %d findings skipped: more than max_queue = %d were waiting",
+                name,
+                n,
+                self.out.max_queue,
+            )
+            p = read_pending(store, name, self.selection, limit)
+        self.stats.pending = p.pending
+        if not p.rows:
+            if p.top_rowid > p.last_rowid:  # only findings this output does not take
+                record_delivery(store, name, p.top_rowid, 0, 0)
+            return _Step.IDLE
+        items = [Item(row, self._encode(row)) for _, row in p.rows]
+        try:
+            self.sink.send(items)
+        except DeliveryError as exc:
+            left = p.pending - exc.sent
+            if exc.sent:
+                record_delivery(store, name, p.rows[exc.sent - 1][0], exc.sent, left)
+                self.stats.delivered += exc.sent
+            self.stats.pending = left
+            record_failure(store, name, str(exc), left)
+            raise
+        last = p.top_rowid if p.complete else p.rows[-1][0]
+        left = p.pending - len(items)
+        record_delivery(store, name, last, len(items), left)
+        self.stats.delivered += len(items)
+        self.stats.pending = left
+        return _Step.IDLE if p.complete else _Step.MORE
+
+    def _encode(self, row: dict[str, Any]) -> bytes:
+        rule = self.rules().get(str(row["rule_id"]))
+        try:
+            return orjson.dumps(serialize_finding(row, self.out.shape, rule))
+        except Exception:
+            # A shape that cannot take this finding must not hold the queue: send the
+            # native JSON (CONTRACT.md) and say so once.
+            if not self._shape_failed:
+                log.exception(
+                    "output %s: cannot shape a finding as %s; sending native JSON",
+                    self.out.name,
+                    self.out.shape,
+                )
+                self._shape_failed = True
+            return orjson.dumps(finding_native(row))
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when stopping."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,105 @@
+"""The daemon's outputs: one delivery task each, started, reloaded and stopped together.
+
+``Daemon`` calls ``prepare`` in the store thread before any source is read (so a new
+output with ``start = "end"`` begins exactly at the findings that exist then), ``start``
+inside its TaskGroup, ``request_stop`` when SIGTERM comes and ``wait`` before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from auditor.config import Config
+from auditor.outputs.build import build_sink
+from auditor.outputs.delivery import OutputRunner, OutputStats
+from auditor.outputs.metrics import render_outputs
+from auditor.store import Store
+from auditor.store.outputs import ensure_cursor
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 5.0  # after an unexpected error in a delivery task
+
+
+class Outputs:
+    def __init__(self, ruleset: Callable[[], object | None]) -> None:
+        self._ruleset = ruleset  # the running RuleSet (rules enrich OCSF/ECS findings)
+        self._rules_of: object | None = None
+        self._rules: dict[str, object] = {}
+        self.runners: dict[str, OutputRunner] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._kept: dict[str, OutputStats] = {}
+
+    @staticmethod
+    def prepare(store: Store, config: Config) -> None:
+        """Create missing cursors now, in the store thread, before any batch is written."""
+        for out in config.outputs:
+            ensure_cursor(store, out.name, out.start)
+
+    def start(
+        self,
+        tg: asyncio.TaskGroup,
+        config: Config,
+        secrets: Mapping[str, bytes],
+    ) -> None:
+        self._stop = asyncio.Event()
+        for out in config.outputs:
+            runner = OutputRunner(
+                out, Path(config.store.path), build_sink(out, secrets), self.rules
+            )
+            kept = self._kept.pop(out.name, None)
+            if kept is not None:  # same output after a reload: its counters go on
+                runner.stats = kept
+            self.runners[out.name] = runner
+            self._tasks.append(tg.create_task(self._supervise(runner), name=f"output:{out.name}"))
+        if config.outputs:
+            log.info("outputs: %s", ", ".join(f"{o.name} ({o.type})" for o in config.outputs))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self, deadline: float) -> None:
+        """Let each task finish its batch in flight (and commit it), until ``deadline``."""
+        self._stop.set()
+        tasks, self._tasks = self._tasks, []
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+            for task in late:
+                task.cancel()
+        self._kept = {n: r.stats for n, r in self.runners.items()}
+        self.runners = {}
+
+    async def _supervise(self, runner: OutputRunner) -> None:
+        while not self._stop.is_set():
+            try:
+                await runner.run(self._stop)
+            except Exception:
+                log.exception(
+                    "output %s: unexpected error, restarting it in %.0f s",
+                    runner.out.name,
+                    RESTART_DELAY,
+                )
+                try:
+                    await asyncio.wait_for(self._stop.wait(), RESTART_DELAY)
+                except TimeoutError:
+                    pass
+
+    def rules(self) -> Mapping[str, object]:
+        """Rules by id, rebuilt when the daemon's ruleset changes (reload)."""
+        ruleset = self._ruleset()
+        if ruleset is not self._rules_of:
+            rules = getattr(ruleset, "rules", ())
+            self._rules = {str(getattr(r, "id", "")): r for r in rules}
+            self._rules_of = ruleset
+        return self._rules
+
+    def stats(self) -> dict[str, OutputStats]:
+        return {n: r.stats for n, r in self.runners.items()}
+
+    def render_metrics(self) -> str:
+        return render_outputs(self.stats())
