@@ -8,6 +8,7 @@ secret the demo logs plant (examples/make_samples.py) may appear in any output.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -379,3 +380,24 @@ _KEYS = st.sampled_from(
 def test_bad_input_never_crashes(d: dict[str, Any], shape: str, rule: Any) -> None:
     orjson.dumps(serialize_finding(d, shape, rule))
     orjson.dumps(serialize_event(d, shape))
+
+
+def _paths(doc: Any, prefix: str = "") -> set[str]:
+    if isinstance(doc, dict):
+        return {p for k, v in doc.items() for p in _paths(v, f"{prefix}.{k}" if prefix else k)}
+    if isinstance(doc, list) and doc and isinstance(doc[0], dict):
+        return _paths(doc[0], prefix + "[]")
+    return {prefix}
+
+
+def test_the_guide_shows_the_real_shapes(outputs: dict[str, str]) -> None:
+    """The OCSF and ECS examples in the operator guide have the fields the CLI prints."""
+    guide = (ROOT / "docs" / "operator-guide.md").read_text(encoding="utf-8")
+    section = guide.split("## 10. Sending findings to a SIEM", 1)[1]
+    blocks = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    shown = [orjson.loads(b) for b in blocks]
+    assert len(shown) == 2
+    for example, shape in zip(shown, ("ocsf", "ecs"), strict=True):
+        real = [d for d in lines(outputs[f"findings-{shape}"]) if "pan" in orjson.dumps(d).decode()]
+        assert real, shape
+        assert _paths(example) == _paths(real[0]), shape
