@@ -19,6 +19,7 @@ from auditor.formats import (
     detect_format,
     parse_fields,
 )
+from auditor.formats.decoder import REDETECT_AFTER
 from auditor.formats.event import FAST_EVENTS
 from auditor.formats.registry import canonical
 from auditor.model import Event, Exposure, Line
@@ -476,15 +477,19 @@ def test_auto_sticks_per_file_and_redetects_on_change() -> None:
     a1 = dec(line(COMBINED, "/a.log"))
     b1 = dec(line(alb, "/b.log"))
     a2 = dec(line(COMBINED, "/a.log"))
-    a3 = dec(line(caddy, "/a.log"))  # the file changed format (e.g. after rotation)
-    a4 = dec(line(caddy, "/a.log"))
-    assert [e.format if e else None for e in (a1, b1, a2, a3, a4)] == [
+    # The file changed format (e.g. after rotation): lines that do not fit the chosen
+    # format are unparsed until REDETECT_AFTER of them in a row make auto look again.
+    after = [dec(line(caddy, "/a.log")) for _ in range(REDETECT_AFTER + 1)]
+    assert [e.format if e else None for e in (a1, b1, a2, *after)] == [
         "combined",
         "aws-alb",
         "combined",
+        *[None] * (REDETECT_AFTER - 1),
         "caddy",
         "caddy",
     ]
+    choices = {(c.file, c.format, c.previous) for c in dec.take_choices()}
+    assert choices == {("/a.log", "caddy", "combined"), ("/b.log", "aws-alb", None)}
 
 
 def test_named_format_also_finds_wrappers_per_file() -> None:

@@ -1,4 +1,4 @@
-"""JSON-lines access logs: Caddy, Traefik, Envoy, Cloudflare, ECS, nginx ``escape=json``.
+"""JSON-lines access logs: Caddy, Traefik, Envoy, Cloudflare, Kong, ECS, nginx ``escape=json``.
 
 A *schema* maps each canonical raw key to candidate JSON paths, tried in order. The
 generic ``json`` format picks a schema per line from a few telltale keys, so one source
@@ -50,7 +50,7 @@ TRAEFIK = schema(
         "method": "RequestMethod",
         "target": "RequestPath",
         "protocol": "RequestProtocol",
-        "status": ("DownstreamStatus", "OriginStatus"),
+        "status": ("DownstreamStatus", "OriginStatus", "DownstreamStatusLine"),
         "bytes_out": "DownstreamContentSize",
         "bytes_in": "RequestContentSize",
         "duration_ns": "Duration",
@@ -59,8 +59,10 @@ TRAEFIK = schema(
         "referrer": "request_Referer",
         "host": ("RequestHost", "RequestAddr"),
         "server_port": "RequestPort",
-        "scheme": "RequestScheme",
-        "tls_version": "TLSVersion",
+        # RequestScheme (Traefik >= 2.x); older versions only show the X-Forwarded-Proto
+        # header Traefik itself sets on the forwarded request.
+        "scheme": ("RequestScheme", "request_X-Forwarded-Proto"),
+        "tls_version": ("TLSVersion", "TLSProtocol"),
         "forwarded_for": "request_X-Forwarded-For",
         "request_id": "request_X-Request-Id",
     }
@@ -125,6 +127,26 @@ CLOUDFLARE = schema(
         "request_id": "RayID",
     }
 )
+# Kong's file-log / http-log / tcp-log plugins (the "basic" serializer).
+KONG = schema(
+    {
+        "time": "started_at",
+        "client_ip": "client_ip",
+        "method": "request.method",
+        "target": "request.uri",
+        "status": "response.status",
+        "bytes_out": "response.size",
+        "bytes_in": "request.size",
+        "duration_ms": "latencies.request",
+        "user": "consumer.username",
+        "user_agent": "request.headers.user-agent",
+        "referrer": "request.headers.referer",
+        "host": "request.headers.host",
+        "forwarded_for": "request.headers.x-forwarded-for",
+        "request_id": ("request.id", "request.headers.x-request-id", "correlation_id"),
+        "tls_version": "request.tls.version",
+    }
+)
 ECS = schema(
     {
         "time": "@timestamp",
@@ -185,6 +207,7 @@ SCHEMAS: dict[str, Schema] = {
     "caddy": CADDY,
     "envoy": ENVOY,
     "cloudflare": CLOUDFLARE,
+    "kong": KONG,
     "ecs": ECS,
     "generic": GENERIC,
 }
@@ -218,7 +241,7 @@ def _get(obj: dict[str, Any], lookup: Lookup) -> Any:
 def _which(obj: dict[str, Any]) -> str:
     """The schema a record most likely follows, from telltale keys."""
     if isinstance(obj.get("request"), dict):
-        return "caddy"
+        return "kong" if "started_at" in obj else "caddy"
     if "RequestMethod" in obj or "ClientHost" in obj or "RequestPath" in obj:
         return "traefik"
     if "ClientRequestURI" in obj or "ClientRequestMethod" in obj:
@@ -254,6 +277,9 @@ def _caddy_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
 
 
 def _traefik_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+    status = raw.get("status")
+    if status is not None and " " in status:  # DownstreamStatusLine "200 OK" (Traefik 1.x)
+        raw["status"] = status.split(" ", 1)[0]
     host = raw.get("client_ip")
     if host and "," in host:  # several hops: keep the last (what the nearest proxy saw)
         ip = last_ip(host)
@@ -262,9 +288,47 @@ def _traefik_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
     return True
 
 
+def _kong_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+    """Kong: scheme and host from ``request.url``; ``request.tls`` only on TLS."""
+    request = obj.get("request")
+    if not isinstance(request, dict):
+        return False
+    url = request.get("url")
+    if isinstance(url, str):
+        scheme, sep, rest = url.partition("://")
+        if sep:
+            raw["scheme"] = scheme
+            if "host" not in raw:
+                raw["host"] = rest.split("/", 1)[0]
+    if isinstance(request.get("tls"), dict):
+        raw["scheme"] = "https"
+    return True
+
+
+def _cloudflare_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+    """Cloudflare: "none" as SSL protocol means plain HTTP; duration from edge times."""
+    if "scheme" not in raw:
+        ssl = obj.get("ClientSSLProtocol")
+        if isinstance(ssl, str) and ssl:
+            raw["scheme"] = "http" if ssl.lower() == "none" else "https"
+    start, end = obj.get("EdgeStartTimestamp"), obj.get("EdgeEndTimestamp")
+    if isinstance(start, int) and isinstance(end, int) and end >= start:
+        span = end - start  # same unit for both: ns, ms or s by magnitude of the start
+        if start >= 10**17:
+            unit = 1e-6  # ns
+        elif start >= 10**14:
+            unit = 1e-3  # µs
+        else:
+            unit = 1.0 if start >= 10**11 else 1000.0  # ms or s
+        raw["duration_ms"] = repr(span * unit)
+    return True
+
+
 _FIXUPS: dict[str, Callable[[dict[str, Any], dict[str, str]], bool]] = {
     "caddy": _caddy_fixups,
     "traefik": _traefik_fixups,
+    "kong": _kong_fixups,
+    "cloudflare": _cloudflare_fixups,
 }
 
 
@@ -295,6 +359,7 @@ KIND_NAMES = {
     "traefik": "traefik-json",
     "cloudflare": "cloudflare",
     "envoy": "envoy",
+    "kong": "kong-json",
     "ecs": "json",
     "generic": "json",
 }

@@ -28,8 +28,40 @@ _ALB = re.compile(
 )
 
 
+# The fields after domain_name, in AWS's order; AWS appends new ones at the end, so a
+# line may carry fewer (older logs) or more (newer ones, ignored).
+ALB_TRAILING = (
+    "chosen_cert_arn",
+    "matched_rule_priority",
+    "request_creation_time",
+    "actions_executed",
+    "redirect_url",
+    "error_reason",
+    "target_port_list",
+    "target_status_code_list",
+    "classification",
+    "classification_reason",
+    "conn_trace_id",
+    "transformed_host",
+    "transformed_uri",
+    "request_transform_status",
+)
+_TOKEN = re.compile(r' (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+def alb_trailing(rest: str) -> dict[str, str]:
+    """The named trailing fields of an ALB line (``rest`` starts after domain_name)."""
+    out: dict[str, str] = {}
+    for name, m in zip(ALB_TRAILING, _TOKEN.finditer(rest), strict=False):
+        value = m.group(1) if m.group(1) is not None else m.group(2)
+        if value and value != "-":
+            out["alb_" + name] = value
+    return out
+
+
 class AlbParser(DictParser):
-    """AWS Application Load Balancer access log (trailing fields may grow: kept as rest)."""
+    """AWS Application Load Balancer access log: every field up to AWS's newest
+    (``transformed_host``...); ``type`` http/https/h2/ws/wss/grpcs gives the scheme."""
 
     def __init__(self, name: str = "aws-alb") -> None:
         self.name = name
@@ -38,11 +70,15 @@ class AlbParser(DictParser):
         m = _ALB.match(text)
         if m is None:
             return None
-        (kind, ts, _elb, client, _target, t1, t2, t3, status, _tstatus, rx, tx, req, ua) = (
-            m.groups()[:14]
-        )
-        _cipher, tls, _tg, trace, domain, _rest = m.groups()[14:]
+        (kind, ts, elb, client, target, t1, t2, t3, status, tstatus, rx, tx, req, ua) = m.groups()[
+            :14
+        ]
+        cipher, tls, tg, trace, domain, rest = m.groups()[14:]
         raw = {"scheme": kind, "time": ts, "client": client, "status": status}
+        raw.update(alb_elb=elb, alb_target=target, alb_target_status=tstatus)
+        raw.update(alb_ssl_cipher=cipher, alb_target_group_arn=tg)
+        if rest:
+            raw.update(alb_trailing(rest))
         raw.update(bytes_in=rx, bytes_out=tx, request=req, user_agent=ua, tls_version=tls)
         raw["request_id"] = trace
         if domain and domain != "-":
