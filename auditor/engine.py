@@ -81,5 +81,7 @@ def build_engine(
     detector = Detector.restore(ruleset, blob) if blob else Detector(ruleset)
     specs = {s.name: format_spec(s) for s in config.sources}
     specs.update(extra_sources or {})
-    decoders = {name: build_decoder(spec, redactor, name) for name, spec in specs.items()}
+    decoders: dict[str, Decoder] = {
+        name: build_decoder(spec, redactor, name) for name, spec in specs.items()
+    }
     return Engine(config, redactor, ruleset, detector, specs, decoders)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from auditor.formats.w3c import is_directive
 from auditor.model import Event, Hit, Line
 
 Decoder = Callable[[Line], Event | None]
@@ -82,6 +83,9 @@ class Batch:
     client_hours: dict[tuple[int, str], int] = field(default_factory=dict)  # (epoch hour, ip)
     detector_state: bytes | None = None
     event_ms: list[int] = field(default_factory=list)  # epoch ms of each event, same order
+    # What `--format auto` chose or switched to: (source, "fmt (n/m sample lines) in file"),
+    # journalled by the writer as kind "format".
+    format_choices: list[tuple[str, str]] = field(default_factory=list)
 
     def counter(self, source: str) -> SourceCounters:
         c = self.counters.get(source)
@@ -137,6 +141,8 @@ class Pipeline:
                 counter.lines_truncated += 1
             event = decode(line) if decode is not None else None
             if event is None:
+                if is_directive(line.text):  # W3C "#Fields:", "#Date:"...: not garbage
+                    continue
                 counter.lines_unparsed += 1
                 counter.last_unparsed = f"{line.file}:{line.offset}: not in the expected format"
                 continue
@@ -145,9 +151,18 @@ class Pipeline:
             if observe is not None:
                 hits.extend(observe(event))
         self._aggregate(batch)
+        self._format_choices(batch)
         if snapshot and self.detector is not None:
             batch.detector_state = self.detector.snapshot()
         return batch
+
+    def _format_choices(self, batch: Batch) -> None:
+        for decoder in self.decoders.values():
+            take = getattr(decoder, "take_choices", None)  # auto-detecting decoders
+            if take is not None:
+                batch.format_choices.extend(
+                    (c.source, f"{c.describe()} in {c.file}") for c in take()
+                )
 
     @staticmethod
     def _aggregate(batch: Batch) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from auditor.fileid import FileIdentity, identify, open_log
 from auditor.lines import LineSplitter
 from auditor.model import Line
-from auditor.pipeline import Pipeline, Position
+from auditor.pipeline import Batch, Pipeline, Position
 from auditor.progress import Progress
 from auditor.store import Store
 
@@ -110,7 +110,7 @@ class _Batcher:
             return
         batch = self.pipeline.process(self.lines, list(self.positions.values()))
         self.wait()
-        self.inflight = self.executor.submit(self.store.write, batch)
+        self.inflight = self.executor.submit(write_batch, self.store, batch)
         self.summary.lines += len(self.lines)
         self.summary.events += len(batch.events)
         self.summary.hits += len(batch.hits)
@@ -132,6 +132,20 @@ class _Batcher:
             self.wait()
         finally:
             self.executor.shutdown(wait=True)
+
+
+def write_batch(store: Store, batch: Batch) -> None:
+    """``Store.write``, then journal what ``--format auto`` chose (kind "format").
+
+    The journal is best effort: the batch is committed by then, and a failure here must
+    not make a caller retry (and so duplicate) the batch.
+    """
+    store.write(batch)
+    for source, detail in batch.format_choices:
+        try:
+            store.journal("format", source, detail)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.warning("cannot journal the format of %s: %s", source, exc)
 
 
 def _chunks(read: Callable[[int], bytes]) -> Iterator[bytes]:

@@ -28,6 +28,7 @@ from auditor.errors import StoreError
 from auditor.metrics import Metrics
 from auditor.model import Line
 from auditor.pipeline import Batch, Pipeline, Position
+from auditor.scanfiles import write_batch
 from auditor.store import Store
 from auditor.tail import Chunk, SourceState
 
@@ -244,7 +245,7 @@ class Writer:
         while True:
             self.heartbeat = time.monotonic()
             try:
-                await self.call(self.store.write, batch)
+                await self.call(write_batch, self.store, batch)
                 break
             except StoreError as exc:
                 self.metrics.commit_failures += 1

@@ -23,7 +23,7 @@ from auditor.cli.common import config_option, resolve_config
 from auditor.config import Config
 from auditor.detect import Detector, Verdict
 from auditor.errors import UsageError
-from auditor.formats import FORMAT_NAMES, FormatSpec, build_decoder, detect_format
+from auditor.formats import FORMAT_NAMES, FormatSpec, build_decoder, detection, is_directive
 from auditor.model import ECS_NAMES, Event, Line
 from auditor.redact import Redactor
 from auditor.rules import bundled_rules_dir, load_rulesets
@@ -120,17 +120,28 @@ def explain_cmd(
     if not texts:
         raise UsageError("explain: give a log line as argument or on stdin")
     name = fmt
+    confidence: str | None = None
     if fmt == "auto":
-        name = detect_format(texts[:50]) or "auto"
+        found = detection(texts[:50])
+        name = found.name if found is not None else "auto"
+        confidence = found.describe() if found is not None else "no known format fits"
+        if not as_json:
+            click.echo(f"format: {confidence}")
     decode = build_decoder(FormatSpec(name), Redactor(os.urandom(32)), source)
     det = _ruleset(resolve_config(config_path))
-    unparsed = 0
+    unparsed = directives = 0
     for n, text in enumerate(texts, 1):
         ev = decode(Line(source, "stdin", 0, len(text) + 1, text))
+        if ev is None and is_directive(text):
+            directives += 1  # a W3C header line: read by the decoder, not an event
+            continue
         if ev is None:
             unparsed += 1
             if as_json:
-                click.echo(orjson.dumps({"line": n, "parsed": False, "format": name}).decode())
+                miss = {"line": n, "parsed": False, "format": name}
+                if confidence is not None:
+                    miss["format_confidence"] = confidence
+                click.echo(orjson.dumps(miss).decode())
             else:
                 click.echo(f"line {n}: does not parse as {name}")
             continue
@@ -141,6 +152,7 @@ def explain_cmd(
                 "line": n,
                 "parsed": True,
                 "format": ev.format,
+                **({"format_confidence": confidence} if confidence is not None else {}),
                 "event": fields,
                 "exposures": [asdict(x) | {"digest": None} for x in ev.exposures],
                 "predicates": sorted(preds),
@@ -150,5 +162,5 @@ def explain_cmd(
             click.echo(orjson.dumps(obj, default=str).decode())
         else:
             _print_text(n, ev, fields, verdicts, hits, preds)
-    if unparsed == len(texts):
+    if unparsed == len(texts) - directives:
         sys.exit(1)

@@ -215,6 +215,9 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
         sources = source_status(store)
         tot = totals(store)
         skipped = recent_journal(store, "skipped")
+        chosen: dict[str, str] = {}  # source → what `--format auto` chose last (journal)
+        for j in recent_journal(store, "format", limit=1000):
+            chosen.setdefault(j["source"], j["detail"])
         if as_json:
             out = {
                 "sources": [
@@ -222,6 +225,7 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
                         **{k: v for k, v in s.items() if not k.endswith("_ms")},
                         "first_event_at": iso_ms(s["first_event_ms"]),
                         "last_event_at": iso_ms(s["last_event_ms"]),
+                        "format_confidence": chosen.get(s["name"]),
                     }
                     for s in sources
                 ],
@@ -265,6 +269,9 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
         click.echo(f"\nevents: {tot['events']}  findings: {tot['findings']}")
         for j in skipped:
             click.echo(f"skipped: {j['detail']}")
+        for s in sources:
+            if s["name"] in chosen:
+                click.echo(f"format of {s['name']}: {chosen[s['name']]}")
         for s in sources:
             if s["last_unparsed"]:
                 click.echo(f"last unparsed line of {s['name']}: {s['last_unparsed']}")
