@@ -98,8 +98,34 @@ def _decode(raw: str, offs: list[int] | None) -> str:
     return "".join(out)
 
 
+# Long ASCII text whose every '%' starts an escape decodes in C: ``%XX`` -> ``\\xXX`` under
+# ``unicode_escape`` gives the bytes, and when they are valid UTF-8 as a whole, every run
+# of escapes holds whole characters, so the text is exactly what ``_decode`` gives, without
+# a Python step per escape (a 1 MB hostile URL of ``%2540`` has 200,000 of them).
+_FAST_FROM = 256
+_NOT_SIMPLE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def decode_simple(raw: str) -> str | None:
+    """One round of decoding for ASCII text with only valid escapes of valid UTF-8, else None."""
+    if not raw.isascii() or _NOT_SIMPLE.search(raw) is not None:
+        return None
+    escaped = raw.replace("\\", "\\\\").replace("%", "\\x")
+    data = escaped.encode("ascii").decode("unicode_escape").encode("latin-1")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def decode_once(raw: str) -> str:
-    return _decode(raw, None) if "%" in raw else raw
+    if "%" not in raw:
+        return raw
+    if len(raw) >= _FAST_FROM:
+        fast = decode_simple(raw)
+        if fast is not None:
+            return fast
+    return _decode(raw, None)
 
 
 def decode_once_offsets(raw: str) -> tuple[str, list[int]]:

@@ -15,16 +15,21 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditor.config import load_config
 from auditor.detect import Detector
+from auditor.detectors.fields import decode_query, decode_url
 from auditor.engine import build_engine
 from auditor.errors import RulesetError
 from auditor.formats import FormatSpec, build_decoder
 from auditor.model import Event, Hit, Line
+from auditor.percent import _decode, decode_once, decode_simple
 from auditor.redact import Redactor
 from auditor.rules import bundled_rules_dir, load_rulesets
 from auditor.store import Store
@@ -428,3 +433,34 @@ def test_hostile_url_goes_through_decode_and_detect(name: str) -> None:
     det.observe(ev)
     det.explain(ev)
     det.observe(replace(ev, timestamp=ev.timestamp + timedelta(seconds=1)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["%41", "%2f", "%25", "%2540", "\\", "\\x", "%7F", "%00", "a", "%", "%4", "%e9"]
+            + ["%C3%A9", "%c3", "+", "%2B", "\u00e9", "%252e"]
+        ),
+        max_size=120,
+    )
+)
+def test_fast_percent_decoding_is_the_same_decoding(parts: list[str]) -> None:
+    # The C fast path for long hostile URLs must not change what redaction or rules see.
+    raw = "".join(parts) * 3
+    fast = decode_simple(raw)
+    if fast is not None:
+        assert fast == _decode(raw, None) == unquote(raw, errors="replace")
+    assert decode_once(raw) == _decode(raw, None)
+    assert decode_url(raw) == decode_url_slow(raw)
+    assert decode_query(raw) == decode_query_slow(raw)
+
+
+def decode_url_slow(text: str) -> str:
+    once = unquote(text, errors="replace")
+    return unquote(once, errors="replace") if "%" in once else once
+
+
+def decode_query_slow(text: str) -> str:
+    once = unquote_plus(text, errors="replace")
+    return unquote_plus(once, errors="replace") if "%" in once else once

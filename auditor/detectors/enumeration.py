@@ -19,6 +19,7 @@ from auditor.rules import Rule
 
 # State: [ids{id: t}, last_num, run, best_run, n, n_2xx, n_denied, last_t, first_t, active]
 IDS, LAST_NUM, RUN, BEST, N, N2XX, NDENIED, LAST_T, FIRST_T, ACTIVE = range(10)
+_MAX_ROUTE = 2048
 _NO_ID = (0, -1)
 
 
@@ -47,6 +48,8 @@ class EnumerationDetector(StatefulDetector):
         """(segment count, index of the last ``{id}`` segment) of a route template."""
         got = self.routes.get(route)
         if got is None:
+            if len(route) > _MAX_ROUTE:  # a hostile megabyte of '/.' is no object route
+                return _NO_ID
             segs = route.split("/")
             last = max((i for i, s in enumerate(segs) if s.startswith("{")), default=-1)
             got = (len(segs), last) if last >= 0 else _NO_ID
