@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 
 from auditor.cli import cli
-from auditor.cli.common import config_option, db_option, parse_time, resolve_config, resolve_db
+from auditor.cli.common import config_option, parse_time, resolve_config, resolve_db
 from auditor.errors import UsageError
 from auditor.report.periods import last_full_period
 
@@ -38,9 +39,35 @@ def report_period(
     return start, end, "day" if whole_day else None
 
 
+def fleet_stores(paths: Sequence[Path]) -> tuple[Path, ...]:
+    """The stores of a fleet report: each file given, and every ``*.db`` of each directory.
+
+    A store named twice (also through a directory) is read once.
+    """
+    out: dict[Path, Path] = {}
+    for p in paths:
+        if p.is_dir():
+            found = sorted(x for x in p.glob("*.db") if x.is_file())
+            if not found:
+                raise UsageError(f"--db {p}: no *.db store in this directory")
+        else:
+            found = [p]
+        for x in found:
+            out.setdefault(x.resolve(), x)
+    return tuple(out.values())
+
+
 @cli.group("report", invoke_without_command=True)
 @config_option
-@db_option
+@click.option(
+    "--db",
+    "db_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="SQLite store (default: the config's [store] path, else ./log-auditor.db). "
+    "Repeat it, or name a directory of *.db stores, for one fleet report over several "
+    "hosts; those stores are only read.",
+)
 @click.option("--from", "from_text", default=None, help="Period start (ISO 8601, date, or 7d).")
 @click.option("--to", "to_text", default=None, help="Period end, exclusive (default: now).")
 @click.option(
@@ -60,7 +87,7 @@ def report_period(
 def report_cmd(
     ctx: click.Context,
     config_path: Path | None,
-    db_path: Path | None,
+    db_paths: tuple[Path, ...],
     from_text: str | None,
     to_text: str | None,
     out: Path | None,
@@ -71,14 +98,17 @@ def report_cmd(
     """Write a PDF compliance report for a period (default: the last full day, UTC).
 
     The PDF's SHA-256 is written beside it and chained in the directory's manifest.jsonl;
-    `log-auditor report verify DIR` checks the chain.
+    `log-auditor report verify DIR` checks the chain. With several --db stores (or a
+    directory of them) it writes one fleet report: every host, its completeness, and the
+    control matrix over all of them.
     """
     if ctx.invoked_subcommand is not None:
         return
-    from auditor.report.produce import produce_report
+    from auditor.report.produce import produce_fleet_report, produce_report
 
     config = resolve_config(config_path)
-    db = resolve_db(config, db_path)
+    fleet = len(db_paths) > 1 or any(p.is_dir() for p in db_paths)
+    stores = fleet_stores(db_paths) if fleet else ()
     overrides: dict[str, object] = {}
     if pseudonymise is not None:
         overrides["pseudonymise"] = pseudonymise
@@ -88,9 +118,15 @@ def report_cmd(
         config = dataclasses.replace(config, report=dataclasses.replace(config.report, **overrides))  # type: ignore[arg-type]
     now = datetime.now(UTC)
     start, end, kind = report_period(from_text, to_text, now)
-    produced = produce_report(config, db, start, end, out=out, kind=kind, now=now)
+    if fleet:
+        produced = produce_fleet_report(config, stores, start, end, out=out, kind=kind, now=now)
+    else:
+        db = resolve_db(config, db_paths[0] if db_paths else None)
+        produced = produce_report(config, db, start, end, out=out, kind=kind, now=now)
     if not quiet:
         click.echo(f"{produced.path}")
+        if fleet:
+            click.echo(f"  fleet of {len(stores)} store(s), each only read")
         click.echo(
             f"  report {produced.report_id}, {start:%Y-%m-%dT%H:%M:%SZ} to "
             f"{end:%Y-%m-%dT%H:%M:%SZ}, {produced.findings} findings, {produced.seconds:.1f} s"

@@ -10,6 +10,7 @@ from typing import Any
 from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, KeepTogether, Spacer
 
+from auditor.report import fleet_pages
 from auditor.report.data import ReportData, RuleInfo
 from auditor.report.layout import Heading, cols, grid, head, iso, num, para, rich
 from auditor.report.style import styles
@@ -151,6 +152,7 @@ def integrity(d: ReportData, w: float) -> list[Any]:
         ),
         grid(rows, cols(w, 34, 140), header=False),
     ]
+    out += fleet_pages.stores(d, w)
     if i.inputs:
         out.append(Heading("Input files", 1))
         trows: list[list[Any]] = [

@@ -89,6 +89,11 @@ class Completeness:
     store_days: float | None
 
 
+def qualified(host: str, source: str) -> str:
+    """A source's name in a fleet report, ``host/source``; unchanged for one store."""
+    return f"{host}/{source}" if host else source
+
+
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
@@ -162,7 +167,8 @@ def build_completeness(
     silences: dict[str, int] = {}
     for f in rows.findings:
         if f.category == "log-silence":
-            silences[f.source or ""] = silences.get(f.source or "", 0) + 1
+            name = qualified(f.host, f.source or "")
+            silences[name] = silences.get(name, 0) + 1
     views: list[SourceView] = []
     all_gaps: list[Gap] = []
     firsts: list[int] = []

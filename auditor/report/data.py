@@ -184,7 +184,7 @@ def _breach_clock(rows: ReportRows, at: datetime) -> tuple[BreachClock, ...]:
         out.append(
             BreachClock(
                 f.id,
-                clean(f.title, 120),
+                clean(f"{f.host}: {f.title}" if f.host else f.title, 120),
                 _sev(f.severity),
                 detected,
                 deadline,
@@ -227,6 +227,7 @@ def _finding_views(
                 action=clean(action, 400),
                 distinct_values=f.distinct_values,
                 status=clean(f.status, 20),
+                host=clean(f.host, 80),
             )
         )
     rest: dict[str, list[FindingRow]] = defaultdict(list)

@@ -44,6 +44,7 @@ def _finding_block(f: FindingView, w: float) -> KeepTogether:
     facts: list[tuple[str, Any]] = [
         ("First / last seen", f"{iso(f.first_seen)} / {iso(f.last_seen)}"),
         ("Events", events),
+        *([("Host", plain(f.host, widths[1]))] if f.host else []),
         ("Client / source", plain(f"{f.client} / {f.source}", widths[1])),
         ("Evidence (masked)", para(f.evidence, st.mono, 400)),
         ("Controls", para(", ".join(f.controls) or "-", st.cell, 600)),
@@ -74,6 +75,28 @@ def _small_cols(*columns: int) -> list[tuple[Any, ...]]:
     ]
 
 
+def _listed_with_host(d: ReportData, w: float) -> Any:
+    """The one-line findings of a fleet report, with the host each came from."""
+    rows: list[list[Any]] = [
+        head("Severity", "Host", "Rule", "First seen", "Last seen", "Events", "Client", "Finding")
+    ]
+    widths = cols(w, 13, 20, 33, 23, 23, 11, 24, 27)
+    rows += [
+        [
+            plain(f.severity, widths[0]),
+            plain(f.host, widths[1]),
+            plain(f.rule_id, widths[2]),
+            short(f.first_seen),
+            short(f.last_seen),
+            num(f.count),
+            plain(f.client, widths[6]),
+            plain(f.id, widths[7], secret_safe=False),
+        ]
+        for f in d.listed
+    ]
+    return grid(rows, widths, align_right=(5,), fast=True, extra=_small_cols(3, 4, 7))
+
+
 def findings(d: ReportData, w: float) -> list[Any]:
     st = styles()
     out: list[Any] = [Heading("4  Findings in detail")]
@@ -94,23 +117,26 @@ def findings(d: ReportData, w: float) -> list[Any]:
     out += [_finding_block(f, w) for f in d.findings]
     if d.listed:
         out.append(Heading("Further findings", 1))
-        rows: list[list[Any]] = [
-            head("Severity", "Rule", "First seen", "Last seen", "Events", "Client", "Finding")
-        ]
-        widths = cols(w, 15, 37, 26, 26, 13, 26, 31)
-        rows += [
-            [
-                plain(f.severity, widths[0]),
-                plain(f.rule_id, widths[1]),
-                short(f.first_seen),
-                short(f.last_seen),
-                num(f.count),
-                plain(f.client, widths[5]),
-                plain(f.id, widths[6], secret_safe=False),
+        if d.fleet is not None:
+            out.append(_listed_with_host(d, w))
+        else:
+            rows: list[list[Any]] = [
+                head("Severity", "Rule", "First seen", "Last seen", "Events", "Client", "Finding")
             ]
-            for f in d.listed
-        ]
-        out.append(grid(rows, widths, align_right=(4,), fast=True, extra=_small_cols(2, 3)))
+            widths = cols(w, 15, 37, 26, 26, 13, 26, 31)
+            rows += [
+                [
+                    plain(f.severity, widths[0]),
+                    plain(f.rule_id, widths[1]),
+                    short(f.first_seen),
+                    short(f.last_seen),
+                    num(f.count),
+                    plain(f.client, widths[5]),
+                    plain(f.id, widths[6], secret_safe=False),
+                ]
+                for f in d.listed
+            ]
+            out.append(grid(rows, widths, align_right=(4,), fast=True, extra=_small_cols(2, 3)))
     if d.omitted:
         out.append(Heading("Remaining findings by rule", 1))
         rows = [head("Rule", "Title", "Highest severity", "Findings", "Events")]

@@ -17,7 +17,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import BaseDocTemplate, CondPageBreak, Frame, PageTemplate
 
-from auditor.report import appendix, evidence, sections
+from auditor.report import appendix, evidence, fleet_pages, sections
 from auditor.report.data import ReportData, RuleInfo
 from auditor.report.layout import Heading
 from auditor.report.style import MUTED, RULE, fonts
@@ -115,7 +115,10 @@ def render_pdf(data: ReportData, rules: tuple[RuleInfo, ...] = ()) -> bytes:
     w = doc.width
     story: list[Any] = []
     story += sections.cover(data, w)
-    story += sections.completeness(data, w)
+    if data.fleet is not None:
+        story += fleet_pages.completeness(data, w)
+    else:
+        story += sections.completeness(data, w)
     story += sections.summary(data, w)
     story += sections.matrix(data, w)
     story += evidence.findings(data, w)

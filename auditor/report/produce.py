@@ -12,7 +12,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from auditor.report.data import (
     bucket_minutes_for,
     build_report_data,
 )
+from auditor.report.fleet import CLIENTS_PER_HOST, HostRows, fleet_report_data
 from auditor.report.pdf import render_pdf
 from auditor.report.periods import report_filename
 from auditor.report.style import fonts
@@ -184,29 +185,89 @@ def build(
     return data, rules
 
 
-def produce_report(
+def read_host(path: Path, start: datetime, end: datetime, *, gap_minutes: int) -> HostRows:
+    """One store of a fleet report, read without writing it: its rows, hash, size and mtime.
+
+    The hash is taken of the file as it is before the queries; a size or mtime that
+    differs afterwards (a live store) is reported, not hidden.
+    """
+    try:
+        before = path.stat()
+        digest = integrity.sha256_file(path)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no such store") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the store: {exc.strerror or exc}") from None
+    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    try:
+        conn = rq.connect_readonly(path)
+        try:
+            rows = rq.fetch(
+                conn,
+                start_ms,
+                end_ms,
+                bucket_minutes=bucket_minutes_for(start, end),
+                gap_minutes=gap_minutes,
+                top_n=CLIENTS_PER_HOST,
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot read the store for the report: {exc}") from None
+    after = path.stat()
+    return HostRows(
+        store=str(path),
+        stem=path.stem,
+        sha256=digest,
+        size=before.st_size,
+        modified=datetime.fromtimestamp(before.st_mtime, UTC),
+        changed=(before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns),
+        rows=rows,
+    )
+
+
+def build_fleet(
     config: Config,
-    db_path: Path,
+    db_paths: Sequence[Path],
     start: datetime,
     end: datetime,
     *,
-    out: Path | None = None,
+    now: datetime,
     job: str | None = None,
-    kind: str | None = None,
-    now: datetime | None = None,
+    previous: PreviousReport | None = None,
     strict_rules: bool = True,
+) -> tuple[ReportData, RulesetInfo]:
+    """Read every host's store (read-only) and merge them into one report's data.
+
+    Pseudonyms use the key of the configured store, so one client has one pseudonym
+    across hosts; nothing is created or written beside the input stores.
+    """
+    options = options_for(config, config.store.path, job, previous)
+    with ThreadPoolExecutor(2, thread_name_prefix="report-hosts") as pool:
+        # SQLite releases the GIL while it reads: two stores at a time on two cores.
+        reads = [
+            pool.submit(read_host, p, start, end, gap_minutes=options.gap_minutes) for p in db_paths
+        ]
+        rules = ruleset_info(config, strict=strict_rules)
+        fonts()
+        hosts = [r.result() for r in reads]
+    data = fleet_report_data(hosts, generated_at=now, options=options, ruleset=rules)
+    return data, rules
+
+
+Builder = Callable[[PreviousReport | None], tuple[ReportData, RulesetInfo]]
+
+
+def _file_report(
+    target: Path, job: str | None, kind: str | None, now: datetime, build_data: Builder
 ) -> Produced:
-    """Build, render and file one report; returns where it went and its hash."""
+    """Build, render and file one report under the directory's manifest lock."""
     t0 = time.perf_counter()
-    now = now or datetime.now(UTC)
-    target = out or config.report.output_dir / report_filename(job, kind, start, end)
     directory = target.parent if str(target.parent) else Path(".")
     with integrity.manifest_lock(directory):
         last = integrity.last_report(directory)
         prev = PreviousReport(last.file, last.sha256, last.hash) if last else None
-        data, rules = build(
-            config, db_path, start, end, now=now, job=job, previous=prev, strict_rules=strict_rules
-        )
+        data, rules = build_data(prev)
         pdf = render_pdf(data, rules.rules)
         path = integrity.unique_path(target)
         entry = integrity.store_report(
@@ -232,3 +293,59 @@ def produce_report(
     return Produced(
         path, entry.sha256, data.meta.report_id, data.findings_total, entry.hash, seconds
     )
+
+
+def produce_report(
+    config: Config,
+    db_path: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    out: Path | None = None,
+    job: str | None = None,
+    kind: str | None = None,
+    now: datetime | None = None,
+    strict_rules: bool = True,
+) -> Produced:
+    """Build, render and file one report; returns where it went and its hash."""
+    now = now or datetime.now(UTC)
+    target = out or config.report.output_dir / report_filename(job, kind, start, end)
+
+    def build_data(prev: PreviousReport | None) -> tuple[ReportData, RulesetInfo]:
+        return build(
+            config, db_path, start, end, now=now, job=job, previous=prev, strict_rules=strict_rules
+        )
+
+    return _file_report(target, job, kind, now, build_data)
+
+
+def produce_fleet_report(
+    config: Config,
+    db_paths: Sequence[Path],
+    start: datetime,
+    end: datetime,
+    *,
+    out: Path | None = None,
+    job: str | None = None,
+    kind: str | None = None,
+    now: datetime | None = None,
+    strict_rules: bool = True,
+) -> Produced:
+    """One report over several hosts' stores, filed and chained like any other report."""
+    now = now or datetime.now(UTC)
+    name = f"{job}-fleet" if job else "fleet"
+    target = out or config.report.output_dir / report_filename(name, kind, start, end)
+
+    def build_data(prev: PreviousReport | None) -> tuple[ReportData, RulesetInfo]:
+        return build_fleet(
+            config,
+            db_paths,
+            start,
+            end,
+            now=now,
+            job=job,
+            previous=prev,
+            strict_rules=strict_rules,
+        )
+
+    return _file_report(target, job, kind, now, build_data)

@@ -12,6 +12,7 @@ from typing import Any
 from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, PageBreak, Spacer
 
+from auditor.report import fleet_pages
 from auditor.report.assess import RESULT_ORDER, ControlResult, Result
 from auditor.report.controls import FRAMEWORKS
 from auditor.report.data import ReportData
@@ -82,6 +83,7 @@ def cover(d: ReportData, w: float) -> list[Any]:
         ("Control mapping", f"catalogue {m.catalogue_version}, SHA-256 {m.catalogue_hash}"),
         ("Query", m.query),
         ("Store", m.store or "-"),
+        *([("Hosts", fleet_pages.hosts_line(d.fleet))] if d.fleet else []),
         (
             "Client addresses",
             "pseudonymised (HMAC-SHA256, key kept with the store)"
@@ -312,7 +314,7 @@ def _span(d: ReportData) -> str:
     return f"{hours:g} hours"
 
 
-def _control_row(c: ControlResult, st: Any) -> list[Any]:
+def _control_row(c: ControlResult, st: Any, hosts: str = "") -> list[Any]:
     ctrl = esc(c.ref if c.framework != "other" else c.id)
     if c.aliases:
         ctrl += (
@@ -327,7 +329,7 @@ def _control_row(c: ControlResult, st: Any) -> list[Any]:
         more = f" and {len(c.rules) - 6} more" if len(c.rules) > 6 else ""
         rules = esc(", ".join(c.rules[:6]) + more, 600)
         req += f'<br/><font size=6.5 color="#555555">Rules: {rules}</font>'
-    result = f"<b>{esc(badge(c.result))}</b><br/><font size=6.5>{esc(c.reason)}</font>"
+    result = f"<b>{esc(badge(c.result))}</b><br/><font size=6.5>{esc(c.reason)}</font>{hosts}"
     evidence = f"{num(c.findings)}"
     if c.events:
         evidence += f"<br/><font size=6.5>{num(c.events)} events</font>"
@@ -360,6 +362,16 @@ def matrix(d: ReportData, w: float) -> list[Any]:
             st.small,
         )
     )
+    if d.fleet is not None:
+        out.append(
+            para(
+                f"Over {len(d.fleet.hosts)} hosts: a control fails if a finding of any host shows "
+                "it is not met; the result names the hosts it fails on and those with findings "
+                "to review.",
+                st.small,
+                600,
+            )
+        )
     widths = cols(w, 19, 97, 28, 16, 14)
     groups = [(fw.key, fw.name) for fw in FRAMEWORKS] + [("other", "Other controls named by rules")]
     for key, name in groups:
@@ -379,7 +391,8 @@ def matrix(d: ReportData, w: float) -> list[Any]:
         ]
         extra = []
         for i, c in enumerate(rows_c, start=1):
-            rows.append(_control_row(c, st))
+            hosts = fleet_pages.control_note(d.fleet.hosts_for(c.id)) if d.fleet else ""
+            rows.append(_control_row(c, st, hosts))
             if c.result is not Result.NA:
                 extra.append(("BACKGROUND", (2, i), (2, i), RESULT_FILL[c.result]))
         out.append(grid(rows, widths, extra=extra, align_right=(3, 4)))

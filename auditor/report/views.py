@@ -121,6 +121,7 @@ class FindingView:
     action: str
     distinct_values: int
     status: str
+    host: str = ""  # fleet reports only
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,41 @@ class Integrity:
 
 
 @dataclass(frozen=True, slots=True)
+class HostView:
+    """One host of a fleet report: its store as read and its own data completeness."""
+
+    name: str
+    name_from: str  # where the name came from: the store's meta table or the file name
+    store: str
+    sha256: str  # of the store file as read
+    size: int
+    modified: datetime
+    changed: bool  # the file changed while it was read (a live store)
+    findings: int
+    findings_digest: str
+    requests: int
+    completeness: Completeness
+
+
+@dataclass(frozen=True, slots=True)
+class ControlHosts:
+    control_id: str
+    failing: tuple[str, ...]  # hosts with a finding that shows the control is not met
+    review: tuple[str, ...]  # hosts with a finding to review for it
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """What a report over several hosts' stores adds to the one-store report."""
+
+    hosts: tuple[HostView, ...]
+    controls: tuple[ControlHosts, ...]
+
+    def hosts_for(self, control_id: str) -> ControlHosts | None:
+        return next((c for c in self.controls if c.control_id == control_id), None)
+
+
+@dataclass(frozen=True, slots=True)
 class ReportData:
     meta: Meta
     verdict: str
@@ -203,3 +239,4 @@ class ReportData:
     completeness: Completeness
     trend: tuple[TrendRow, ...]
     integrity: Integrity
+    fleet: Fleet | None = None  # set when the report covers several hosts' stores

@@ -43,6 +43,7 @@ class FindingRow:
     acknowledged_at_ms: int | None
     status: str
     distinct_values: int
+    host: str = ""  # set only in a fleet report, where stores from several hosts merge
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +349,27 @@ def clients(conn: sqlite3.Connection, start_ms: int, end_ms: int, top_n: int) ->
             heapq.heapreplace(heap, (req, ip))
     top = sorted(heap, key=lambda t: (-t[0], t[1]))
     return tuple(ClientRow(ip, req) for req, ip in top), n, total
+
+
+def readonly_uri(path: Path) -> str:
+    """A URI that opens ``path`` without writing anything, not even beside it.
+
+    ``immutable=1`` when no WAL file with content sits beside it (a copied or closed store):
+    SQLite then takes no lock and creates no ``-wal``/``-shm`` file. A non-empty ``-wal``
+    means a live writer or a copy taken with its WAL: ``mode=ro`` reads the WAL too (SQLite
+    may create the ``-shm`` index beside it, the store file itself is not written).
+    """
+    p = path.resolve()
+    wal = p.with_name(p.name + "-wal")
+    live = wal.exists() and wal.stat().st_size > 0
+    return p.as_uri() + ("?mode=ro" if live else "?immutable=1")
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (see ``readonly_uri``); never migrates or writes the store."""
+    conn = sqlite3.connect(readonly_uri(path), uri=True, timeout=30)
+    conn.execute("PRAGMA query_only = 1")
+    return conn
 
 
 def clients_from_file(path: str, start_ms: int, end_ms: int, top_n: int) -> Clients:
