@@ -334,7 +334,7 @@ def test_listed_findings_carry_a_host_column(fleet: dict[str, Path]) -> None:
     assert d.listed and all(f.host for f in d.listed)
     reader = pypdf.PdfReader(io.BytesIO(render_pdf(d)))
     text = "\n".join(p.extract_text() or "" for p in reader.pages)
-    assert "SeverityHostRuleFirstseen" in _flat(text)
+    assert "SeverityHostRuleSeen(UTC)" in _flat(text)
 
 
 def test_same_host_name_twice_gets_the_file_name(fleet: dict[str, Path], tmp_path: Path) -> None:

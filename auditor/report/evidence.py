@@ -75,26 +75,33 @@ def _small_cols(*columns: int) -> list[tuple[Any, ...]]:
     ]
 
 
+def _seen(f: FindingView) -> str:
+    """First to last seen in one line when on one day, else on two."""
+    a, b = f.first_seen, f.last_seen
+    if a.date() == b.date():
+        return f"{a:%Y-%m-%d %H:%M}\u2013{b:%H:%MZ}"
+    return f"{short(a)} \u2013\n{short(b)}"
+
+
 def _listed_with_host(d: ReportData, w: float) -> Any:
     """The one-line findings of a fleet report, with the host each came from."""
     rows: list[list[Any]] = [
-        head("Severity", "Host", "Rule", "First seen", "Last seen", "Events", "Client", "Finding")
+        head("Severity", "Host", "Rule", "Seen (UTC)", "Events", "Client", "Finding")
     ]
-    widths = cols(w, 13, 20, 33, 23, 23, 11, 24, 27)
+    widths = cols(w, 16, 20, 39, 31, 13, 25, 30)
     rows += [
         [
             plain(f.severity, widths[0]),
             plain(f.host, widths[1]),
             plain(f.rule_id, widths[2]),
-            short(f.first_seen),
-            short(f.last_seen),
+            _seen(f),
             num(f.count),
-            plain(f.client, widths[6]),
-            plain(f.id, widths[7], secret_safe=False),
+            plain(f.client, widths[5]),
+            plain(f.id, widths[6], secret_safe=False),
         ]
         for f in d.listed
     ]
-    return grid(rows, widths, align_right=(5,), fast=True, extra=_small_cols(3, 4, 7))
+    return grid(rows, widths, align_right=(4,), fast=True, extra=_small_cols(3))
 
 
 def findings(d: ReportData, w: float) -> list[Any]:

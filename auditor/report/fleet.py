@@ -257,9 +257,11 @@ def _settings(name: str, rows: ReportRows) -> tuple[SourceSetting, ...]:
     )
 
 
-def _stores_text(hosts: Sequence[HostRows], names: Sequence[str]) -> str:
-    listed = ", ".join(f"{n} ({h.store})" for n, h in zip(names, hosts, strict=True))
-    return f"{len(hosts)} stores: {listed}"
+def _stores_text(hosts: Sequence[HostRows]) -> str:
+    """The cover's "Store" line: file names only (paths and hashes are in Appendix C)."""
+    files = [h.store.replace("\\", "/").rsplit("/", 1)[-1] for h in hosts]
+    listed = ", ".join(files[:8]) + (f" and {len(files) - 8} more" if len(files) > 8 else "")
+    return f"{len(hosts)} stores, each opened read-only: {listed} (paths and SHA-256 in Appendix C)"
 
 
 def fleet_report_data(
@@ -277,7 +279,7 @@ def fleet_report_data(
     merged_options = dataclasses.replace(
         options,
         sources=settings,
-        store=_stores_text(hosts, [n for n, _ in names]),
+        store=_stores_text(hosts),
     )
     data = build_report_data(
         merged, generated_at=generated_at, options=merged_options, ruleset=ruleset
