@@ -114,6 +114,14 @@ def test_auto_detects_the_format(rel: str) -> None:
     assert detect_format(lines_of(rel)[:20]) == expected
     formats = [ev.format for ev in decode_all(rel) if ev is not None]
     assert formats.count(expected) > len(formats) / 2
+    # What the decoder itself reports (journalled, shown by `status`) names it too.
+    decode = build_decoder(FormatSpec("auto"), PassThroughRedactor(), "corpus")
+    offset = 0
+    for text in lines_of(rel):
+        decode(Line("corpus", rel, offset, offset + len(text) + 1, text))
+        offset += len(text) + 1
+    choices = decode.take_choices()
+    assert choices and choices[-1].format == expected, choices
 
 
 @needs_corpus
@@ -236,6 +244,11 @@ CHECKS: dict[str, Check] = {
     "timestamp": lambda ev, v: abs((ev.timestamp - _ts(v)).total_seconds()) < 1,
     "accept_date": lambda ev, v: ev.timestamp == _ts(v),
     "time": lambda ev, v: ev.timestamp == _ts(v),
+    # ALB "type" is the client-side transport: http/ws plain, https/h2/wss/grpcs TLS.
+    "type": lambda ev, v: ev.scheme == ("http" if v in ("http", "ws", "h2c") else "https"),
+    "trace_id": lambda ev, v: ev.request_id == v,
+    "user": lambda ev, v: ev.user_name == _none_if_dash(v),
+    "time_duration": lambda ev, v: ev.duration_ms == float(v),  # HAProxy Ta, ms
 }
 # Per test directory: fields whose CrowdSec meaning differs from ours.
 SKIP: dict[str, set[str]] = {

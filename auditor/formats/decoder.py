@@ -252,8 +252,7 @@ class _Auto:
             return
         if st.tally and not st.header:
             best = max(st.tally, key=lambda n: st.tally[n])
-            mine = sum(n for name, n in st.tally.items() if name in companions(st.format))
-            if best not in companions(st.format) and st.tally[best] > mine:
+            if best != st.format and st.tally[best] > st.tally.get(st.format, 0):
                 # Most of the sample strictly fits another format: the first line misled.
                 st.matched = st.tally[best]
                 self._set(file, st, best, self.bound_for(best), None)
