@@ -1,0 +1,382 @@
+"""`make bench`: lines/s per log format, whole-process and decode-only.
+
+Generates N lines per format (cached under benchmarks/out), then for each format reports
+- whole-process: `log-auditor scan --format X` into a fresh store, median of K runs;
+- decode-only: the in-process decoder (real redactor) over pre-split lines, median of K,
+  as lines/s and µs/line.
+
+    .venv/bin/python benchmarks/bench_formats.py [--lines N] [--runs K] [--only a,b]
+
+Timings on a shared machine are noisy: compare figures from one run with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from auditor.formats import FormatSpec, build_decoder
+from auditor.model import Line
+from auditor.redact import Redactor
+
+START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+PATHS = ["/", "/api/v1/items", "/api/v1/items/{n}", "/login", "/static/app.js", "/search"]
+AGENTS = ["Mozilla/5.0 (X11; Linux x86_64)", "curl/8.4.0", "okhttp/4.12.0", "Go-http-client/2.0"]
+STATUSES = [200] * 12 + [201, 204, 301, 304, 400, 401, 403, 404, 404, 500, 502]
+
+
+class Req:
+    """One synthetic request; every format renders the same stream."""
+
+    __slots__ = ("agent", "ip", "method", "n", "path", "port", "query", "size", "status", "t")
+
+    def __init__(self, rnd: random.Random, n: int) -> None:
+        self.n = n
+        self.t = START + timedelta(milliseconds=n * 7)
+        self.ip = f"198.51.100.{rnd.randrange(1, 255)}" if n % 3 else f"203.0.113.{n % 250 + 1}"
+        self.port = 30000 + rnd.randrange(30000)
+        self.method = "POST" if n % 9 == 0 else "GET"
+        self.path = rnd.choice(PATHS).replace("{n}", str(rnd.randrange(10000)))
+        self.query = f"page={n % 40}&q=item{n % 97}" if n % 4 == 0 else ""
+        self.status = rnd.choice(STATUSES)
+        self.size = rnd.randrange(0, 40000)
+        self.agent = rnd.choice(AGENTS)
+
+    @property
+    def target(self) -> str:
+        return self.path + ("?" + self.query if self.query else "")
+
+    def iso(self) -> str:
+        return self.t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def combined(r: Req) -> str:
+    t = r.t.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return (
+        f'{r.ip} - - [{t}] "{r.method} {r.target} HTTP/1.1" {r.status} {r.size}'
+        f' "https://www.example.com/" "{r.agent}"'
+    )
+
+
+def alb(r: Req) -> str:
+    return (
+        f"https {r.t.isoformat(timespec='microseconds').replace('+00:00', 'Z')}"
+        f" app/my-lb/490d68edf04676fe {r.ip}:{r.port} 10.0.0.1:80 0.000 0.012 0.000"
+        f" {r.status} {r.status} 120 {r.size}"
+        f' "{r.method} https://www.example.com:443{r.target} HTTP/1.1" "{r.agent}"'
+        " ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2"
+        " arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/t/73e2d6bc24d8a067"
+        f' "Root=1-58337262-{r.n:024x}" "www.example.com" "arn:aws:acm:cert/x" 0'
+        f' {r.iso()} "forward" "-" "-" "10.0.0.1:80" "{r.status}" "-" "-" TID_{r.n:016x}'
+        ' "-" "-" "-"'
+    )
+
+
+def haproxy(r: Req) -> str:
+    t = r.t.strftime("%d/%b/%Y:%H:%M:%S.") + f"{r.t.microsecond // 1000:03d}"
+    return (
+        f"{r.ip}:{r.port} [{t}] fe_https~ bk_app/app1 0/0/1/11/12 {r.status} {r.size}"
+        f' - - ---- 3/3/0/0/0 0/0 "{r.method} {r.target} HTTP/1.1"'
+    )
+
+
+def envoy_text(r: Req) -> str:
+    return (
+        f'[{r.iso()}] "{r.method} {r.target} HTTP/1.1" {r.status} - 120 {r.size} 12 11'
+        f' "{r.ip}" "{r.agent}" "{r.n:08x}-cf5c-432b-8c7e-98aeb7988cd2" "api.example.com"'
+        ' "10.0.2.1:80"'
+    )
+
+
+def w3c(r: Req) -> str:
+    q = r.query or "-"
+    agent = r.agent.replace(" ", "+")
+    return (
+        f"{r.t:%Y-%m-%d %H:%M:%S} 10.0.0.5 {r.method} {r.path} {q} 443 - {r.ip} {agent}"
+        f" https://www.example.com/ {r.status} 0 0 12"
+    )
+
+
+W3C_HEADER = [
+    "#Software: Microsoft Internet Information Services 10.0",
+    "#Version: 1.0",
+    (
+        "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip"
+        " cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"
+    ),
+]
+
+
+def envoy_json(r: Req) -> str:
+    return _json(
+        {
+            "start_time": r.iso(),
+            "method": r.method,
+            "path": r.target,
+            "protocol": "HTTP/1.1",
+            "response_code": r.status,
+            "response_flags": "-",
+            "bytes_received": 120,
+            "bytes_sent": r.size,
+            "duration": 12,
+            "downstream_remote_address": f"{r.ip}:{r.port}",
+            "x-forwarded-for": r.ip,
+            "user-agent": r.agent,
+            "x-request-id": f"{r.n:08x}-cf5c-432b-8c7e-98aeb7988cd2",
+            ":authority": "api.example.com",
+            "upstream_host": "10.0.2.1:80",
+            "requested_server_name": "api.example.com",
+        }
+    )
+
+
+def caddy(r: Req) -> str:
+    return _json(
+        {
+            "level": "info",
+            "ts": r.t.timestamp(),
+            "logger": "http.log.access.log0",
+            "msg": "handled request",
+            "request": {
+                "remote_ip": r.ip,
+                "remote_port": str(r.port),
+                "client_ip": r.ip,
+                "proto": "HTTP/2.0",
+                "method": r.method,
+                "host": "www.example.com",
+                "uri": r.target,
+                "headers": {"User-Agent": [r.agent], "Accept": ["*/*"]},
+                "tls": {"resumed": False, "version": 772, "cipher_suite": 4865, "proto": "h2"},
+            },
+            "bytes_read": 0,
+            "user_id": "",
+            "duration": 0.012,
+            "size": r.size,
+            "status": r.status,
+            "resp_headers": {"Content-Type": ["text/html"]},
+        }
+    )
+
+
+def traefik(r: Req) -> str:
+    return _json(
+        {
+            "ClientAddr": f"{r.ip}:{r.port}",
+            "ClientHost": r.ip,
+            "ClientPort": str(r.port),
+            "ClientUsername": "-",
+            "DownstreamContentSize": r.size,
+            "DownstreamStatus": r.status,
+            "Duration": 12000000,
+            "OriginContentSize": r.size,
+            "OriginDuration": 11000000,
+            "OriginStatus": r.status,
+            "Overhead": 1000000,
+            "RequestAddr": "www.example.com",
+            "RequestContentSize": 0,
+            "RequestCount": r.n,
+            "RequestHost": "www.example.com",
+            "RequestMethod": r.method,
+            "RequestPath": r.target,
+            "RequestPort": "443",
+            "RequestProtocol": "HTTP/2.0",
+            "RequestScheme": "https",
+            "RetryAttempts": 0,
+            "RouterName": "web@docker",
+            "ServiceAddr": "10.0.0.2:80",
+            "ServiceName": "web@docker",
+            "StartLocal": r.iso(),
+            "StartUTC": r.iso(),
+            "TLSCipher": "TLS_AES_128_GCM_SHA256",
+            "TLSVersion": "1.3",
+            "entryPointName": "websecure",
+            "level": "info",
+            "msg": "",
+            "request_User-Agent": r.agent,
+            "time": r.iso(),
+        }
+    )
+
+
+def cloudflare(r: Req) -> str:
+    ns = int(r.t.timestamp()) * 1_000_000_000 + r.t.microsecond * 1000
+    return _json(
+        {
+            "ClientIP": r.ip,
+            "ClientRequestHost": "www.example.com",
+            "ClientRequestMethod": r.method,
+            "ClientRequestURI": r.target,
+            "ClientRequestProtocol": "HTTP/2",
+            "ClientRequestScheme": "https",
+            "ClientRequestUserAgent": r.agent,
+            "ClientRequestReferer": "https://www.example.com/",
+            "ClientSSLProtocol": "TLSv1.3",
+            "ClientSrcPort": r.port,
+            "EdgeResponseBytes": r.size,
+            "EdgeResponseStatus": r.status,
+            "EdgeStartTimestamp": ns,
+            "EdgeEndTimestamp": ns + 12_000_000,
+            "RayID": f"{r.n:016x}",
+            "CacheCacheStatus": "miss",
+            "OriginResponseStatus": r.status,
+            "WAFAction": "unknown",
+        }
+    )
+
+
+def kong(r: Req) -> str:
+    return _json(
+        {
+            "request": {
+                "method": r.method,
+                "uri": r.target,
+                "url": f"https://api.example.com:8443{r.target}",
+                "size": 86,
+                "querystring": {},
+                "headers": {"host": "api.example.com:8443", "user-agent": r.agent},
+                "tls": {"version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"},
+            },
+            "upstream_uri": r.target,
+            "response": {"status": r.status, "size": r.size, "headers": {}},
+            "tries": [{"ip": "10.0.0.9", "port": 80, "balancer_latency": 0}],
+            "client_ip": r.ip,
+            "latencies": {"request": 12, "kong": 1, "proxy": 11},
+            "started_at": int(r.t.timestamp() * 1000),
+            "service": {"name": "api"},
+            "route": {"name": "api"},
+        }
+    )
+
+
+def generic_json(r: Req) -> str:
+    return _json(
+        {
+            "time_iso8601": r.t.isoformat(timespec="seconds"),
+            "remote_addr": r.ip,
+            "remote_user": "",
+            "request_method": r.method,
+            "request_uri": r.target,
+            "server_protocol": "HTTP/1.1",
+            "status": r.status,
+            "body_bytes_sent": r.size,
+            "request_time": 0.012,
+            "http_referer": "https://www.example.com/",
+            "http_user_agent": r.agent,
+            "host": "www.example.com",
+            "scheme": "https",
+        }
+    )
+
+
+# name → (format given to --format, line renderer, header lines)
+FORMATS: dict[str, tuple[str, Callable[[Req], str], list[str]]] = {
+    "envoy-json": ("envoy", envoy_json, []),
+    "caddy": ("caddy", caddy, []),
+    "traefik-json": ("traefik-json", traefik, []),
+    "cloudflare": ("cloudflare", cloudflare, []),
+    "kong-json": ("kong-json", kong, []),
+    "json": ("json", generic_json, []),
+    "combined": ("combined", combined, []),
+    "aws-alb": ("aws-alb", alb, []),
+    "haproxy": ("haproxy", haproxy, []),
+    "envoy-text": ("envoy", envoy_text, []),
+    "w3c": ("w3c", w3c, W3C_HEADER),
+}
+JSON_FORMATS = ("envoy-json", "caddy", "traefik-json", "cloudflare", "kong-json", "json")
+
+
+def generate(render: Callable[[Req], str], n: int) -> Iterator[str]:
+    rnd = random.Random(7)
+    for i in range(n):
+        yield render(Req(rnd, i))
+
+
+def ensure_input(name: str, n: int) -> Path:
+    out = HERE / "out"
+    out.mkdir(exist_ok=True)
+    path = out / f"fmt-{name}-{n}.log"
+    if not path.exists():
+        _fmt, render, header = FORMATS[name]
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            if header:
+                f.write("\n".join(header) + "\n")
+            for line in generate(render, n):
+                f.write(line + "\n")
+        tmp.rename(path)
+    return path
+
+
+def whole_process(fmt: str, path: Path, runs: int) -> float:
+    """Median wall seconds of `log-auditor scan --format fmt` into a fresh store."""
+    walls: list[float] = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "bench.db"
+            cmd = [sys.executable, "-m", "auditor", "scan", "--db", str(db)]
+            cmd += ["--format", fmt, "--quiet", str(path)]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            walls.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise SystemExit(f"scan failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    return statistics.median(walls)
+
+
+def decode_only(fmt: str, path: Path, runs: int) -> tuple[float, int]:
+    """Median seconds to decode every line in-process, and how many parsed."""
+    texts = path.read_text(encoding="utf-8").splitlines()
+    lines = [Line("bench", str(path), i, i + 1, t) for i, t in enumerate(texts)]
+    best: list[float] = []
+    parsed = 0
+    for _ in range(runs):
+        decode = build_decoder(FormatSpec(fmt), Redactor(b"k" * 32), "bench")
+        t0 = time.perf_counter()
+        parsed = sum(1 for line in lines if decode(line) is not None)
+        best.append(time.perf_counter() - t0)
+    return statistics.median(best), parsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--lines", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(FORMATS))
+    ap.add_argument("--no-scan", action="store_true", help="decode-only figures")
+    args = ap.parse_args()
+    names = [n for n in args.only.split(",") if n] or list(FORMATS)
+    print(f"{args.lines} lines per format, median of {args.runs} runs, {os.cpu_count()} CPUs")
+    print(f"{'format':14s} {'scan lines/s':>13s} {'decode lines/s':>15s} {'µs/line':>8s}  parsed")
+    for name in names:
+        fmt = FORMATS[name][0]
+        path = ensure_input(name, args.lines)
+        dec_s, parsed = decode_only(fmt, path, args.runs)
+        scan = "-" if args.no_scan else f"{args.lines / whole_process(fmt, path, args.runs):,.0f}"
+        mark = " (JSON)" if name in JSON_FORMATS else ""
+        print(
+            f"{name:14s} {scan:>13s} {args.lines / dec_s:>15,.0f} {dec_s / args.lines * 1e6:>8.2f}"
+            f"  {parsed}/{args.lines}{mark}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
