@@ -39,6 +39,11 @@ SECTIONS = {
     ("_report", "jt"): "report.job",
     ("_daemon", "t"): "daemon",
     ("_retention", "t"): "retention",
+    ("_outputs", "top"): "",
+    ("_output", "t"): "output",
+    ("_file_output", "t"): "output",
+    ("_syslog_output", "t"): "output",
+    ("_webhook_output", "t"): "output",
 }
 _READERS = {"get", "require", "positive", "str_list", "table"}
 

@@ -46,7 +46,7 @@ from auditor.outputs.webhook import (
 )
 from auditor.pipeline import Batch
 from auditor.store import Store
-from daemon_helpers import Daemon, free_port, query, wait_for, write_config
+from daemon_helpers import Daemon, free_port, query, status, wait_for, write_config
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 SECRET = b"test-hmac-secret"
@@ -695,6 +695,11 @@ def test_daemon_delivers_each_finding_once_across_sigkill_and_sigterm(tmp_path: 
             assert 'log_auditor_output_up{output="hook"} 1' in text
             assert d.stop() == 0
         assert rx.ids() == Counter(pii())  # each exactly once
+        outputs = status(config)["outputs"]
+        assert isinstance(outputs, list) and len(outputs) == 1
+        st = outputs[0]
+        assert (st["name"], st["delivered"], st["dropped"], st["pending"]) == ("hook", 400, 0, 0)
+        assert st["failed"] >= 3 and st["last_error"] is None and st["last_delivered_at"]
         rx.check_signatures()
         for headers, body in rx.received:
             assert orjson.loads(body)["id"] == headers[FINDING_HEADER]  # native shape

@@ -27,6 +27,7 @@ from auditor.export.native import finding_native
 from auditor.model import CATEGORIES, Severity
 from auditor.rules import Rule
 from auditor.store import Store
+from auditor.store.outputs import output_status
 from auditor.store.queries import iter_events, iter_findings, recent_journal, source_status, totals
 
 
@@ -215,6 +216,13 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
         sources = source_status(store)
         tot = totals(store)
         skipped = recent_journal(store, "skipped")
+        outputs = [
+            {
+                **{k: v for k, v in o.items() if not k.endswith("_ms")},
+                "last_delivered_at": iso_ms(o["last_delivered_ms"]),
+            }
+            for o in output_status(store)
+        ]
         chosen: dict[str, str] = {}  # source → what `--format auto` chose last (journal)
         for j in recent_journal(store, "format", limit=1000):
             chosen.setdefault(j["source"], j["detail"])
@@ -233,6 +241,7 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
                 "skipped_files": [
                     {"at": iso_ms(j["at_ms"]), "detail": j["detail"]} for j in skipped
                 ],
+                "outputs": outputs,
             }
             click.echo(orjson.dumps(out).decode())
             return
@@ -269,6 +278,12 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
         click.echo(f"\nevents: {tot['events']}  findings: {tot['findings']}")
         for j in skipped:
             click.echo(f"skipped: {j['detail']}")
+        for o in outputs:
+            click.echo(
+                f"output {o['name']}: delivered {o['delivered']}, pending {o['pending']},"
+                f" dropped {o['dropped']}, failed attempts {o['failed']}"
+                + (f", last error: {o['last_error']}" if o["last_error"] else "")
+            )
         for s in sources:
             if s["name"] in chosen:
                 click.echo(f"format of {s['name']}: {chosen[s['name']]}")
