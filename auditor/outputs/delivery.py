@@ -22,6 +22,7 @@ import enum
 import logging
 import random
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,8 @@ class OutputRunner:
         self.selection = selection(out)
         self._rng = random.Random()
         self._shape_failed = False
+        # A cancelled await leaves its worker thread running: closing waits for the step.
+        self._busy = threading.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; the step in flight always completes first."""
@@ -152,14 +155,19 @@ class OutputRunner:
         return store
 
     def _close(self, store: Store | None) -> None:
-        self.sink.close()
-        if store is not None:
-            store.close()
+        with self._busy:
+            self.sink.close()
+            if store is not None:
+                store.close()
 
     def _step(self, store: Store) -> _Step:
-        name, limit = self.out.name, self.sink.batch_size
-        p = read_pending(store, name, self.selection, limit)
-        if p.pending > self.out.max_queue:
+        with self._busy:
+            return self._deliver(store)
+
+    def _deliver(self, store: Store) -> _Step:
+        name, limit, bound = self.out.name, self.sink.batch_size, self.out.max_queue
+        p = read_pending(store, name, self.selection, limit, bound + 1)
+        if p.pending > bound:
             n = skip_oldest(store, name, self.selection, self.out.max_queue)
             self.stats.dropped += n
             log.warning(
@@ -168,7 +176,7 @@ class OutputRunner:
                 n,
                 self.out.max_queue,
             )
-            p = read_pending(store, name, self.selection, limit)
+            p = read_pending(store, name, self.selection, limit, bound + 1)
         self.stats.pending = p.pending
         if not p.rows:
             if p.top_rowid > p.last_rowid:  # only findings this output does not take

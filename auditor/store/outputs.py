@@ -123,8 +123,14 @@ def ensure_cursor(store: Store, name: str, start: str) -> Cursor:
     return found
 
 
-def read_pending(store: Store, name: str, sel: Selection, limit: int) -> Pending:
-    """The next findings for an output, oldest first, in one read snapshot."""
+def read_pending(
+    store: Store, name: str, sel: Selection, limit: int, count_up_to: int | None = None
+) -> Pending:
+    """The next findings for an output, oldest first, in one read snapshot.
+
+    ``pending`` is counted up to ``count_up_to`` at most (when given): enough to see that
+    an output is over its bound, without counting a long backlog at every step.
+    """
     c = store.conn
     with store.db.atomic():  # one snapshot: max(rowid) and the rows agree
         cur = read_cursor(store, name)
@@ -136,9 +142,11 @@ def read_pending(store: Store, name: str, sel: Selection, limit: int) -> Pending
             c.execute("UPDATE output_cursor SET last_rowid = ? WHERE name = ?", (top, name))
             last = top
         where, args = sel.where()
+        cap = "" if count_up_to is None else f" LIMIT {int(count_up_to)}"
         pending = int(
             c.execute(
-                f"SELECT count(*) FROM findings WHERE rowid > ? AND rowid <= ? AND {where}",
+                "SELECT count(*) FROM (SELECT 1 FROM findings"
+                f" WHERE rowid > ? AND rowid <= ? AND {where}{cap})",
                 [last, top, *args],
             ).fetchone()[0]
         )
