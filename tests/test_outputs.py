@@ -9,15 +9,18 @@ loopback that fails and recovers, rotated files. The end-to-end test runs the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -729,3 +732,96 @@ def test_sighup_adds_an_output(tmp_path: Path, receiver: _Receiver) -> None:
     pii = [str(r[0]) for r in query(db, "SELECT id FROM findings WHERE category = 'pii-in-url'")]
     assert len(pii) == 6
     assert receiver.ids() == Counter(pii[3:]), "start = 'end': only findings after the reload"
+
+
+def test_tcp_syslog_reconnects_after_the_receiver_hung_up(tmp_path: Path) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    out = output(type="syslog", address=f"tcp://127.0.0.1:{server.getsockname()[1]}")
+    sink = SyslogSink(out.address, out.facility)
+    from auditor.outputs.sink import Item
+
+    def items(first: int) -> list[Item]:
+        return [
+            Item({"id": f"f{n}", "severity": 2}, b'{"n": %d}' % n) for n in range(first, first + 3)
+        ]
+
+    def read_frames(conn: socket.socket, n: int) -> list[bytes]:
+        buf, frames = b"", list[bytes]()
+        while len(frames) < n:
+            buf += conn.recv(65536)
+            while b" " in buf:
+                size, _, rest = buf.partition(b" ")
+                if len(rest) < int(size):
+                    break
+                frames.append(rest[: int(size)])
+                buf = rest[int(size) :]
+        return frames
+
+    try:
+        sink.send(items(0))
+        first, _ = server.accept()
+        assert len(read_frames(first, 3)) == 3
+        first.close()  # the receiver restarts
+        sink.send(items(3))  # noticed before writing: a new connection
+        second, _ = server.accept()
+        with second:
+            frames = read_frames(second, 3)
+        assert [parse_5424(f)["msg"]["n"] for f in frames] == [3, 4, 5]
+    finally:
+        sink.close()
+        server.close()
+
+
+def test_deleted_newest_findings_do_not_hide_new_ones(tmp_path: Path, receiver: _Receiver) -> None:
+    """Retention may delete the newest findings; SQLite then reuses their rowids."""
+    db = tmp_path / "audit.db"
+    add_findings(db, [hit(n) for n in range(5)])
+    out = output(type="webhook", url=receiver.url, secret="s")
+    deliver(out, db, build_sink(out, {"out": b"s"}), lambda r: r.stats.delivered == 5)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM findings WHERE rowid >= 3")
+    conn.close()
+    add_findings(db, [hit(n) for n in range(5, 9)])  # rowids 3, 4, 5, 6 again
+    deliver(out, db, build_sink(out, {"out": b"s"}), lambda r: r.stats.delivered == 4)
+    assert sum(receiver.ids().values()) == 9 and set(finding_ids(db)) <= set(receiver.ids())
+
+
+def test_a_hung_receiver_blocks_neither_ingest_nor_stop(tmp_path: Path) -> None:
+    hole = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(hole.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    log = tmp_path / "access.log"
+    log.write_text("")
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}], rules=True)
+    with config.open("a") as f:
+        f.write(
+            f'[[output]]\nname = "stuck"\ntype = "webhook"\n'
+            f'url = "http://127.0.0.1:{hole.getsockname()[1]}/"\nsecret = "s"\ntimeout = 60.0\n'
+            'categories = ["pii-in-url"]\n'
+        )
+    db = tmp_path / "audit.db"
+    try:
+        with Daemon(config) as d:
+            with log.open("a") as f:
+                f.write(_finding_lines(range(3)))
+            wait_for(lambda: bool(held), what="a request in flight")
+            with log.open("a") as f:
+                f.write(_finding_lines(range(3, 200)))
+            wait_for(lambda: len(finding_ids(db)) >= 200, what="ingest goes on")
+            t0 = time.monotonic()
+            assert d.stop() == 0
+            assert time.monotonic() - t0 < 10
+    finally:
+        hole.close()
+        for s in held:
+            s.close()
+    sent = query(db, "SELECT delivered, pending FROM output_cursor")
+    assert sent and sent[0][0] == 0

@@ -18,6 +18,7 @@ the loss is counted (``dropped``), journalled and logged, never silent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
@@ -26,7 +27,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -99,19 +100,22 @@ class OutputRunner:
         self.selection = selection(out)
         self._rng = random.Random()
         self._shape_failed = False
-        # A cancelled await leaves its worker thread running: closing waits for the step.
-        self._busy = threading.Lock()
+        # A cancelled await leaves its worker thread running (a receiver that hangs): the
+        # close is then left to that step, so stopping never waits for the receiver.
+        self._state = threading.Lock()
+        self._in_step = False
+        self._close_requested = False
+        self._store: Store | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; the step in flight always completes first."""
-        store: Store | None = None
         attempt = 0
+        with self._state:
+            self._close_requested = False
         try:
             while not stop.is_set():
                 try:
-                    if store is None:
-                        store = await asyncio.to_thread(self._open)
-                    step = await asyncio.to_thread(self._step, store)
+                    step = await in_daemon_thread(self._step, f"output:{self.out.name}")
                 except DeliveryError as exc:
                     attempt += 1
                     self._failed(str(exc), attempt)
@@ -129,7 +133,7 @@ class OutputRunner:
                 if step is _Step.IDLE:
                     await _sleep(stop, self.poll)
         finally:
-            await asyncio.to_thread(self._close, store)
+            self._close()
 
     @property
     def _retry(self) -> tuple[float, float]:
@@ -150,19 +154,36 @@ class OutputRunner:
     # -- in a worker thread --------------------------------------------------------------
 
     def _open(self) -> Store:
-        store = Store.open(self.db_path, check_same_thread=False)
+        store = self._store = Store.open(self.db_path, check_same_thread=False)
         ensure_cursor(store, self.out.name, self.out.start)
         return store
 
-    def _close(self, store: Store | None) -> None:
-        with self._busy:
-            self.sink.close()
-            if store is not None:
-                store.close()
+    def _close(self) -> None:
+        """Close the sink and the store now, or when the step in flight ends."""
+        with self._state:
+            self._close_requested = True
+            if not self._in_step:
+                self._close_now()
 
-    def _step(self, store: Store) -> _Step:
-        with self._busy:
-            return self._deliver(store)
+    def _close_now(self) -> None:
+        self.sink.close()
+        if self._store is not None:
+            store, self._store = self._store, None
+            store.close()
+
+    def _step(self) -> _Step:
+        """One round (opening the store first if needed); closes after it if asked to."""
+        with self._state:
+            if self._close_requested:
+                return _Step.IDLE
+            self._in_step = True
+        try:
+            return self._deliver(self._store or self._open())
+        finally:
+            with self._state:
+                self._in_step = False
+                if self._close_requested:
+                    self._close_now()
 
     def _deliver(self, store: Store) -> _Step:
         name, limit, bound = self.out.name, self.sink.batch_size, self.out.max_queue
@@ -215,6 +236,39 @@ class OutputRunner:
                 )
                 self._shape_failed = True
             return orjson.dumps(finding_native(row))
+
+
+T = TypeVar("T")
+
+
+async def in_daemon_thread(fn: Callable[[], T], name: str) -> T:
+    """``fn()`` in a daemon thread of its own.
+
+    Not ``asyncio.to_thread``: a receiver that hangs would hold a worker of the default
+    executor, which the interpreter joins at exit, so the daemon could not stop within
+    its few seconds. A daemon thread is simply left behind at exit.
+    """
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not fut.done():  # not if the awaiting task was cancelled (stopping)
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def work() -> None:
+        try:
+            result: Any = fn()
+            ok = True
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting task, as to_thread does
+            result, ok = exc, False
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, ok, result)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return await fut
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -254,3 +254,21 @@ def m004_output_cursor(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m005_output_cursor_follows_deletes(db: Database) -> None:
+    """When the newest findings are deleted (retention), SQLite reuses their rowids: lower
+    the output cursors to the newest finding left, in the deleting transaction, so a
+    later finding with a reused rowid is still delivered (auditor.store.outputs)."""
+    db.executescript(
+        """
+        CREATE TRIGGER output_cursor_after_finding_delete AFTER DELETE ON findings
+        WHEN old.rowid > (SELECT coalesce(max(rowid), 0) FROM findings)
+        BEGIN
+            UPDATE output_cursor
+            SET last_rowid = (SELECT coalesce(max(rowid), 0) FROM findings)
+            WHERE last_rowid > (SELECT coalesce(max(rowid), 0) FROM findings);
+        END;
+        """
+    )
