@@ -1,7 +1,8 @@
 """Delivery cursors of the outputs: the store is their on-disk queue.
 
 Each output keeps the rowid of the last finding it has dealt with (``output_cursor``,
-migration m004). A finding is pending for an output while its rowid is above the cursor
+migration m004; m005 lowers it when retention deletes the newest findings, whose rowids
+SQLite then reuses). A finding is pending for an output while its rowid is above the cursor
 and it passes the output's filter. The cursor moves in the transaction that records the
 delivery, so a restart resends nothing that was recorded and skips nothing that was not.
 
