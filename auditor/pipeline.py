@@ -83,6 +83,9 @@ class Batch:
     client_hours: dict[tuple[int, str], int] = field(default_factory=dict)  # (epoch hour, ip)
     detector_state: bytes | None = None
     event_ms: list[int] = field(default_factory=list)  # epoch ms of each event, same order
+    # The events already packed for the store as (source, first_ms, last_ms, n, data)
+    # blocks, when another process packed them (see auditor.decodeworker); else None.
+    packed: list[tuple[str, int, int, int, bytes]] | None = None
     # What `--format auto` chose or switched to: (source, "fmt (n/m sample lines) in file"),
     # journalled by the writer as kind "format".
     format_choices: list[tuple[str, str]] = field(default_factory=list)
@@ -92,6 +95,47 @@ class Batch:
         if c is None:
             c = self.counters[source] = SourceCounters()
         return c
+
+
+def merge(into: Batch, part: Batch) -> None:
+    """Add a later batch to an earlier one (both decoded, neither written yet)."""
+    into.events.extend(part.events)
+    into.hits.extend(part.hits)
+    into.event_ms.extend(part.event_ms)
+    into.positions.extend(part.positions)
+    if part.packed is not None:
+        into.packed = (into.packed or []) + part.packed
+    for src, c in part.counters.items():
+        mine = into.counter(src)
+        mine.lines_read += c.lines_read
+        mine.lines_parsed += c.lines_parsed
+        mine.lines_unparsed += c.lines_unparsed
+        mine.lines_truncated += c.lines_truncated
+        mine.bytes_read += c.bytes_read
+        mine.rotations += c.rotations
+        for ms in (c.first_event_ms, c.last_event_ms):
+            if ms is not None:
+                mine.add_event_time(ms)
+        if c.last_unparsed is not None:
+            mine.last_unparsed = c.last_unparsed
+    for key, m in part.minutes.items():
+        have = into.minutes.get(key)
+        if have is None:
+            into.minutes[key] = m
+            continue
+        have.requests += m.requests
+        have.status_2xx += m.status_2xx
+        have.status_3xx += m.status_3xx
+        have.status_4xx += m.status_4xx
+        have.status_5xx += m.status_5xx
+        have.auth_failures += m.auth_failures
+        have.plain_http += m.plain_http
+        have.bytes_out += m.bytes_out
+    hours = into.client_hours
+    for hk, n in part.client_hours.items():
+        hours[hk] = hours.get(hk, 0) + n
+    if part.detector_state is not None:
+        into.detector_state = part.detector_state
 
 
 def epoch_ms(events: Sequence[Event]) -> list[int]:
@@ -123,9 +167,15 @@ class Pipeline:
         self, lines: Iterable[Line], positions: Sequence[Position] = (), *, snapshot: bool = True
     ) -> Batch:
         """``snapshot=False`` leaves ``detector_state`` None (the store keeps the last one)."""
+        batch = self.decode(lines, positions)
+        self.detect(batch, snapshot=snapshot)
+        return batch
+
+    def decode(self, lines: Iterable[Line], positions: Sequence[Position] = ()) -> Batch:
+        """Events, counters and aggregates, without detection: the part that can run in
+        another process (``auditor.decodeworker``), since it keeps no state across batches."""
         batch = Batch(positions=list(positions))
-        events, hits = batch.events, batch.hits
-        observe = self.detector.observe if self.detector is not None else None
+        events = batch.events
         decoders = self.decoders
         current_source = ""
         counter = SourceCounters()
@@ -148,12 +198,8 @@ class Pipeline:
                 continue
             counter.lines_parsed += 1
             events.append(event)
-            if observe is not None:
-                hits.extend(observe(event))
         self._aggregate(batch)
         self._format_choices(batch)
-        if snapshot and self.detector is not None:
-            batch.detector_state = self.detector.snapshot()
         return batch
 
     def _format_choices(self, batch: Batch) -> None:
@@ -163,6 +209,19 @@ class Pipeline:
                 batch.format_choices.extend(
                     (c.source, f"{c.describe()} in {c.file}") for c in take()
                 )
+
+    def detect(self, batch: Batch, *, snapshot: bool = True) -> None:
+        """Run the detector over the batch's events, in order; fills ``hits`` (and state)."""
+        if self.detector is None:
+            return
+        observe = self.detector.observe
+        hits = batch.hits
+        for event in batch.events:
+            found = observe(event)
+            if found:
+                hits.extend(found)
+        if snapshot:
+            batch.detector_state = self.detector.snapshot()
 
     @staticmethod
     def _aggregate(batch: Batch) -> None:

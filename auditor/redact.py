@@ -195,6 +195,11 @@ class Redactor:
         self._clean_urls = _Memo()
         self._clean_users = _Memo()
 
+    @property
+    def key(self) -> bytes:
+        """The key, for a decode worker process that must mask with the same digests."""
+        return self._key
+
     def digest(self, value: str) -> str:
         """HMAC-SHA256 of ``value`` with the key, hex, first 16 characters."""
         raw = value.encode("utf-8", "surrogatepass")

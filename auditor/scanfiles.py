@@ -12,21 +12,39 @@ import glob
 import logging
 import os
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from auditor.decodeworker import (
+    END_COMPRESSED,
+    END_PLAIN,
+    MORE,
+    PARALLEL_MIN_BYTES,
+    DecodeWorker,
+)
 from auditor.fileid import FileIdentity, identify, open_log
+from auditor.formats import FormatSpec
 from auditor.lines import LineSplitter
 from auditor.model import Line
-from auditor.pipeline import Batch, Pipeline, Position
+from auditor.pipeline import Batch, Pipeline, Position, merge
 from auditor.progress import Progress
 from auditor.store import Store
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ParallelDecode:
+    """What a decode worker needs: the redaction key and each source's format."""
+
+    key: bytes
+    spec_for: Callable[[str], FormatSpec]
+    min_bytes: int = PARALLEL_MIN_BYTES
 
 
 @dataclass
@@ -89,11 +107,16 @@ class _Batcher:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="store-writer")
     )
     inflight: Future[None] | None = None
+    decoded: Batch | None = None  # chunks decoded by a worker process, not yet detected
+    decoded_lines: int = 0
+    positions_seen: dict[str, int] = field(default_factory=dict)  # file_id -> decoded offset
 
     def resume_offset(self, file_id: str) -> int:
         pending = self.positions.get(file_id)
         if pending is not None:
             return pending.offset
+        if file_id in self.positions_seen:
+            return self.positions_seen[file_id]
         if file_id in self.flushed:
             return self.flushed[file_id]
         stored = self.reader.position(file_id)
@@ -105,7 +128,41 @@ class _Batcher:
         if len(self.lines) >= self.batch_lines:
             self.flush()
 
+    def add_decoded(self, part: Batch, lines: int, pos: Position) -> None:
+        """A chunk decoded by the worker (see ``auditor.decodeworker``)."""
+        part.positions = [pos]
+        if self.decoded is None:
+            self.decoded = part
+        else:
+            merge(self.decoded, part)
+        self.decoded_lines += lines
+        self.positions_seen[pos.file_id] = pos.offset
+        if self.decoded_lines >= self.batch_lines:
+            self.flush()
+
+    def _take_decoded(self) -> Batch:
+        assert self.decoded is not None
+        batch, self.decoded = self.decoded, None
+        lines, self.decoded_lines = self.decoded_lines, 0
+        # Keep only the last position per file, in order.
+        last: dict[str, Position] = {}
+        for p in batch.positions:
+            last[p.file_id] = p
+        batch.positions = list(last.values())
+        self.pipeline.detect(batch)
+        self.summary.lines += lines
+        return batch
+
     def flush(self) -> None:
+        if self.decoded is not None:
+            batch = self._take_decoded()
+            self.wait()
+            self.inflight = self.executor.submit(self.store.write, batch)
+            self.summary.events += len(batch.events)
+            self.summary.hits += len(batch.hits)
+            self.summary.unparsed += sum(c.lines_unparsed for c in batch.counters.values())
+            for p in batch.positions:
+                self.flushed[p.file_id] = p.offset
         if not self.lines and not self.positions:
             return
         batch = self.pipeline.process(self.lines, list(self.positions.values()))
@@ -222,6 +279,73 @@ def scan_file(
         on_bytes(ident.size)
 
 
+@dataclass(slots=True)
+class _Sent:
+    """What the parent remembers of a chunk in flight, to place its result."""
+
+    ident: FileIdentity
+    source: str
+    path: str
+    end: int
+
+
+def _collect(worker: DecodeWorker, sent: deque[_Sent], batcher: _Batcher, keep: int) -> None:
+    """Receive results until at most ``keep`` chunks are in flight."""
+    while worker.in_flight > keep:
+        got = worker.receive()
+        s = sent.popleft()
+        ident = s.ident
+        pos = Position(
+            ident.file_id, s.source, s.path, ident.dev, ident.inode, got.offset, ident.size
+        )
+        lines = sum(c.lines_read for c in got.batch.counters.values())
+        batcher.add_decoded(got.batch, lines, pos)
+        if s.end == END_PLAIN and got.pending:
+            batcher.summary.pending_partial += 1
+
+
+def scan_file_parallel(
+    path: Path,
+    source: str,
+    spec: FormatSpec,
+    ident: FileIdentity,
+    batcher: _Batcher,
+    worker: DecodeWorker,
+    on_bytes: Callable[[int], None],
+) -> None:
+    """``scan_file`` with splitting and decoding in the worker process. Up to three chunks
+    are in flight, so the worker decodes the next while this process detects and stores."""
+    sent: deque[_Sent] = deque()
+    try:
+        start = batcher.resume_offset(ident.file_id)
+        if not ident.compressed and start >= ident.size:
+            on_bytes(ident.size)
+            return
+        end_code = END_COMPRESSED if ident.compressed else END_PLAIN
+        with open_log(path) as f:
+            if ident.compressed:
+                _skip(f.read, start)
+            else:
+                f.seek(start)
+            chunk = f.read(CHUNK)
+            while chunk:
+                after = f.read(CHUNK)
+                end = MORE if after else end_code
+                worker.send(ident.file_id, source, spec, str(path), start, chunk, end)
+                sent.append(_Sent(ident, source, str(path), end))
+                on_bytes(len(chunk) if not ident.compressed else 0)
+                _collect(worker, sent, batcher, 2)
+                chunk = after
+            if sent and sent[-1].end == MORE:  # a file that ended on a chunk boundary
+                worker.send(ident.file_id, source, spec, str(path), start, b"", end_code)
+                sent.append(_Sent(ident, source, str(path), end_code))
+    finally:
+        # Whatever was read (also before damage) is kept with its position.
+        _collect(worker, sent, batcher, 0)
+    if ident.compressed:
+        on_bytes(ident.size)
+
+
 def scan_paths(
     paths: list[str],
     store: Store,
@@ -231,8 +355,12 @@ def scan_paths(
     batch_lines: int = 20000,
     max_line: int = 65536,
     quiet: bool = False,
+    parallel: ParallelDecode | None = None,
 ) -> ScanSummary:
-    """Scan every file under ``paths``; commit per batch; report skipped files with reasons."""
+    """Scan every file under ``paths``; commit per batch; report skipped files with reasons.
+
+    With ``parallel`` and at least ``parallel.min_bytes`` to read, a second process splits
+    and decodes (see ``auditor.decodeworker``); the results are the same either way."""
     summary = ScanSummary()
     files, missing = expand_paths(paths)
     summary.skipped.extend(missing)
@@ -252,10 +380,17 @@ def scan_paths(
         done_bytes += n
         progress.update(done_bytes, summary.lines + len(batcher.lines))
 
+    worker = None
+    if parallel is not None and total >= parallel.min_bytes:
+        worker = DecodeWorker(parallel.key, max_line)
     try:
-        _scan_all(files, batcher, summary, source_for, max_line, on_bytes)
+        _scan_all(files, batcher, summary, source_for, max_line, on_bytes, worker, parallel)
     finally:
-        batcher.close()
+        try:
+            batcher.close()
+        finally:
+            if worker is not None:
+                worker.close()
         if reader is not store:
             reader.close()
     progress.close()
@@ -272,6 +407,8 @@ def _scan_all(
     source_for: Callable[[Path], str],
     max_line: int,
     on_bytes: Callable[[int], None],
+    worker: DecodeWorker | None = None,
+    parallel: ParallelDecode | None = None,
 ) -> None:
     for path in files:
         try:
@@ -284,7 +421,12 @@ def _scan_all(
             continue
         summary.files += 1
         try:
-            scan_file(path, source_for(path), ident, batcher, max_line, on_bytes)
+            source = source_for(path)
+            if worker is not None and parallel is not None:
+                spec = parallel.spec_for(source)
+                scan_file_parallel(path, source, spec, ident, batcher, worker, on_bytes)
+            else:
+                scan_file(path, source, ident, batcher, max_line, on_bytes)
         except (OSError, EOFError, zlib.error) as exc:
             # What was read before the damage is kept (and its position); the rest is skipped.
             summary.skipped.append((str(path), f"stopped part way: {_reason(exc)}"))

@@ -11,9 +11,10 @@ import click
 from auditor.cli import cli
 from auditor.cli.common import config_option, db_option, resolve_config, resolve_db
 from auditor.config import Config
+from auditor.decodeworker import PARALLEL_MIN_BYTES
 from auditor.engine import build_engine, check_format_name, format_spec
 from auditor.formats import FormatSpec
-from auditor.scanfiles import scan_paths
+from auditor.scanfiles import ParallelDecode, scan_paths
 from auditor.store import Store
 
 _ROTATED = re.compile(r"(\.gz|\.\d+|-\d{8}(\d{2})?)+$")
@@ -91,6 +92,11 @@ def scan_cmd(
             batch_lines=config.daemon.batch_lines * 4,
             max_line=config.daemon.max_line_bytes,
             quiet=quiet,
+            parallel=ParallelDecode(
+                engine.redactor.key,
+                lambda name: engine.specs.get(name) or FormatSpec("auto"),
+                _parallel_min_bytes(),
+            ),
         )
     finally:
         store.close()
@@ -126,3 +132,10 @@ def scan_cmd(
                 "once its newline arrives",
                 err=True,
             )
+
+
+def _parallel_min_bytes() -> int:
+    """Inputs this large are decoded in a second process; ``LOG_AUDITOR_PARALLEL_MIN_BYTES``
+    changes the threshold (0: always, a huge number: never), for tests and benchmarks."""
+    raw = os.environ.get("LOG_AUDITOR_PARALLEL_MIN_BYTES", "")
+    return int(raw) if raw.isdigit() else PARALLEL_MIN_BYTES
