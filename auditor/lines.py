@@ -6,9 +6,33 @@ Only complete lines go on: a partial last line waits for its newline. A line lon
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from auditor.model import Line
+
+
+class _LineDraft:
+    """Builds a genuine ``Line`` about four times faster than its frozen constructor: plain
+    slots are filled, then the object becomes a ``Line`` (same slot layout; see
+    ``auditor.formats.event._Draft`` for the same trick on events)."""
+
+    __slots__ = Line.__slots__
+
+    def __init__(
+        self, source: str, file: str, offset: int, end: int, text: str, truncated: bool
+    ) -> None:
+        self.source = source
+        self.file = file
+        self.offset = offset
+        self.end = end
+        self.text = text
+        self.truncated = truncated
+        self.__class__ = Line  # type: ignore[assignment]
+
+
+_new_line = cast(Callable[[str, str, int, int, str, bool], Line], _LineDraft)
 
 
 @dataclass(slots=True)
@@ -28,6 +52,43 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> list[Line]:
         buf = self._buf + chunk if self._buf else chunk
+        if not self._skipping:
+            last = buf.rfind(b"\n")
+            if last >= 0 and buf.isascii():
+                return self._feed_ascii(buf, last)
+        return self._feed_bytes(buf)
+
+    def _feed_ascii(self, buf: bytes, last: int) -> list[Line]:
+        """The common case: decode every complete line at once (byte offsets are character
+        offsets in ASCII) and split; over-long and CR-ended lines are cut like below."""
+        text = buf[: last + 1].decode("ascii")
+        parts = text.split("\n")
+        parts.pop()  # the empty string after the last newline
+        source, file, max_len = self.source, self.file, self.max_len
+        crlf = "\r" in text
+        make = _new_line
+        out: list[Line] = []
+        pos = self.offset
+        for t in parts:
+            end = pos + len(t) + 1
+            if crlf and t.endswith("\r"):
+                t = t[:-1]
+            if len(t) > max_len:
+                out.append(make(source, file, pos, end, t[:max_len], True))
+            else:
+                out.append(make(source, file, pos, end, t, False))
+            pos = end
+        rest = buf[last + 1 :]
+        if len(rest) > max_len:  # an over-long last line: its head now, skip the rest
+            out.append(self._make(rest[:max_len], pos, pos + len(rest), True))
+            self._skipping = True
+            pos += len(rest)
+            rest = b""
+        self._buf = rest
+        self.offset = pos
+        return out
+
+    def _feed_bytes(self, buf: bytes) -> list[Line]:
         out: list[Line] = []
         pos = 0
         base = self.offset
@@ -57,7 +118,7 @@ class LineSplitter:
             if truncated:
                 raw = raw[:max_len]
             out.append(
-                Line(
+                _new_line(
                     source, file, base + pos, base + end, raw.decode("utf-8", "replace"), truncated
                 )
             )
