@@ -103,6 +103,7 @@ def merge(into: Batch, part: Batch) -> None:
     into.hits.extend(part.hits)
     into.event_ms.extend(part.event_ms)
     into.positions.extend(part.positions)
+    into.format_choices.extend(part.format_choices)
     if part.packed is not None:
         into.packed = (into.packed or []) + part.packed
     for src, c in part.counters.items():
