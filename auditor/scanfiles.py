@@ -129,8 +129,10 @@ class _Batcher:
             self.flush()
 
     def add_decoded(self, part: Batch, lines: int, pos: Position) -> None:
-        """A chunk decoded by the worker (see ``auditor.decodeworker``)."""
+        """A chunk decoded by the worker (see ``auditor.decodeworker``). Detection runs
+        chunk by chunk, so the worker is never idle for a whole batch's detection."""
         part.positions = [pos]
+        self.pipeline.detect(part, snapshot=False)
         if self.decoded is None:
             self.decoded = part
         else:
@@ -149,7 +151,8 @@ class _Batcher:
         for p in batch.positions:
             last[p.file_id] = p
         batch.positions = list(last.values())
-        self.pipeline.detect(batch)
+        if self.pipeline.detector is not None:
+            batch.detector_state = self.pipeline.detector.snapshot()
         self.summary.lines += lines
         return batch
 
@@ -313,7 +316,7 @@ def scan_file_parallel(
     worker: DecodeWorker,
     on_bytes: Callable[[int], None],
 ) -> None:
-    """``scan_file`` with splitting and decoding in the worker process. Up to three chunks
+    """``scan_file`` with splitting and decoding in the worker process. Up to five chunks
     are in flight, so the worker decodes the next while this process detects and stores."""
     sent: deque[_Sent] = deque()
     try:
@@ -334,7 +337,7 @@ def scan_file_parallel(
                 worker.send(ident.file_id, source, spec, str(path), start, chunk, end)
                 sent.append(_Sent(ident, source, str(path), end))
                 on_bytes(len(chunk) if not ident.compressed else 0)
-                _collect(worker, sent, batcher, 2)
+                _collect(worker, sent, batcher, 4)
                 chunk = after
             if sent and sent[-1].end == MORE:  # a file that ended on a chunk boundary
                 worker.send(ident.file_id, source, spec, str(path), start, b"", end_code)

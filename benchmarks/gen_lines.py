@@ -2,10 +2,17 @@
 
 About 175 bytes a line; roughly 1 line in 200 carries PII or a secret in its URL, and a few
 clients misbehave (probing, brute force) so detection has work to do.
+
+Clients follow a Zipf-like law (weight 1/rank) over 260,096 addresses, as real API traffic
+does: a few busy clients and a long tail (about 60,000 distinct clients a day at 1M
+requests). ``uniform=True`` draws every request from a fresh random address instead, the
+worst case for per-client state (a botnet).
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 import sys
 from collections.abc import Iterator
@@ -36,13 +43,28 @@ AGENTS = [
 ]
 
 
-def lines(n: int, *, seed: int = 7, start: datetime | None = None) -> Iterator[str]:
+N_CLIENTS = 4 * 256 * 254
+
+
+def _address(k: int) -> str:
+    return f"10.{k // (256 * 254)}.{k // 254 % 256}.{k % 254 + 1}"
+
+
+def lines(
+    n: int, *, seed: int = 7, start: datetime | None = None, uniform: bool = False
+) -> Iterator[str]:
     rnd = random.Random(seed)
+    order = list(range(N_CLIENTS))
+    rnd.shuffle(order)  # rank -> address, so busy clients are spread over the space
+    cum = list(itertools.accumulate(1 / (r + 1) for r in range(N_CLIENTS)))
     t = start or datetime(2026, 11, 20, 0, 0, 0, tzinfo=UTC)
     step = timedelta(milliseconds=max(1, 86_400_000 // max(n, 1)))
     for i in range(n):
         t += step
-        ip = f"10.{rnd.randrange(4)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
+        if uniform:
+            ip = _address(rnd.randrange(N_CLIENTS))
+        else:
+            ip = _address(order[bisect.bisect_left(cum, rnd.random() * cum[-1])])
         r = rnd.random()
         if r < 0.005:
             path, status = rnd.choice(PII), 200
