@@ -23,8 +23,10 @@ import contextlib
 import importlib
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from auditor.config import Config, SourceConfig, load_config
@@ -89,7 +91,29 @@ def scheduled_tasks() -> list[ExtraTask]:
         finally:
             stop.set()
 
-    return [reports]
+    return [reports, retention]
+
+
+RETENTION_EVERY_S = 24 * 3600
+RETENTION_FIRST_S = 300  # after start: let a restart catch up on the logs first
+
+
+async def retention(config: Config) -> None:
+    """Delete what the ``[retention]`` periods let go, once a day, on its own connection
+    and a chunk at a time (see auditor.store.retention), so ingest never waits long."""
+    from auditor.store.retention import prune_path
+
+    await asyncio.sleep(RETENTION_FIRST_S)
+    while True:
+        try:
+            result = await asyncio.to_thread(
+                prune_path, config.store.path, config.retention, datetime.now(UTC)
+            )
+            if result.total:
+                log.info("retention: deleted %s", result.deleted)
+        except (AuditorError, sqlite3.Error, OSError) as exc:
+            log.error("retention: %s; trying again tomorrow", exc)
+        await asyncio.sleep(RETENTION_EVERY_S)
 
 
 class Daemon:

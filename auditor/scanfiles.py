@@ -160,7 +160,7 @@ class _Batcher:
         if self.decoded is not None:
             batch = self._take_decoded()
             self.wait()
-            self.inflight = self.executor.submit(self.store.write, batch)
+            self.inflight = self.executor.submit(write_batch, self.store, batch)
             self.summary.events += len(batch.events)
             self.summary.hits += len(batch.hits)
             self.summary.unparsed += sum(c.lines_unparsed for c in batch.counters.values())

@@ -265,3 +265,40 @@ def test_prune_path_uses_its_own_connection_beside_a_writer(tmp_path: Path) -> N
         assert _count(writer, "events") == 1
     finally:
         writer.close()
+
+
+def test_the_daemon_prunes_once_a_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's retention task prunes on its own connection, then sleeps a day."""
+    import asyncio
+
+    from auditor import daemon
+    from auditor.config import Config, StoreConfig
+
+    path = tmp_path / "audit.db"
+    writer = Store.open(path)
+    old = datetime.now(UTC) - timedelta(days=200)
+    try:
+        _write(writer, "api", [f"{_iso(old)} 192.0.2.1 /old"] * 5)
+    finally:
+        writer.close()
+    monkeypatch.setattr(daemon, "RETENTION_FIRST_S", 0)
+    config = Config(store=StoreConfig(path=path), retention=RET)
+
+    async def one_round() -> None:
+        task = asyncio.create_task(daemon.retention(config))
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            check = Store.open(path)
+            try:
+                if not stored_events(check.conn):
+                    break
+            finally:
+                check.close()
+        task.cancel()
+
+    asyncio.run(one_round())
+    check = Store.open(path)
+    try:
+        assert stored_events(check.conn) == []
+    finally:
+        check.close()

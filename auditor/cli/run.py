@@ -48,6 +48,9 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
 
     path = config_path or Path(os.environ.get("LOG_AUDITOR_CONFIG") or DEFAULT_CONFIG_PATH)
     config = load_config(path)
+    from auditor.report.schedule import validate_jobs
+
+    validate_jobs(config)  # a bad cron line stops the start, not the first report
     verbose = (ctx.parent.params.get("verbose") or 0) if ctx.parent else 0
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     try:
