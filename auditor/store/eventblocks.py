@@ -11,6 +11,8 @@ An event's id is ``block_id * ID_STRIDE + index``: stable, ordered like insertio
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,34 +25,13 @@ from auditor.model import Event
 BLOCK_MAX = 2048
 ID_STRIDE = 1 << 16  # > BLOCK_MAX: ids of consecutive blocks never overlap
 
-EVENT_COLUMNS: tuple[str, ...] = (
-    "ts_ms",
-    "source",
-    "format",
-    "client_ip",
-    "client_port",
-    "method",
-    "scheme",
-    "host",
-    "server_port",
-    "path",
-    "route",
-    "query",
-    "http_version",
-    "status",
-    "bytes_in",
-    "bytes_out",
-    "duration_ms",
-    "user_name",
-    "user_agent",
-    "referrer",
-    "tls_version",
-    "request_id",
-    "forwarded_for",
-    "file",
-    "offset",
-    "exposures",
-)
+_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+assert _FIELDS[0] == "timestamp" and _FIELDS[-1] == "exposures"
+_MIDDLE = operator.attrgetter(*_FIELDS[1:-1])
+
+# The row order follows the Event's fields: a new field of Event changes the order of
+# new rows, so it needs a migration that rewrites the stored blocks.
+EVENT_COLUMNS: tuple[str, ...] = ("ts_ms", *_FIELDS[1:])
 """The fields of a stored event, in row order (``events --json`` prints them, plus ``id``)."""
 
 
@@ -83,34 +64,7 @@ def _exposures(e: Event) -> list[dict[str, Any]] | None:
 
 def event_row(e: Event, ms: int) -> tuple[object, ...]:
     """The stored row of one event, in ``EVENT_COLUMNS`` order (already redacted text)."""
-    return (
-        ms,
-        e.source,
-        e.format,
-        e.client_ip,
-        e.client_port,
-        e.method,
-        e.scheme,
-        e.host,
-        e.server_port,
-        e.path,
-        e.route,
-        e.query,
-        e.http_version,
-        e.status,
-        e.bytes_in,
-        e.bytes_out,
-        e.duration_ms,
-        e.user_name,
-        e.user_agent,
-        e.referrer,
-        e.tls_version,
-        e.request_id,
-        e.forwarded_for,
-        e.file,
-        e.offset,
-        _exposures(e),
-    )
+    return (ms, *_MIDDLE(e), _exposures(e))
 
 
 def pack_rows(rows: Sequence[tuple[object, ...]]) -> bytes:
