@@ -43,6 +43,7 @@ from auditor.tailfile import (
     open_at,
     peek,
     reason,
+    reopen,
     rotated_siblings,
     source_kind,
     watch_root,
@@ -392,6 +393,12 @@ class SourceTailer:
             else:
                 how = "deleted" if moved else "moved away"
             self._rotated_paths.add(old)
+            if not f.compressed and (f.fstat_size() < f.read_pos or f.replaced()):
+                # Truncated (copytruncate) and refilled *before* it moved away, all
+                # between two checks: the copy holds its unread part, and what the
+                # descriptor reads now is another file.
+                self._truncated_then_moved(f, old, how, now)
+                return
             log.info("source %s: %s was %s; finishing it first", self.name, old, how)
             f.rotated_at = now
             f.eof = False
@@ -406,10 +413,38 @@ class SourceTailer:
         if f.replaced():
             self._truncated(f, now, "its first line changed")
 
-    def _truncated(self, f: LogFile, now: float, how: str) -> None:
-        """copytruncate: finish from the rotated copy, then the file restarts at 0."""
-        self._rotated_paths.add(f.path)
-        copy = self._find_copy(f.path, f.file_id, f.read_pos, exclude=f.key, now=now)
+    def _truncated_then_moved(self, f: LogFile, old: str, how: str, now: float) -> None:
+        """Finish ``f`` from its copy beside ``old``, then read what replaced it."""
+        try:
+            refill = reopen(f, self.name, 0, self.max_line, now)  # before f is closed
+        except OSError as exc:
+            log.warning("source %s: %s: %s", self.name, f.path, reason(exc))
+            refill = None
+        self._truncated(f, now, f"then {how}", at=old)
+        if refill is None or refill.file_id in self.files:
+            # No complete first line: nothing written after the truncation to read.
+            if refill is not None:
+                refill.close()
+            return
+        log.info(
+            "source %s: %s was refilled after its truncation, then %s; reading it next",
+            self.name,
+            old,
+            how,
+        )
+        refill.rotated_at = now + 1e-6  # after the copy: it came later at the same path
+        refill.origin = old
+        self.files[refill.file_id] = refill
+        self._out.append(Chunk(self.name, [], self._position(refill), 0, rotations=1))
+
+    def _truncated(self, f: LogFile, now: float, how: str, at: str | None = None) -> None:
+        """copytruncate: finish from the rotated copy, then the file restarts at 0.
+
+        ``at`` is the path it was truncated at (its copy is beside it), if it has moved.
+        """
+        path = f.path if at is None else at
+        self._rotated_paths.add(path)
+        copy = self._find_copy(path, f.file_id, f.read_pos, exclude=f.key, now=now)
         f.close()
         del self.files[f.file_id]
         if copy is None:
@@ -419,7 +454,7 @@ class SourceTailer:
                 "source %s: %s was truncated (%s) and no rotated copy holding its unread"
                 " part was found beside it; up to %d bytes after offset %d were not read",
                 self.name,
-                f.path,
+                path,
                 how,
                 unread,
                 f.read_pos,
@@ -429,14 +464,14 @@ class SourceTailer:
         log.info(
             "source %s: %s was truncated (%s); reading its rest from %s",
             self.name,
-            f.path,
+            path,
             how,
             copy.path,
         )
         copy.splitter = f.splitter  # the same byte stream: a partial line carries over
         copy.splitter.file = copy.path
         copy.rotated_at = now
-        copy.origin = f.path
+        copy.origin = path
         self.files[copy.file_id] = copy
         self._out.append(Chunk(self.name, [], self._position(copy), 0, rotations=1))
 

@@ -150,6 +150,23 @@ def open_at(path: str, source: str, offset: int, max_line: int, now: float) -> L
     decompressed at all (a rotated archive already read).
     """
     raw = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by the LogFile
+    return _open_raw(raw, path, source, offset, max_line, now)
+
+
+def reopen(f: LogFile, source: str, offset: int, max_line: int, now: float) -> LogFile | None:
+    """The file open as ``f``, on a descriptor of its own, identified afresh.
+
+    For a file whose content was replaced (copytruncate) and which then moved away: its
+    name may be gone, but the descriptor still reads the new content. None when that
+    has no complete first line.
+    """
+    raw = io.FileIO(os.dup(f.fileobj.fileno()), "rb")
+    return _open_raw(raw, f.path, source, offset, max_line, now)
+
+
+def _open_raw(
+    raw: io.FileIO, path: str, source: str, offset: int, max_line: int, now: float
+) -> LogFile | None:
     try:
         fd = raw.fileno()
         st = os.fstat(fd)

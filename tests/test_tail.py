@@ -516,3 +516,74 @@ def test_unreadable_directory_source_is_reported_then_recovers(tmp_path: Path) -
     check(t)
     assert sink.lines == ["1"]
     assert sink.states[-1] is None
+
+
+def test_copytruncate_then_rename_between_checks_of_an_unread_file(tmp_path: Path) -> None:
+    """The soak's lost file: the path's file, still unread behind its predecessor, is
+    copytruncated (the copy keeps its lines), refilled and renamed before the next check.
+    """
+    log = tmp_path / "access.log"
+    write(log, "a0")
+    t, sink, _ = make(log)
+    check(t)
+    write(log, *(f"a{i}" for i in range(1, 100)))
+    log.rename(tmp_path / "access.log.1")
+    write(log, *(f"b{i}" for i in range(100)), mode="w")
+    fired = False
+
+    async def emit(item: TailItem) -> None:
+        nonlocal fired
+        await sink(item)
+        if not fired and isinstance(item, Chunk) and item.lines:
+            fired = True  # while the predecessor is drained, b (unread) rotates twice
+            shutil.copyfile(log, tmp_path / "access.log.2")
+            os.truncate(log, 0)
+            write(log, *(f"c{i}" for i in range(100)))
+            log.rename(tmp_path / "access.log.3")
+            write(log, *(f"d{i}" for i in range(10)), mode="w")
+
+    t.emit = emit
+    check(t)
+    sizes = {"a": 100, "b": 100, "c": 100, "d": 10}
+    assert sink.lines == [f"{x}{i}" for x, n in sizes.items() for i in range(n)]
+    assert t.stats.gaps == 0
+
+
+def test_copytruncate_then_rename_between_checks_of_a_half_read_file(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "a0", "a1")
+    t, sink, _ = make(log)
+    check(t)
+    write(log, "a2", "a3")  # not read when the copy is made
+    shutil.copyfile(log, tmp_path / "access.log.1")
+    os.truncate(log, 0)
+    write(log, "b0 a longer line than before", "b1")
+    log.rename(tmp_path / "access.log.2")
+    write(log, "c0", mode="w")
+    check(t)
+    assert sink.lines == ["a0", "a1", "a2", "a3", "b0 a longer line than before", "b1", "c0"]
+    assert sink.rotations == 2
+    assert t.stats.gaps == 0
+    # Each file's last position is its full length, under its own identity.
+    assert {Path(p.path).name: p.offset for p in sink.positions.values()} == {
+        name: (tmp_path / name).stat().st_size
+        for name in ("access.log", "access.log.1", "access.log.2")
+    }
+
+
+def test_copytruncate_then_delete_between_checks_reads_the_held_file(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "a0")
+    t, sink, _ = make(log)
+    check(t)
+    with log.open("a") as held:
+        write(log, "a1")
+        shutil.copyfile(log, tmp_path / "access.log.1")
+        os.truncate(log, 0)
+        held.write("b0\nb1\n")
+        held.flush()
+        log.unlink()
+        check(t)
+    write(log, "c0", mode="w")
+    check(t)
+    assert sink.lines == ["a0", "a1", "b0", "b1", "c0"]
