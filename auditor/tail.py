@@ -13,6 +13,8 @@ at now with what is open:
 * **copytruncate**: same inode, but smaller than what was read, or a different first line.
   The unread part is read from the rotated copy, found by fingerprint beside it
   (``access.log.1``, or ``access.log.1.gz``), then the truncated file from offset 0.
+  Truncated, refilled *and* renamed (or deleted) between two checks: the copy first, then
+  what the open descriptor holds now, as the new file it is.
 * **a restart**: stored positions are looked up by fingerprint among the matched files
   and their rotated siblings, so a file rotated (even compressed) while the daemon was
   down is finished before its successor.
