@@ -1,7 +1,7 @@
 """Latency of `log-auditor run`: a line appended to a watched file -> a stored event.
 
 A probe appends one line at a time (``GET /lat/<seq>``) at random intervals and notes
-the time; a poller reads the events table every 2 ms and notes when each probe line
+the time; a poller reads the event blocks every 2 ms and notes when each probe line
 became visible (committed). Optionally a second source carries background load. Prints
 p50/p90/p99/max in milliseconds.
 
@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from auditor.store.eventblocks import block_dicts
+
 TS = "20/Nov/2026:12:00:00 +0000"
 LOAD_WRITER = r"""
 import sys, time
@@ -42,6 +44,15 @@ def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
     return s[k]
+
+
+def _new_probe_paths(conn: sqlite3.Connection, after: int) -> tuple[int, list[str]]:
+    """Paths of the probe events in blocks stored after block ``after``."""
+    blocks = conn.execute(
+        "SELECT id, data FROM event_blocks WHERE id > ? AND source = 'probe'", (after,)
+    ).fetchall()
+    paths = [str(d["path"]) for bid, data in blocks for d in block_dicts(bid, data)]
+    return max([after, *(bid for bid, _ in blocks)]), paths
 
 
 def measure(
@@ -77,17 +88,14 @@ def measure(
             try:
                 if conn is None:
                     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-                rows = conn.execute(
-                    "SELECT id, path FROM events WHERE id > ? AND source = 'probe'", (last_id,)
-                ).fetchall()
+                last_id, paths = _new_probe_paths(conn, last_id)
             except sqlite3.OperationalError:
-                rows = []
+                paths = []
                 if conn is not None:
                     conn.close()
                     conn = None
             now = time.monotonic()
-            for rid, path in rows:
-                last_id = max(last_id, rid)
+            for path in paths:
                 seen.setdefault(int(path.rsplit("/", 1)[1]), now)
             time.sleep(0.002)
         if conn is not None:
