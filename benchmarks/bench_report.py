@@ -326,9 +326,9 @@ def main() -> None:
             )
         elif not args.client_days and has_days:
             conn.execute("DROP TABLE client_days")
-        n = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        n = conn.execute("SELECT coalesce(sum(n), 0) FROM event_blocks").fetchone()[0]
         agg = conn.execute("SELECT sum(requests) FROM minute_stats").fetchone()[0]
-    print(f"store: {n:,} rows in events, {agg:,} requests in minute_stats")
+    print(f"store: {n:,} events (in blocks), {agg:,} requests in minute_stats")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         config = tmp / "config.toml"
