@@ -154,6 +154,8 @@ class Daemon:
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        # A reload still running at SIGTERM would wait for a writer that has stopped.
+        self._reloads: set[asyncio.Task[bool]] = set()
         self.outputs = Outputs(self._ruleset)
         self._secrets: dict[str, bytes] = {}
 
@@ -251,7 +253,7 @@ class Daemon:
             self.notifier.stopping()
             log.info("stopping: committing what was read")
             deadline = time.monotonic() + SHUTDOWN_SECONDS
-            for task in [*self._sources.values(), *self._extras, watcher, *aux]:
+            for task in [*self._sources.values(), *self._extras, watcher, *aux, *self._reloads]:
                 task.cancel()
             if server is not None:
                 server.close()
@@ -350,7 +352,9 @@ class Daemon:
 
     def _on_hup(self) -> None:
         if self._tg is not None and not self._stop.is_set():
-            self._tg.create_task(self.reload(), name="reload")
+            task = self._tg.create_task(self.reload(), name="reload")
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
 
     async def reload(self) -> bool:
         """Reload config and rules; a bad new config is refused and the old one kept."""

@@ -361,3 +361,19 @@ def test_poll_mode_source(tmp_path: Path) -> None:
         wait_for(lambda: count(db) == 6, what="lines found by polling")
         assert d.stop() == 0
     assert_exactly_once(db, range(6))
+
+
+def test_sigterm_right_after_sighup_still_stops(tmp_path: Path) -> None:
+    """A reload in flight (restarting a changed source) never holds up the stop."""
+    log = tmp_path / "access.log"
+    append(log, range(3))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 3, what="first lines")
+        other = tmp_path / "other.log"
+        append(other, range(3, 6))
+        config.write_text(config.read_text().replace(str(log), str(other)))
+        d.signal(signal.SIGHUP)
+        d.signal(signal.SIGTERM)
+        assert d.stop() == 0
