@@ -29,6 +29,7 @@ class _LineDraft:
         self.end = end
         self.text = text
         self.truncated = truncated
+        self.replay = False
         self.__class__ = Line  # type: ignore[assignment]
 
 
@@ -140,3 +141,19 @@ class LineSplitter:
     def resume_offset(self) -> int:
         """Where a restart should resume: the start of the first incomplete line."""
         return self.offset
+
+
+def leading_directives(head: bytes, source: str, file: str) -> list[Line]:
+    """The complete ``#`` lines (W3C ``#Fields:``...) that open ``head``, a file's first
+    bytes, as replay lines: a reader that resumes mid-file passes them on first, so the
+    decoder knows the file's columns again."""
+    out: list[Line] = []
+    pos = 0
+    while head[pos : pos + 1] == b"#":
+        nl = head.find(b"\n", pos)
+        if nl < 0:
+            break
+        text = head[pos:nl].rstrip(b"\r").decode("utf-8", "replace")
+        out.append(Line(source, file, pos, nl + 1, text, replay=True))
+        pos = nl + 1
+    return out

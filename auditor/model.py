@@ -78,6 +78,9 @@ class Line:
     end: int
     text: str
     truncated: bool = False
+    # A header line (W3C "#Fields:") read again when a file is resumed mid-way: decoded for
+    # the columns it declares, not counted (it was counted when first read).
+    replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,6 +186,10 @@ class Pipeline:
                 current_source = line.source
                 counter = batch.counter(current_source)
                 decode = decoders.get(current_source)
+            if line.replay:
+                if decode is not None:
+                    decode(line)  # only for the state it sets (the file's columns)
+                continue
             counter.lines_read += 1
             counter.bytes_read += line.end - line.offset
             if line.truncated:

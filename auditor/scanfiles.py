@@ -27,7 +27,7 @@ from auditor.decodeworker import (
 )
 from auditor.fileid import FileIdentity, identify, open_log
 from auditor.formats import FormatSpec
-from auditor.lines import LineSplitter
+from auditor.lines import LineSplitter, leading_directives
 from auditor.model import Line
 from auditor.pipeline import Batch, Pipeline, Position, merge
 from auditor.progress import Progress
@@ -242,6 +242,14 @@ def scan_file(
         return
     splitter = LineSplitter(source, str(path), start, max_line)
     with open_log(path) as f:
+        if start > 0:
+            head = f.read(min(start, PREAMBLE_MAX))
+            f.seek(0)
+            replay = leading_directives(head, source, str(path))
+            if replay:
+                batcher.add(
+                    replay, batcher.positions.get(ident.file_id) or _at(ident, source, path, start)
+                )
         if ident.compressed:
             _skip(f.read, start)
         else:
@@ -425,7 +433,11 @@ def _scan_all(
         summary.files += 1
         try:
             source = source_for(path)
-            if worker is not None and parallel is not None:
+            if (
+                worker is not None
+                and parallel is not None
+                and not _has_preamble(path, batcher.resume_offset(ident.file_id))
+            ):
                 spec = parallel.spec_for(source)
                 scan_file_parallel(path, source, spec, ident, batcher, worker, on_bytes)
             else:
@@ -447,3 +459,19 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
+
+
+PREAMBLE_MAX = 65536
+
+
+def _at(ident: FileIdentity, source: str, path: Path, offset: int) -> Position:
+    return Position(ident.file_id, source, str(path), ident.dev, ident.inode, offset, ident.size)
+
+
+def _has_preamble(path: Path, start: int) -> bool:
+    """A file resumed mid-way that opens with ``#`` lines (W3C): scanned in this process,
+    which replays them first (see ``scan_file``)."""
+    if start <= 0:
+        return False
+    with open_log(path) as f:
+        return f.read(1) == b"#"

@@ -238,6 +238,9 @@ class SourceTailer:
             f.eof = False
             f.last_data = self.clock()
             lines = f.splitter.feed(data)
+            if f.preamble:  # a file resumed mid-way: its header lines go first, once
+                lines = f.preamble + lines
+                f.preamble = []
             if not f.compressed:
                 f.size = max(f.size, f.read_pos)
             self.stats.lines += len(lines)

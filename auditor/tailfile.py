@@ -15,13 +15,14 @@ import io
 import os
 import stat
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiofiles.threadpool
 
 from auditor.fileid import FIRST_LINE_MAX, fingerprint
-from auditor.lines import LineSplitter
+from auditor.lines import LineSplitter, leading_directives
+from auditor.model import Line
 
 GZIP_MAGIC = b"\x1f\x8b"
 GZ_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
@@ -63,6 +64,9 @@ class LogFile:
     last_data: float = 0.0
     emitted: int = -1  # offset of the last position emitted
     origin: str = ""  # the path it was (or its successor is) read at: rotated files first
+    # Directive lines ("#Fields: ...") at the start of a file resumed mid-way: replayed
+    # before its first new lines, so a W3C decoder knows the file's columns again.
+    preamble: list[Line] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.origin:
@@ -167,6 +171,7 @@ def reopen(f: LogFile, source: str, offset: int, max_line: int, now: float) -> L
 def _open_raw(
     raw: io.FileIO, path: str, source: str, offset: int, max_line: int, now: float
 ) -> LogFile | None:
+    preamble: list[Line] = []
     try:
         fd = raw.fileno()
         st = os.fstat(fd)
@@ -202,6 +207,8 @@ def _open_raw(
                 return None
             if offset < 0:
                 offset = last_line_end(fd, st.st_size, 4 * max_line)
+            if offset > 0 and head[:1] == b"#":
+                preamble = directives(fd, path, source, offset)
             os.lseek(fd, offset, os.SEEK_SET)
     except BaseException:
         raw.close()
@@ -219,7 +226,16 @@ def _open_raw(
         size=st.st_size,
         eof=eof,
         last_data=now,
+        preamble=preamble,
     )
+
+
+PREAMBLE_MAX = 65536
+
+
+def directives(fd: int, path: str, source: str, before: int) -> list[Line]:
+    """The ``#`` lines that open the file, before offset ``before`` (at most 64 KiB)."""
+    return leading_directives(os.pread(fd, min(before, PREAMBLE_MAX), 0), source, path)
 
 
 def gzip_isize(fd: int, size: int) -> int | None:

@@ -10,12 +10,15 @@ import os
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from daemon_helpers import (
@@ -29,6 +32,7 @@ from daemon_helpers import (
     without_file_access_override,
     write_config,
 )
+from factories import stored_events
 
 
 def test_tails_appends_and_exits_0_on_sigterm(tmp_path: Path) -> None:
@@ -377,3 +381,57 @@ def test_sigterm_right_after_sighup_still_stops(tmp_path: Path) -> None:
         d.signal(signal.SIGHUP)
         d.signal(signal.SIGTERM)
         assert d.stop() == 0
+
+
+W3C_HEADER = [
+    "#Software: Microsoft Internet Information Services 10.0",
+    (
+        "#Fields: date time cs-method cs-uri-stem cs-uri-query c-ip c-port cs-version cs-host"
+        " sc-status sc-bytes cs-bytes time-taken X-Forwarded-For"
+    ),
+]
+
+
+def w3c_line(n: int) -> str:
+    return (
+        f"2026-11-20 09:00:{n:02d} GET /w3c/{n} - 192.0.2.{n + 1} 50123 HTTP/1.1"
+        " shop.example.com 404 5120 310 42 198.51.100.7"
+    )
+
+
+def _events(db: Path) -> list[dict[str, Any]]:
+    try:
+        return stored_events(db)
+    except sqlite3.Error:
+        return []  # not created yet
+
+
+def test_a_w3c_file_resumed_mid_way_keeps_its_columns(tmp_path: Path) -> None:
+    """After a restart the daemon resumes mid-file; the #Fields header at the file's start
+    still names the columns of the lines it reads next."""
+    log = tmp_path / "u_ex261120.log"
+    log.write_text("\n".join([*W3C_HEADER, w3c_line(0), w3c_line(1)]) + "\n")
+    config = write_config(tmp_path, [{"name": "iis", "path": str(log), "format": "w3c"}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: len(_events(db)) == 2, what="first lines")
+        assert d.stop() == 0
+    with log.open("a") as f:
+        f.write(w3c_line(2) + "\n" + w3c_line(3) + "\n")
+    with Daemon(config) as d:
+        wait_for(lambda: len(_events(db)) == 4, what="lines after the restart")
+        assert d.stop() == 0
+    got = {e["path"]: e for e in _events(db)}
+    for n in range(4):
+        e = got[f"/w3c/{n}"]
+        assert (e["client_ip"], e["status"], e["host"]) == (
+            f"192.0.2.{n + 1}",
+            404,
+            "shop.example.com",
+        )
+    status = subprocess.run(
+        [sys.executable, "-m", "auditor", "status", "--db", str(db), "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    src = orjson.loads(status.stdout)["sources"][0]
+    assert (src["lines_parsed"], src["lines_unparsed"]) == (4, 0)

@@ -182,3 +182,37 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
     r = la("scan", "--db", str(tmp_path / "a.db"), str(tmp_path / "nope.log"), cwd=tmp_path)
     assert r.returncode == 0
     assert "nope.log" in r.stderr and "no such file" in r.stderr
+
+
+def test_a_w3c_file_scanned_again_keeps_its_columns(tmp_path: Path) -> None:
+    """A re-scan starts mid-file; the #Fields header at the file's start still applies."""
+    header = [
+        "#Software: Microsoft Internet Information Services 10.0",
+        ("#Fields: date time cs-method cs-uri-stem cs-uri-query c-ip c-port cs-version cs-host"
+        " sc-status sc-bytes cs-bytes time-taken X-Forwarded-For"),
+    ]
+
+    def line(n: int) -> str:
+        return (
+            f"2026-11-20 09:00:{n:02d} GET /w3c/{n} - 192.0.2.{n + 1} 50123 HTTP/1.1"
+            " shop.example.com 404 5120 310 42 198.51.100.7"
+        )
+
+    log = tmp_path / "u_ex261120.log"
+    db = tmp_path / "a.db"
+    log.write_text("\n".join([*header, line(0), line(1)]) + "\n")
+    assert la("scan", "--db", str(db), "--format", "w3c", str(log), cwd=tmp_path).returncode == 0
+    with log.open("a") as f:
+        f.write(line(2) + "\n")
+    r = la("scan", "--db", str(db), "--format", "w3c", str(log), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = [
+        orjson.loads(x)
+        for x in la("events", "--db", str(db), "--json", cwd=tmp_path).stdout.splitlines()
+    ]
+    assert [(e["path"], e["client_ip"], e["status"]) for e in got] == [
+        (f"/w3c/{n}", f"192.0.2.{n + 1}", 404) for n in range(3)
+    ]
+    status = orjson.loads(la("status", "--db", str(db), "--json", cwd=tmp_path).stdout)
+    src = status["sources"][0]
+    assert (src["lines_parsed"], src["lines_unparsed"]) == (3, 0)
