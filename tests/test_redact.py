@@ -583,3 +583,14 @@ def test_card_verification_values_are_masked_sad() -> None:
     assert [x.pii_type for x in xs].count("card-verification") == 3
     _, q2, xs2 = r.redact_target("/x", "pin=abc&spin=1234&cid=store7")
     assert q2 == "pin=abc&spin=1234&cid=store7" and xs2 == ()
+
+
+def test_a_value_with_too_many_separated_card_candidates_is_masked_whole(r: Redactor) -> None:
+    """Past MAX_GROUPED separated candidates the value is hostile: masked whole, fast."""
+    value = "4111 1111 1111 1111 " * 400  # 400 Luhn-valid cards with separators
+    _, query, _ = r.redact_target("/pay", "n=" + value.replace(" ", "%20"))
+    assert query is not None
+    assert "4111" not in query and "1111" not in query
+    few = "4111 1111 1111 1111 " * 3
+    _, query, expo = r.redact_target("/pay", "n=" + few.replace(" ", "%20"))
+    assert query is not None and "411111" in query and len(expo) == 3
