@@ -197,8 +197,8 @@ _MODE = (
     "let the threshold tell a challenge from guessing"
 )
 _NOT_REFUSED = (
-    "'{what}' from nginx: the decoder gives it no status (a delayed request was served, "
-    "limit_conn is not classified); a rate-limit signature would need the nginx-error format"
+    "'{what}' from nginx: the request was delayed and then served, not refused; fail2ban "
+    "counts it, we count only refusals (limit_req and limit_conn answer 503)"
 )
 # (file, line number of the log line) -> why it is not matched as fail2ban expects.
 F2B_XFAIL: dict[tuple[str, int], str] = {
@@ -213,8 +213,6 @@ F2B_XFAIL: dict[tuple[str, int], str] = {
     ("traefik-auth", 9): _MODE,
     ("nginx-limit-req", 15): _NOT_REFUSED.format(what="delaying request"),
     ("nginx-limit-req", 18): _NOT_REFUSED.format(what="delaying request"),
-    ("nginx-limit-req", 21): _NOT_REFUSED.format(what="limiting connections"),
-    ("nginx-limit-req", 24): _NOT_REFUSED.format(what="limiting connections"),
 }
 _NGINX_ERROR_LINE = re.compile(r"^(?:\S+ nginx\[\d+\]: (?:\S+ nginx: )?)?\d{4}/\d\d/\d\d ")
 

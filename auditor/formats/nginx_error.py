@@ -27,6 +27,7 @@ _STATUS = (
     ("is not found", "404"),
     ("No such file or directory", "404"),
     ("limiting requests", "503"),
+    ("limiting connections", "503"),  # limit_conn refuses with limit_conn_status (503)
     ("upstream timed out", "504"),
     ("while connecting to upstream", "502"),
 )
