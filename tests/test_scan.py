@@ -188,8 +188,10 @@ def test_a_w3c_file_scanned_again_keeps_its_columns(tmp_path: Path) -> None:
     """A re-scan starts mid-file; the #Fields header at the file's start still applies."""
     header = [
         "#Software: Microsoft Internet Information Services 10.0",
-        ("#Fields: date time cs-method cs-uri-stem cs-uri-query c-ip c-port cs-version cs-host"
-        " sc-status sc-bytes cs-bytes time-taken X-Forwarded-For"),
+        (
+            "#Fields: date time cs-method cs-uri-stem cs-uri-query c-ip c-port cs-version cs-host"
+            " sc-status sc-bytes cs-bytes time-taken X-Forwarded-For"
+        ),
     ]
 
     def line(n: int) -> str:
