@@ -30,7 +30,7 @@ from auditor.lines import LineSplitter
 from auditor.model import Event, Exposure
 from auditor.pipeline import Batch, Decoder, Pipeline
 from auditor.redact import Redactor
-from auditor.store.eventblocks import pack_events, unpack
+from auditor.store.eventblocks import Block, pack_events, unpack
 
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MORE, END_PLAIN, END_COMPRESSED = 0, 1, 2
@@ -71,10 +71,7 @@ def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int) -> No
         if end == END_COMPRESSED and sp.pending:
             lines.extend(sp.feed(b"\n"))  # a finished compressed file: its last line is whole
         batch = pipeline.decode(lines)
-        batch.packed = [
-            (b.source, b.first_ms, b.last_ms, b.count, b.data)
-            for b in pack_events(batch.events, batch.event_ms)
-        ]
+        batch.packed = pack_events(batch.events, batch.event_ms)
         # The parent rebuilds the events from the packed rows (one serialisation, not two);
         # only the exact timestamps travel beside them, each distinct one once.
         stamps, index = _stamps(batch.events)
@@ -104,15 +101,13 @@ def _stamps(events: list[Event]) -> tuple[list[datetime], array[int]]:
     return stamps, index
 
 
-def _rebuild(
-    packed: list[tuple[str, int, int, int, bytes]], stamps: list[datetime], index: array[int]
-) -> list[Event]:
+def _rebuild(packed: list[Block], stamps: list[datetime], index: array[int]) -> list[Event]:
     """Events from the packed store rows, with their exact timestamps."""
     draft = _Draft
     out: list[Event] = []
     k = 0
     for block in packed:
-        for row in unpack(block[4]):
+        for row in unpack(block.data):
             row[0] = stamps[index[k]]
             k += 1
             expo = row[25]

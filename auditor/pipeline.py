@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from auditor.formats.w3c import is_directive
 from auditor.model import Event, Hit, Line
+
+if TYPE_CHECKING:  # the store package imports this module
+    from auditor.store.eventblocks import Block
 
 Decoder = Callable[[Line], Event | None]
 
@@ -52,6 +55,20 @@ class SourceCounters:
     last_event_ms: int | None = None
     last_unparsed: str | None = None  # "file:offset: reason", for status
 
+    def add(self, other: SourceCounters) -> None:
+        """Fold a later batch's deltas of the same source into these."""
+        self.lines_read += other.lines_read
+        self.lines_parsed += other.lines_parsed
+        self.lines_unparsed += other.lines_unparsed
+        self.lines_truncated += other.lines_truncated
+        self.bytes_read += other.bytes_read
+        self.rotations += other.rotations
+        for ms in (other.first_event_ms, other.last_event_ms):
+            if ms is not None:
+                self.add_event_time(ms)
+        if other.last_unparsed is not None:
+            self.last_unparsed = other.last_unparsed
+
     def add_event_time(self, ms: int) -> None:
         if self.first_event_ms is None or ms < self.first_event_ms:
             self.first_event_ms = ms
@@ -72,6 +89,16 @@ class MinuteStats:
     plain_http: int = 0
     bytes_out: int = 0
 
+    def add(self, other: MinuteStats) -> None:
+        self.requests += other.requests
+        self.status_2xx += other.status_2xx
+        self.status_3xx += other.status_3xx
+        self.status_4xx += other.status_4xx
+        self.status_5xx += other.status_5xx
+        self.auth_failures += other.auth_failures
+        self.plain_http += other.plain_http
+        self.bytes_out += other.bytes_out
+
 
 @dataclass(slots=True)
 class Batch:
@@ -83,9 +110,9 @@ class Batch:
     client_hours: dict[tuple[int, str], int] = field(default_factory=dict)  # (epoch hour, ip)
     detector_state: bytes | None = None
     event_ms: list[int] = field(default_factory=list)  # epoch ms of each event, same order
-    # The events already packed for the store as (source, first_ms, last_ms, n, data)
-    # blocks, when another process packed them (see auditor.decodeworker); else None.
-    packed: list[tuple[str, int, int, int, bytes]] | None = None
+    # The events already packed for the store, when another process packed them (see
+    # auditor.decodeworker); else None and the store packs them.
+    packed: list[Block] | None = None
     # What `--format auto` chose or switched to: (source, "fmt (n/m sample lines) in file"),
     # journalled by the writer as kind "format".
     format_choices: list[tuple[str, str]] = field(default_factory=list)
@@ -107,31 +134,13 @@ def merge(into: Batch, part: Batch) -> None:
     if part.packed is not None:
         into.packed = (into.packed or []) + part.packed
     for src, c in part.counters.items():
-        mine = into.counter(src)
-        mine.lines_read += c.lines_read
-        mine.lines_parsed += c.lines_parsed
-        mine.lines_unparsed += c.lines_unparsed
-        mine.lines_truncated += c.lines_truncated
-        mine.bytes_read += c.bytes_read
-        mine.rotations += c.rotations
-        for ms in (c.first_event_ms, c.last_event_ms):
-            if ms is not None:
-                mine.add_event_time(ms)
-        if c.last_unparsed is not None:
-            mine.last_unparsed = c.last_unparsed
+        into.counter(src).add(c)
     for key, m in part.minutes.items():
         have = into.minutes.get(key)
         if have is None:
             into.minutes[key] = m
-            continue
-        have.requests += m.requests
-        have.status_2xx += m.status_2xx
-        have.status_3xx += m.status_3xx
-        have.status_4xx += m.status_4xx
-        have.status_5xx += m.status_5xx
-        have.auth_failures += m.auth_failures
-        have.plain_http += m.plain_http
-        have.bytes_out += m.bytes_out
+        else:
+            have.add(m)
     hours = into.client_hours
     for hk, n in part.client_hours.items():
         hours[hk] = hours.get(hk, 0) + n

@@ -128,7 +128,7 @@ class _Batcher:
         if len(self.lines) >= self.batch_lines:
             self.flush()
 
-    def add_decoded(self, part: Batch, lines: int, pos: Position) -> None:
+    def add_decoded(self, part: Batch, pos: Position) -> None:
         """A chunk decoded by the worker (see ``auditor.decodeworker``). Detection runs
         chunk by chunk, so the worker is never idle for a whole batch's detection."""
         part.positions = [pos]
@@ -137,7 +137,7 @@ class _Batcher:
             self.decoded = part
         else:
             merge(self.decoded, part)
-        self.decoded_lines += lines
+        self.decoded_lines += sum(c.lines_read for c in part.counters.values())
         self.positions_seen[pos.file_id] = pos.offset
         if self.decoded_lines >= self.batch_lines:
             self.flush()
@@ -247,43 +247,19 @@ def scan_file(
             f.seek(0)
             replay = leading_directives(head, source, str(path))
             if replay:
-                batcher.add(
-                    replay, batcher.positions.get(ident.file_id) or _at(ident, source, path, start)
-                )
+                batcher.add(replay, _position(ident, source, path, start))
         if ident.compressed:
             _skip(f.read, start)
         else:
             f.seek(start)
-        done = start
         for chunk in _chunks(f.read):
             lines = splitter.feed(chunk)
-            pos = Position(
-                ident.file_id,
-                source,
-                str(path),
-                ident.dev,
-                ident.inode,
-                splitter.offset,
-                ident.size,
-            )
-            batcher.add(lines, pos)
-            done += len(chunk)
+            batcher.add(lines, _position(ident, source, path, splitter.offset))
             on_bytes(len(chunk) if not ident.compressed else 0)
         if ident.compressed and splitter.pending:
             # A finished (rotated, compressed) file: its unterminated last line is complete.
             lines = splitter.feed(b"\n")
-            batcher.add(
-                lines,
-                Position(
-                    ident.file_id,
-                    source,
-                    str(path),
-                    ident.dev,
-                    ident.inode,
-                    splitter.offset,
-                    ident.size,
-                ),
-            )
+            batcher.add(lines, _position(ident, source, path, splitter.offset))
         elif splitter.pending:
             batcher.summary.pending_partial += 1
     if ident.compressed:
@@ -305,12 +281,8 @@ def _collect(worker: DecodeWorker, sent: deque[_Sent], batcher: _Batcher, keep: 
     while worker.in_flight > keep:
         got = worker.receive()
         s = sent.popleft()
-        ident = s.ident
-        pos = Position(
-            ident.file_id, s.source, s.path, ident.dev, ident.inode, got.offset, ident.size
-        )
-        lines = sum(c.lines_read for c in got.batch.counters.values())
-        batcher.add_decoded(got.batch, lines, pos)
+        pos = _position(s.ident, s.source, s.path, got.offset)
+        batcher.add_decoded(got.batch, pos)
         if s.end == END_PLAIN and got.pending:
             batcher.summary.pending_partial += 1
 
@@ -464,7 +436,7 @@ def _reason(exc: BaseException) -> str:
 PREAMBLE_MAX = 65536
 
 
-def _at(ident: FileIdentity, source: str, path: Path, offset: int) -> Position:
+def _position(ident: FileIdentity, source: str, path: Path | str, offset: int) -> Position:
     return Position(ident.file_id, source, str(path), ident.dev, ident.inode, offset, ident.size)
 
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.model import CATEGORIES
 from auditor.store import Store
-from auditor.store.eventblocks import BLOCK_MAX, pack_rows
+from auditor.store.eventblocks import BLOCK_MAX, pack_block
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
@@ -132,11 +132,7 @@ def build(path: Path, n_events: int, n_findings: int, with_events: bool) -> None
         for src, _fmt in SOURCES:
             mine = [r for r in rows if r[1] == src]
             for i in range(0, len(mine), BLOCK_MAX):
-                part = mine[i : i + BLOCK_MAX]
-                stamps = [int(str(r[0])) for r in part]
-                conn.execute(
-                    insert_block, (src, min(stamps), max(stamps), len(part), pack_rows(part))
-                )
+                conn.execute(insert_block, pack_block(src, mine[i : i + BLOCK_MAX]))
         conn.executemany(
             "INSERT INTO minute_stats VALUES (?,?,?,?,?,?,?,?,?,?)",
             [(s, minute, *v) for s, v in stats.items() if v[0]],

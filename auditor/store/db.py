@@ -126,13 +126,7 @@ class Store:
                 times = batch.event_ms
                 if len(times) != len(batch.events):
                     times = [_ms(e) for e in batch.events]
-                c.executemany(
-                    _INSERT_BLOCK,
-                    [
-                        (b.source, b.first_ms, b.last_ms, b.count, b.data)
-                        for b in pack_events(batch.events, times)
-                    ],
-                )
+                c.executemany(_INSERT_BLOCK, pack_events(batch.events, times))
             self._write_exposures(batch.events)
         if batch.hits:
             self._fold_hits(batch.hits, now)

@@ -15,8 +15,7 @@ import dataclasses
 import operator
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -35,14 +34,13 @@ EVENT_COLUMNS: tuple[str, ...] = ("ts_ms", *_FIELDS[1:])
 """The fields of a stored event, in row order (``events --json`` prints them, plus ``id``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
-    """One packed block, ready for ``INSERT INTO event_blocks``."""
+class Block(NamedTuple):
+    """One packed block; as a tuple, the parameters of ``INSERT INTO event_blocks``."""
 
     source: str
     first_ms: int
     last_ms: int
-    count: int
+    n: int  # events in the block
     data: bytes
 
 
@@ -67,26 +65,25 @@ def event_row(e: Event, ms: int) -> tuple[object, ...]:
     return (ms, *_MIDDLE(e), _exposures(e))
 
 
-def pack_rows(rows: Sequence[tuple[object, ...]]) -> bytes:
-    return zlib.compress(orjson.dumps(rows), 1)
+def pack_block(source: str, rows: Sequence[Sequence[Any]]) -> Block:
+    """One block of stored rows (``ts_ms`` first) of one source."""
+    stamps = [r[0] for r in rows]
+    return Block(source, min(stamps), max(stamps), len(rows), zlib.compress(orjson.dumps(rows), 1))
 
 
 def pack_events(events: Sequence[Event], times: Sequence[int]) -> list[Block]:
     """Blocks of at most ``BLOCK_MAX`` events, one source per block, in event order."""
-    by_source: dict[str, tuple[list[tuple[object, ...]], list[int]]] = {}
+    by_source: dict[str, list[tuple[object, ...]]] = {}
     for e, ms in zip(events, times, strict=True):
-        got = by_source.get(e.source)
-        if got is None:
-            got = by_source[e.source] = ([], [])
-        got[0].append(event_row(e, ms))
-        got[1].append(ms)
-    blocks: list[Block] = []
-    for source, (rows, stamps) in by_source.items():
-        for i in range(0, len(rows), BLOCK_MAX):
-            span = stamps[i : i + BLOCK_MAX]
-            part = rows[i : i + BLOCK_MAX]
-            blocks.append(Block(source, min(span), max(span), len(part), pack_rows(part)))
-    return blocks
+        rows = by_source.get(e.source)
+        if rows is None:
+            rows = by_source[e.source] = []
+        rows.append(event_row(e, ms))
+    return [
+        pack_block(source, rows[i : i + BLOCK_MAX])
+        for source, rows in by_source.items()
+        for i in range(0, len(rows), BLOCK_MAX)
+    ]
 
 
 def unpack(data: bytes) -> list[list[Any]]:

@@ -17,34 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from auditor.store.db import Store
+from auditor.store.queries import FINDING_SELECT, finding_row
 
-_FINDING_NAMES = (
-    "id",
-    "rule_id",
-    "title",
-    "category",
-    "severity",
-    "key",
-    "client_ip",
-    "source",
-    "first_seen_ms",
-    "last_seen_ms",
-    "count",
-    "pii_type",
-    "evidence",
-    "controls",
-    "status",
-    "distinct_values",
-)
-_FINDING_SQL = (
-    "SELECT f.rowid, f.id, rule_id, title, category, severity, key, client_ip, source,"
-    " first_seen_ms, last_seen_ms, count, pii_type, evidence, controls, status,"
-    " (SELECT count(*) FROM finding_digests d WHERE d.finding_id = f.id)"
-    " FROM findings f"
-)
 JOURNAL_DROPPED = "output-dropped"
 
 
@@ -152,15 +127,11 @@ def read_pending(
             ).fetchone()[0]
         )
         rows = c.execute(
-            f"{_FINDING_SQL} WHERE f.rowid > ? AND f.rowid <= ? AND {where}"
+            f"{FINDING_SELECT} WHERE f.rowid > ? AND f.rowid <= ? AND {where}"
             " ORDER BY f.rowid LIMIT ?",
             [last, top, *args, limit],
         ).fetchall()
-    out: list[tuple[int, dict[str, Any]]] = []
-    for r in rows:
-        d = dict(zip(_FINDING_NAMES, r[1:], strict=True))
-        d["controls"] = orjson.loads(d["controls"])
-        out.append((int(r[0]), d))
+    out = [(int(r[0]), finding_row(r[1:])) for r in rows]
     return Pending(out, last, top, len(out) < limit, pending)
 
 

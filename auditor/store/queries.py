@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -68,6 +68,40 @@ def count_events(store: Store) -> int:
     return int(store.conn.execute("SELECT coalesce(sum(n), 0) FROM event_blocks").fetchall()[0][0])
 
 
+FINDING_COLUMNS = (
+    "id",
+    "rule_id",
+    "title",
+    "category",
+    "severity",
+    "key",
+    "client_ip",
+    "source",
+    "first_seen_ms",
+    "last_seen_ms",
+    "count",
+    "pii_type",
+    "evidence",
+    "controls",
+    "status",
+    "distinct_values",
+)
+# The rowid first (outputs keep a cursor on it), then FINDING_COLUMNS.
+FINDING_SELECT = (
+    "SELECT f.rowid, f.id, rule_id, title, category, severity, key, client_ip, source,"
+    " first_seen_ms, last_seen_ms, count, pii_type, evidence, controls, status,"
+    " (SELECT count(*) FROM finding_digests d WHERE d.finding_id = f.id)"
+    " FROM findings f"
+)
+
+
+def finding_row(values: Sequence[Any]) -> dict[str, Any]:
+    """One finding (``FINDING_COLUMNS`` values) as a dict, its controls decoded."""
+    d = dict(zip(FINDING_COLUMNS, values, strict=True))
+    d["controls"] = orjson.loads(d["controls"])
+    return d
+
+
 def iter_findings(
     store: Store,
     *,
@@ -91,34 +125,9 @@ def iter_findings(
     if min_severity is not None:
         where.append("severity >= ?")
         args.append(min_severity)
-    sql = (
-        "SELECT f.id, rule_id, title, category, severity, key, client_ip, source, first_seen_ms,"
-        " last_seen_ms, count, pii_type, evidence, controls, status,"
-        " (SELECT count(*) FROM finding_digests d WHERE d.finding_id = f.id)"
-        f" FROM findings f WHERE {' AND '.join(where)} ORDER BY first_seen_ms, f.id"
-    )
-    names = (
-        "id",
-        "rule_id",
-        "title",
-        "category",
-        "severity",
-        "key",
-        "client_ip",
-        "source",
-        "first_seen_ms",
-        "last_seen_ms",
-        "count",
-        "pii_type",
-        "evidence",
-        "controls",
-        "status",
-        "distinct_values",
-    )
+    sql = f"{FINDING_SELECT} WHERE {' AND '.join(where)} ORDER BY first_seen_ms, f.id"
     for row in store.conn.execute(sql, args):
-        d = dict(zip(names, row, strict=True))
-        d["controls"] = orjson.loads(d["controls"])
-        yield d
+        yield finding_row(row[1:])
 
 
 def source_status(store: Store) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from typing import Any
 
 from auditor.config import RetentionConfig
 from auditor.store.db import Store
-from auditor.store.eventblocks import pack_rows, unpack
+from auditor.store.eventblocks import pack_block, unpack
 
 log = logging.getLogger(__name__)
 
@@ -117,25 +117,21 @@ def _chunk_events(store: Store, c: Cutoffs, n: int) -> int:
     deleted = 0
     while deleted < n:
         rows = store.conn.execute(
-            "SELECT id, n, data FROM event_blocks WHERE first_ms < ? ORDER BY first_ms LIMIT 1",
+            "SELECT id, source, n, data FROM event_blocks WHERE first_ms < ?"
+            " ORDER BY first_ms LIMIT 1",
             (cut,),
         ).fetchall()
         if not rows:
             break
-        block_id, count, data = rows[0]
+        block_id, source, count, data = rows[0]
         keep = [r for r in unpack(data) if r[0] >= cut]
         if not keep:
             store.conn.execute("DELETE FROM event_blocks WHERE id = ?", (block_id,))
         else:
+            b = pack_block(source, keep)
             store.conn.execute(
                 "UPDATE event_blocks SET first_ms = ?, last_ms = ?, n = ?, data = ? WHERE id = ?",
-                (
-                    min(r[0] for r in keep),
-                    max(r[0] for r in keep),
-                    len(keep),
-                    pack_rows([tuple(r) for r in keep]),
-                    block_id,
-                ),
+                (b.first_ms, b.last_ms, b.n, b.data, block_id),
             )
         deleted += count - len(keep)
     return deleted

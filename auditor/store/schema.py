@@ -6,11 +6,13 @@ Times are integer milliseconds since the epoch (UTC), from the log's own clock, 
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from auditor.store.eventblocks import BLOCK_MAX, EVENT_COLUMNS, pack_rows
+from auditor.store.eventblocks import BLOCK_MAX, EVENT_COLUMNS, pack_block
 
 migrations = Migrations("log-auditor")
 
@@ -210,18 +212,16 @@ def m003_event_blocks(db: Database) -> None:
         """
     )
     cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-    rows: list[tuple[object, ...]] = []
-    stamps: list[int] = []
+    rows: list[list[Any]] = []
     last_source: object = None
 
     def flush() -> None:
         if rows:
             db.execute(
                 "INSERT INTO event_blocks (source, first_ms, last_ms, n, data) VALUES (?,?,?,?,?)",
-                (rows[0][1], min(stamps), max(stamps), len(rows), pack_rows(rows)),
+                pack_block(str(rows[0][1]), rows),
             )
             rows.clear()
-            stamps.clear()
 
     for row in db.execute(f"SELECT {cols} FROM events ORDER BY source, ts_ms, id"):
         r = list(row)
@@ -229,8 +229,7 @@ def m003_event_blocks(db: Database) -> None:
         if row[1] != last_source or len(rows) >= BLOCK_MAX:
             flush()
             last_source = row[1]
-        rows.append(tuple(r))
-        stamps.append(row[0])
+        rows.append(r)
     flush()
     db.execute("DROP TABLE events")
 
