@@ -84,6 +84,31 @@ def test_hits_fold_into_one_finding_per_episode(tmp_path: Path) -> None:
     assert rows[0]["controls"] == ["PCI-DSS-4.0.1:6.4.2"]
 
 
+def test_findings_do_not_depend_on_how_hits_are_batched(tmp_path: Path) -> None:
+    """Hits are folded in memory per batch: one batch or one batch per hit, same findings."""
+    from dataclasses import replace
+
+    hits = []
+    for i in range(40):
+        h = hit(T0 + timedelta(minutes=7 * i), key=f"k{i % 3}", digest=f"d{i % 5}")
+        if i % 11 == 10:
+            h = replace(h, severity=Severity.HIGH, evidence=f"worse {i}")
+        hits.append(h)
+    results = []
+    for n, sizes in enumerate(([40], [1] * 40, [3, 17, 2, 18])):
+        s = Store.open(tmp_path / f"{n}.db")
+        i = 0
+        for size in sizes:
+            s.write(Batch(hits=hits[i : i + size]))
+            i += size
+        rows = [dict(r) for r in iter_findings(s)]
+        results.append(sorted(rows, key=lambda r: (r["key"], r["first_seen_ms"])))
+        s.close()
+    assert results[0] == results[1] == results[2]
+    assert len(results[0]) > 3  # several episodes per key, some upgraded
+    assert any(r["evidence"].startswith("worse") for r in results[0])
+
+
 def test_unwritable_path_is_a_store_error(tmp_path: Path) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -54,6 +54,19 @@ class StoredPosition:
     size: int
 
 
+@dataclass(slots=True)
+class _Episode:
+    """A finding as folded in memory during one batch (see ``Store._fold_hits``)."""
+
+    fid: str
+    first: int
+    last: int
+    severity: int
+    hit: Hit | None = None  # the hit that opened it in this batch; None: already stored
+    count: int = 0  # added in this batch
+    evidence: str | None = None  # None: keep the stored evidence
+
+
 def _create_private(path: Path) -> None:
     """Create the database file owner-only before SQLite opens it (its -wal/-shm follow)."""
     if path.parent and not path.parent.exists():
@@ -241,58 +254,86 @@ class Store:
             )
 
     def _fold_hits(self, hits: list[Hit], now: int) -> None:
-        """One finding per (rule, key, episode): extend the open episode or start a new one."""
+        """One finding per (rule, key, episode): extend the open episode or start a new one.
+
+        A batch holds many hits for few (rule, key) pairs, so the episodes are folded here
+        first: one lookup and one write per episode touched, not two statements per hit.
+        """
         c = self.conn
+        latest: dict[tuple[str, str], _Episode | None] = {}
+        touched: list[_Episode] = []
+        digests: list[tuple[str, str]] = []
         for h in hits:
             first = int(h.first_seen.timestamp() * 1000)
             last = int(h.timestamp.timestamp() * 1000)
-            row = c.execute(
-                "SELECT id, first_seen_ms, last_seen_ms, severity FROM findings"
-                " WHERE rule_id = ? AND key = ? ORDER BY last_seen_ms DESC LIMIT 1",
-                (h.rule_id, h.key),
-            ).fetchone()
-            if row is not None and row[2] >= first - h.episode_gap_s * 1000:
-                fid = row[0]
-                better = int(h.severity) > row[3]
+            k = (h.rule_id, h.key)
+            if k in latest:
+                ep = latest[k]
+            else:
+                row = c.execute(
+                    "SELECT id, first_seen_ms, last_seen_ms, severity FROM findings"
+                    " WHERE rule_id = ? AND key = ? ORDER BY last_seen_ms DESC LIMIT 1",
+                    (h.rule_id, h.key),
+                ).fetchone()
+                ep = latest[k] = None if row is None else _Episode(row[0], row[1], row[2], row[3])
+            if ep is not None and ep.last >= first - h.episode_gap_s * 1000:
+                if ep.hit is None and not ep.count:
+                    touched.append(ep)
+                ep.count += h.count
+                ep.first = min(ep.first, first)
+                ep.last = max(ep.last, last)
+                if int(h.severity) > ep.severity:
+                    ep.severity = int(h.severity)
+                    ep.evidence = h.evidence
+            else:
+                ep = latest[k] = _Episode(
+                    finding_id(h.rule_id, h.key, first), first, last, int(h.severity), h
+                )
+                ep.count = h.count
+                ep.evidence = h.evidence
+                touched.append(ep)
+            if h.digest is not None:
+                digests.append((ep.fid, h.digest))
+        for ep in touched:
+            h0 = ep.hit
+            if h0 is None:
                 c.execute(
                     "UPDATE findings SET count = count + ?,"
                     " first_seen_ms = min(first_seen_ms, ?), last_seen_ms = max(last_seen_ms, ?),"
-                    " severity = max(severity, ?),"
-                    " evidence = CASE WHEN ? THEN ? ELSE evidence END"
+                    " severity = max(severity, ?), evidence = coalesce(?, evidence)"
                     " WHERE id = ?",
-                    (h.count, first, last, int(h.severity), better, h.evidence, fid),
+                    (ep.count, ep.first, ep.last, ep.severity, ep.evidence, ep.fid),
                 )
-            else:
-                fid = finding_id(h.rule_id, h.key, first)
-                c.execute(
-                    "INSERT OR IGNORE INTO findings (id, rule_id, title, category, severity, key,"
-                    " client_ip, source, first_seen_ms, last_seen_ms, count, pii_type, evidence,"
-                    " controls, episode_gap_s, detected_at_ms)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        fid,
-                        h.rule_id,
-                        h.title,
-                        h.category,
-                        int(h.severity),
-                        h.key,
-                        h.client_ip,
-                        h.source,
-                        first,
-                        last,
-                        h.count,
-                        h.pii_type,
-                        h.evidence,
-                        orjson.dumps(list(h.controls)).decode(),
-                        h.episode_gap_s,
-                        now,
-                    ),
-                )
-            if h.digest is not None:
-                c.execute(
-                    "INSERT OR IGNORE INTO finding_digests (finding_id, digest) VALUES (?, ?)",
-                    (fid, h.digest),
-                )
+                continue
+            c.execute(
+                "INSERT OR IGNORE INTO findings (id, rule_id, title, category, severity, key,"
+                " client_ip, source, first_seen_ms, last_seen_ms, count, pii_type, evidence,"
+                " controls, episode_gap_s, detected_at_ms)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    ep.fid,
+                    h0.rule_id,
+                    h0.title,
+                    h0.category,
+                    ep.severity,
+                    h0.key,
+                    h0.client_ip,
+                    h0.source,
+                    ep.first,
+                    ep.last,
+                    ep.count,
+                    h0.pii_type,
+                    ep.evidence,
+                    orjson.dumps(list(h0.controls)).decode(),
+                    h0.episode_gap_s,
+                    now,
+                ),
+            )
+        if digests:
+            c.executemany(
+                "INSERT OR IGNORE INTO finding_digests (finding_id, digest) VALUES (?, ?)",
+                digests,
+            )
 
     def _write_position(self, pos: Position, now: int) -> None:
         self.conn.execute(
