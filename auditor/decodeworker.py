@@ -26,6 +26,7 @@ from typing import Any
 from auditor.errors import AuditorError
 from auditor.formats import FormatSpec, build_decoder
 from auditor.formats.event import _Draft
+from auditor.gctune import tune_for_ingest
 from auditor.lines import LineSplitter
 from auditor.model import Event, Exposure
 from auditor.pipeline import Batch, Decoder, Pipeline
@@ -56,6 +57,7 @@ def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int) -> No
     specs: dict[str, FormatSpec] = {}
     pipeline = Pipeline(decoders, None)
     splitters: dict[str, LineSplitter] = {}
+    tune_for_ingest()
     while True:
         msg = tasks.get()
         if msg is None:

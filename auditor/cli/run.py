@@ -53,6 +53,9 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     validate_jobs(config)  # a bad cron line stops the start, not the first report
     verbose = (ctx.parent.params.get("verbose") or 0) if ctx.parent else 0
     setup_logging(logging.DEBUG if verbose else logging.INFO)
+    from auditor.gctune import tune_for_ingest
+
+    tune_for_ingest()
     try:
         code, busy = _run(run(config, config_path=path, once=once))
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from auditor.config import Config
 from auditor.decodeworker import PARALLEL_MIN_BYTES
 from auditor.engine import build_engine, check_format_name, format_spec
 from auditor.formats import FormatSpec
+from auditor.gctune import tune_for_ingest
 from auditor.scanfiles import ParallelDecode, scan_paths
 from auditor.store import Store
 
@@ -84,6 +85,7 @@ def scan_cmd(
         for src in config.sources:
             store.register_source(src.name, src.path, format_spec(src).name)
         pipeline = engine.pipeline()
+        tune_for_ingest()
         summary = scan_paths(
             list(paths),
             store,
