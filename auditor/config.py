@@ -87,6 +87,8 @@ class DaemonConfig:
     max_line_bytes: int = 65536
     poll_interval: float = 1.0
     metrics_listen: str | None = None  # "127.0.0.1:9464"; off by default
+    # Decode in a second process (None: when this process may use two or more CPUs).
+    decode_worker: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +338,7 @@ def _daemon(t: _Table) -> DaemonConfig:
         max_line_bytes=t.positive("max_line_bytes", int, d.max_line_bytes),
         poll_interval=t.positive("poll_interval", float, d.poll_interval),
         metrics_listen=t.get("metrics_listen", str),
+        decode_worker=t.get("decode_worker", bool),
     )
     if cfg.metrics_listen is not None:
         host, _, port = cfg.metrics_listen.rpartition(":")

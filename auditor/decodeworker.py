@@ -15,8 +15,12 @@ few hundred milliseconds.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
+import threading
+import time
 from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -27,14 +31,16 @@ from auditor.errors import AuditorError
 from auditor.formats import FormatSpec, build_decoder
 from auditor.formats.event import _Draft
 from auditor.gctune import tune_for_ingest
-from auditor.lines import LineSplitter
-from auditor.model import Event, Exposure
+from auditor.lines import LineSplitter, flatten_lines, unflatten_lines
+from auditor.model import Event, Exposure, Line
 from auditor.pipeline import Batch, Decoder, Pipeline
 from auditor.redact import Redactor
 from auditor.store.eventblocks import Block, pack_events, unpack
 
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MORE, END_PLAIN, END_COMPRESSED = 0, 1, 2
+PARENT_CHECK = 2.0  # seconds between checks that the parent still lives
+LINES = "\x00lines"  # a message of already split lines (the daemon's), not of raw bytes
 
 
 class WorkerError(AuditorError):
@@ -50,22 +56,36 @@ class Chunk:
     pending: bool  # a partial last line waits
 
 
-def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int) -> None:
-    """The worker's loop (runs in the child process)."""
+def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int, parent: int) -> None:
+    """The worker's loop (runs in the child process); ``parent``: the parent's pid."""
     redactor = Redactor(key)
     decoders: dict[str, Decoder] = {}
     specs: dict[str, FormatSpec] = {}
     pipeline = Pipeline(decoders, None)
     splitters: dict[str, LineSplitter] = {}
     tune_for_ingest()
-    while True:
-        msg = tasks.get()
-        if msg is None:
-            return
-        file_id, source, spec, path, offset, data, end = msg
+
+    def use(source: str, spec: FormatSpec) -> None:
         if specs.get(source) != spec:
             specs[source] = spec
             decoders[source] = build_decoder(spec, redactor, source)
+
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    while True:
+        try:
+            msg = tasks.get()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        if msg[0] == LINES:
+            _, source_specs, runs = msg
+            for source, spec in source_specs.items():
+                use(source, spec)
+            _reply(conn, pipeline.decode(unflatten_lines(runs)), 0, False)
+            continue
+        file_id, source, spec, path, offset, data, end = msg
+        use(source, spec)
         sp = splitters.get(file_id)
         if sp is None:
             sp = splitters[file_id] = LineSplitter(source, path, offset, max_line)
@@ -73,19 +93,33 @@ def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int) -> No
         if end == END_COMPRESSED and sp.pending:
             lines.extend(sp.feed(b"\n"))  # a finished compressed file: its last line is whole
         batch = pipeline.decode(lines)
-        batch.packed = pack_events(batch.events, batch.event_ms)
-        # The parent rebuilds the events from the packed rows (one serialisation, not two);
-        # only the exact timestamps travel beside them, each distinct one once.
-        stamps, index = _stamps(batch.events)
-        batch.events = []
-        pending = sp.pending
         if end != MORE:
             del splitters[file_id]
+        _reply(conn, batch, sp.offset, bool(sp.pending))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed parent never says goodbye, and a read of a message it was writing when it
+    died would wait forever (this process holds the queue's write end too, so no
+    end-of-file comes): exit as soon as the parent is gone, wherever the loop is."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK)
+    os._exit(0)
+
+
+def _reply(conn: Connection, batch: Batch, offset: int, pending: bool) -> None:
+    """Send one decoded chunk back, its events packed into store blocks."""
+    batch.packed = pack_events(batch.events, batch.event_ms)
+    # The parent rebuilds the events from the packed rows (one serialisation, not two);
+    # only the exact timestamps travel beside them, each distinct one once.
+    stamps, index = _stamps(batch.events)
+    batch.events = []
+    try:
         conn.send_bytes(
-            pickle.dumps(
-                (batch, stamps, index, sp.offset, pending), protocol=pickle.HIGHEST_PROTOCOL
-            )
+            pickle.dumps((batch, stamps, index, offset, pending), protocol=pickle.HIGHEST_PROTOCOL)
         )
+    except (BrokenPipeError, ConnectionResetError):  # the parent is gone
+        raise SystemExit(0) from None
 
 
 def _stamps(events: list[Event]) -> tuple[list[datetime], array[int]]:
@@ -129,10 +163,11 @@ class DecodeWorker:
         self._tasks: Queue[Any] = ctx.Queue()
         self._conn, child = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(
-            target=_serve, args=(self._tasks, child, key, max_line), daemon=True
+            target=_serve, args=(self._tasks, child, key, max_line, os.getpid()), daemon=True
         )
         self._proc.start()
         child.close()
+        self.key = key
         self.in_flight = 0
 
     def send(
@@ -150,6 +185,15 @@ class DecodeWorker:
         if not self._proc.is_alive():
             raise WorkerError(f"the decode worker died (exit code {self._proc.exitcode})")
         self._tasks.put((file_id, source, spec, path, offset, data, end))
+        self.in_flight += 1
+
+    def send_lines(self, specs: Mapping[str, FormatSpec], lines: Sequence[Line]) -> None:
+        """Decode lines already split (the daemon's); ``specs``: the format of each source
+        among them (a changed one rebuilds that source's decoder in the worker)."""
+        if not self._proc.is_alive():
+            raise WorkerError(f"the decode worker died (exit code {self._proc.exitcode})")
+        wanted = {ln.source for ln in lines}
+        self._tasks.put((LINES, {s: specs[s] for s in wanted if s in specs}, flatten_lines(lines)))
         self.in_flight += 1
 
     def receive(self) -> Chunk:

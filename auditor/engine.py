@@ -15,7 +15,7 @@ from auditor.detect import Detector
 from auditor.errors import UsageError
 from auditor.formats import FORMAT_NAMES, FormatSpec, build_decoder
 from auditor.keys import load_or_create_key
-from auditor.pipeline import Decoder, Pipeline
+from auditor.pipeline import Decoder, DecodeSetup, Pipeline
 from auditor.redact import Redactor
 from auditor.rules import RuleSet, bundled_rules_dir, load_rulesets
 from auditor.store import Store
@@ -58,7 +58,7 @@ class Engine:
     decoders: dict[str, Decoder]
 
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.decoders, self.detector)
+        return Pipeline(self.decoders, self.detector, DecodeSetup(self.redactor.key, self.specs))
 
     def add_source(self, name: str, spec: FormatSpec) -> Decoder:
         """Register a source not in the config (a plain `scan` of a file)."""

@@ -6,7 +6,8 @@ Only complete lines go on: a partial last line waits for its newline. A line lon
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -156,4 +157,55 @@ def leading_directives(head: bytes, source: str, file: str) -> list[Line]:
         text = head[pos:nl].rstrip(b"\r").decode("utf-8", "replace")
         out.append(Line(source, file, pos, nl + 1, text, replay=True))
         pos = nl + 1
+    return out
+
+
+LineRun = tuple[str, str, str, "array[int]", "array[int]", tuple[int, ...], tuple[int, ...]]
+"""Consecutive lines of one file, flattened: source, file, the texts joined by newlines,
+offsets, ends, and the indices of the truncated and of the replayed lines."""
+
+
+def flatten_lines(lines: Sequence[Line]) -> list[LineRun]:
+    """Lines as a few flat values per run of one file, to send to another process:
+    pickling ``Line`` objects one by one costs about as much as decoding them. A line
+    never holds a newline (the splitter cut there), so the texts are joined by one."""
+    runs: list[LineRun] = []
+    i, n = 0, len(lines)
+    while i < n:
+        first = lines[i]
+        j = i + 1
+        while j < n and lines[j].file == first.file and lines[j].source == first.source:
+            j += 1
+        part = lines[i:j]
+        runs.append(
+            (
+                first.source,
+                first.file,
+                "\n".join([ln.text for ln in part]),
+                array("q", [ln.offset for ln in part]),
+                array("q", [ln.end for ln in part]),
+                tuple(k for k, ln in enumerate(part) if ln.truncated),
+                tuple(k for k, ln in enumerate(part) if ln.replay),
+            )
+        )
+        i = j
+    return runs
+
+
+def unflatten_lines(runs: Sequence[LineRun]) -> list[Line]:
+    """The lines of ``flatten_lines``, equal to the originals."""
+    new = _new_line
+    out: list[Line] = []
+    for source, file, texts, offsets, ends, truncated, replay in runs:
+        base = len(out)
+        out.extend(
+            new(source, file, o, e, t, False)
+            for o, e, t in zip(offsets, ends, texts.split("\n"), strict=True)
+        )
+        for k in truncated:
+            ln = out[base + k]
+            out[base + k] = Line(ln.source, ln.file, ln.offset, ln.end, ln.text, True, ln.replay)
+        for k in replay:
+            ln = out[base + k]
+            out[base + k] = Line(ln.source, ln.file, ln.offset, ln.end, ln.text, ln.truncated, True)
     return out

@@ -15,6 +15,7 @@ from auditor.formats.w3c import is_directive
 from auditor.model import Event, Hit, Line
 
 if TYPE_CHECKING:  # the store package imports this module
+    from auditor.formats.spec import FormatSpec
     from auditor.store.eventblocks import Block
 
 Decoder = Callable[[Line], Event | None]
@@ -166,12 +167,26 @@ def epoch_ms(events: Sequence[Event]) -> list[int]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class DecodeSetup:
+    """What another process needs to build the same decoders (``auditor.decodeworker``)."""
+
+    key: bytes  # the redaction key
+    specs: Mapping[str, FormatSpec]  # each source's format
+
+
 class Pipeline:
     """Decode, detect and aggregate. One instance per run; the detector keeps its state."""
 
-    def __init__(self, decoders: Mapping[str, Decoder], detector: Detector | None) -> None:
+    def __init__(
+        self,
+        decoders: Mapping[str, Decoder],
+        detector: Detector | None,
+        setup: DecodeSetup | None = None,
+    ) -> None:
         self.decoders = decoders
         self.detector = detector
+        self.setup = setup  # None: decoding stays in this process
 
     def process(
         self, lines: Iterable[Line], positions: Sequence[Position] = (), *, snapshot: bool = True

@@ -24,12 +24,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from auditor.decodeworker import DecodeWorker, WorkerError
 from auditor.errors import StoreError
 from auditor.metrics import Metrics
 from auditor.model import Line
-from auditor.pipeline import Batch, Pipeline, Position
+from auditor.pipeline import Batch, Pipeline, Position, merge
 from auditor.scanfiles import write_batch
 from auditor.store import Store
+from auditor.store.eventblocks import BLOCK_MAX, pack_events
 from auditor.tail import Chunk, SourceState
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,9 @@ MAX_RETRY_DELAY = 30.0
 STOP_MARGIN = 0.3  # seconds kept, at shutdown, for closing after the last batch
 SNAPSHOT_EVERY = 2.0  # seconds between detector snapshots committed with a batch
 LINGER = 0.01  # seconds to wait for the next chunk before committing what is there
+WORKER_PART = BLOCK_MAX  # lines per message to the decode worker (one store block)
+WORKER_IN_FLIGHT = 3  # parts sent ahead, so the worker is never idle while we detect
+WORKER_RETRY = 60.0  # seconds before starting a new worker after one failed
 
 
 @dataclass(eq=False)
@@ -148,6 +153,8 @@ class Writer:
         *,
         batch_lines: int,
         batch_seconds: float,
+        decode_worker: bool = False,
+        max_line: int = 65536,
     ) -> None:
         self.db_path = db_path
         self.queue = queue
@@ -162,6 +169,10 @@ class Writer:
         self.give_up_at: float | None = None  # set on shutdown: stop retrying after this
         self.batch_estimate = 0.0  # seconds a batch takes (a slowly decaying maximum)
         self._snapshot_at = 0.0  # monotonic time of the last detector snapshot
+        self.use_worker = decode_worker
+        self.max_line = max_line
+        self._worker: DecodeWorker | None = None  # used from the store thread only
+        self._worker_retry_at = 0.0
 
     @property
     def store(self) -> Store:
@@ -179,6 +190,8 @@ class Writer:
         return self._store
 
     async def close(self) -> None:
+        if self._worker is not None:
+            await self.call(self._drop_worker)
         if self._store is not None:
             store, self._store = self._store, None
             try:
@@ -290,11 +303,81 @@ class Writer:
             or self.give_up_at is not None
             or now - self._snapshot_at >= SNAPSHOT_EVERY
         )
-        batch = self.pipeline.process(pending.lines, list(pending.positions.values()), snapshot=due)
+        positions = list(pending.positions.values())
+        worker = self._decode_worker() if pending.lines else None
+        if worker is None:
+            batch = self.pipeline.process(pending.lines, positions, snapshot=due)
+        else:
+            batch = self._process_remote(worker, pending.lines, positions, due)
         if due:
             self._snapshot_at = now
         for source, n in pending.rotations.items():
             batch.counter(source).rotations += n
+        return batch
+
+    # -- decoding in a second process -----------------------------------------------------
+
+    def _decode_worker(self) -> DecodeWorker | None:
+        """The decode worker (started on first use), or None to decode in this process.
+
+        Once started, every batch goes through it, small ones too: a source's decoder
+        keeps per-file state (``auto``'s choice, W3C columns) that must live in one place.
+        """
+        setup = self.pipeline.setup if self.pipeline is not None else None
+        if not self.use_worker or setup is None:
+            return None
+        if self._worker is not None and self._worker.key != setup.key:
+            self._drop_worker()
+        if self._worker is None:
+            if time.monotonic() < self._worker_retry_at:
+                return None
+            try:
+                self._worker = DecodeWorker(setup.key, self.max_line)
+            except OSError as exc:
+                log.warning("cannot start the decode worker (%s); decoding in this process", exc)
+                self._worker_retry_at = time.monotonic() + WORKER_RETRY
+                return None
+        return self._worker
+
+    def _drop_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            try:
+                worker.close()
+            except (OSError, ValueError) as exc:  # already dead
+                log.debug("closing the decode worker: %s", exc)
+
+    def _process_remote(
+        self, worker: DecodeWorker, lines: list[Line], positions: list[Position], due: bool
+    ) -> Batch:
+        """``Pipeline.process`` with decoding in the worker, part by part, so the worker
+        decodes the next part while this thread detects the last one."""
+        pipeline = self.pipeline
+        assert pipeline is not None and pipeline.setup is not None
+        specs = pipeline.setup.specs
+        parts = [lines[i : i + WORKER_PART] for i in range(0, len(lines), WORKER_PART)]
+        batch = Batch(positions=positions)
+        sent = done = 0
+        try:
+            while done < len(parts):
+                while sent < len(parts) and worker.in_flight < WORKER_IN_FLIGHT:
+                    worker.send_lines(specs, parts[sent])
+                    sent += 1
+                part = worker.receive().batch
+                pipeline.detect(part, snapshot=False)
+                merge(batch, part)
+                done += 1
+        except WorkerError as exc:
+            # Parts not received yet were not detected either: decode them here.
+            log.error("%s; decoding in this process", exc)
+            self._drop_worker()
+            self._worker_retry_at = time.monotonic() + WORKER_RETRY
+            for rest in parts[done:]:
+                part = pipeline.process(rest, snapshot=False)
+                part.packed = pack_events(part.events, part.event_ms)
+                merge(batch, part)
+        if due and pipeline.detector is not None:
+            batch.detector_state = pipeline.detector.snapshot()
         return batch
 
     async def stop(self, task: asyncio.Task[None], deadline: float) -> bool:
