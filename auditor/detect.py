@@ -10,16 +10,18 @@ the events' own timestamps, so the hits do not depend on how the input is batche
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import attrgetter
+from itertools import accumulate
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
 
 from auditor.detectors import build_detectors
-from auditor.detectors.base import Env, StatefulDetector, make_hit
+from auditor.detectors.base import Env, StatefulDetector, Stretch, make_hit
 from auditor.detectors.conditions import Clause, clause_holds, first_failure
 from auditor.detectors.fields import MAX_SCAN, EventView, decode_url, key_of
 from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan, cost
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 SWEEP_EVERY = 300.0  # seconds of log time between sweeps of idle state (caps bound memory too)
 _NO_PREDS: frozenset[str] = frozenset()
+_EVENT_ORDER = itemgetter(0, 1)  # hits of one event: rules, then detectors in a fixed order
 
 
 def _ua(raw: str | None) -> str | None:
@@ -124,7 +127,6 @@ class Detector:
         self._pred_statuses: frozenset[int] = frozenset().union(
             *(d.statuses for d in self._pred_dets)
         )
-        self._env = Env(self._lazy)
         self._wm = -1.0
         self._next_sweep = 0.0
         self._last_dt: datetime | None = None
@@ -140,52 +142,117 @@ class Detector:
         self._last_dt, self._last_t = ts, t
         return t
 
-    def observe(self, event: Event) -> list[Hit]:  # noqa: C901 - hot path, kept inline for speed
+    def observe(self, event: Event) -> list[Hit]:
         """Hits caused by ``event`` (usually none). Never raises on odd event values."""
-        ts = event.timestamp
-        if ts is self._last_dt:
-            t = self._last_t
-        else:
-            t = ts.timestamp()
-            self._last_dt, self._last_t = ts, t
-        if t > self._wm:
-            self._wm = t
-            if t >= self._next_sweep:
-                self._sweep(t)
-        cands, view = self._candidates(event, t)
-        hits: list[Hit] = []
-        preds = _NO_PREDS
-        if cands:
-            if view is None:
-                view = EventView(event, t, _NO_PREDS, self._lazy)
-            preds = self._evaluate(cands, view, t, hits)
-        env = self._env
-        env._ev, env._t, env.preds, env._view = event, t, preds, view
-        for det in self._all_dets:
-            got = det.observe(event, t, env)
-            if got:
-                hits.extend(got)
-        if self._transport_dets and (
-            event.scheme is not None
-            or event.server_port is not None
-            or event.tls_version is not None
-            or not event.path.startswith("/")
-        ):
-            for det in self._transport_dets:
-                got = det.observe(event, t, env)
-                if got:
-                    hits.extend(got)
-        if event.exposures:
-            for det in self._exp_dets:
-                got = det.observe(event, t, env)
-                if got:
-                    hits.extend(got)
-        if preds or event.status in self._pred_statuses:
-            for det in self._pred_dets:
-                got = det.observe(event, t, env)
-                if got:
-                    hits.extend(got)
-        return hits
+        return self.observe_many((event,))
+
+    def observe_many(self, events: Sequence[Event]) -> list[Hit]:
+        """Hits caused by ``events``, in log-time order: what ``observe`` on each event in
+        turn returns, concatenated, whatever the batch size (the pipeline's entry point).
+
+        The rules run event by event; each stateful detector then runs over the whole
+        stretch between two sweeps in a loop of its own, and the hits are put back in
+        event order (per event: rules first, then the detectors in a fixed order).
+        """
+        n = len(events)
+        if n == 0:
+            return []
+        ts = self._times(events)
+        marks = list(accumulate(ts, max))
+        out: list[tuple[int, int, list[Hit]]] = []
+        lo = 0
+        while marks[-1] >= self._next_sweep:
+            i = bisect_left(marks, self._next_sweep, lo)
+            if i > lo:
+                self._stretch(events, ts, marks, lo, i, out)
+            self._sweep(ts[i])
+            lo = i
+        self._stretch(events, ts, marks, lo, n, out)
+        self._wm = max(self._wm, marks[-1])
+        if not out:
+            return []
+        if len(out) == 1:
+            return out[0][2]
+        out.sort(key=_EVENT_ORDER)
+        return [h for _, _, hits in out for h in hits]
+
+    def _times(self, events: Sequence[Event]) -> list[float]:
+        """Log time (epoch seconds) of each event; decoders share one datetime per second."""
+        out: list[float] = []
+        append = out.append
+        last_dt, last_t = self._last_dt, self._last_t
+        for ev in events:
+            dt = ev.timestamp
+            if dt is not last_dt:
+                last_dt, last_t = dt, dt.timestamp()
+            append(last_t)
+        self._last_dt, self._last_t = last_dt, last_t
+        return out
+
+    def _stretch(  # noqa: C901 - hot path, kept inline for speed
+        self,
+        events: Sequence[Event],
+        ts: list[float],
+        marks: list[float],
+        lo: int,
+        hi: int,
+        out: list[tuple[int, int, list[Hit]]],
+    ) -> None:
+        """Rules (and the detectors that want few events) event by event, then each
+        detector that sees every event over the whole stretch."""
+        seen: dict[int, tuple[frozenset[str], EventView | None]] = {}
+        candidates = self._candidates
+        lazy = self._lazy
+        transport, exposed, pred_dets = self._transport_dets, self._exp_dets, self._pred_dets
+        pred_statuses = self._pred_statuses
+        order = len(self._all_dets)
+        for i in range(lo, hi):
+            ev = events[i]
+            t = ts[i]
+            cands, view = candidates(ev, t)
+            preds = _NO_PREDS
+            if cands:
+                if view is None:
+                    view = EventView(ev, t, _NO_PREDS, lazy)
+                hits: list[Hit] = []
+                preds = self._evaluate(cands, view, t, hits)
+                if hits:
+                    out.append((i, 0, hits))
+                seen[i] = (preds, view)
+            env = None
+            if transport and (
+                ev.scheme is not None
+                or ev.server_port is not None
+                or ev.tls_version is not None
+                or not ev.path.startswith("/")
+            ):
+                env = Env(lazy)
+                env.reset(ev, t, preds, view)
+                for det in transport:
+                    got = det.observe(ev, t, env)
+                    if got:
+                        out.append((i, order + 1, got))
+            if ev.exposures and exposed:
+                if env is None:
+                    env = Env(lazy)
+                    env.reset(ev, t, preds, view)
+                for det in exposed:
+                    got = det.observe(ev, t, env)
+                    if got:
+                        out.append((i, order + 2, got))
+            if pred_dets and (preds or ev.status in pred_statuses):
+                if env is None:
+                    env = Env(lazy)
+                    env.reset(ev, t, preds, view)
+                for det in pred_dets:
+                    got = det.observe(ev, t, env)
+                    if got:
+                        out.append((i, order + 3, got))
+        if self._all_dets:
+            stretch = Stretch(events, ts, marks, lo, hi, seen, lazy)
+            for pos, det in enumerate(self._all_dets, 1):
+                for i, got in det.observe_stretch(stretch):
+                    out.append((i, pos, got))
 
     def _candidates(self, ev: Event, t: float) -> tuple[list[int], EventView | None]:  # noqa: C901 - hot path, kept inline for speed
         """Entries whose gate passes (see ``auditor.detectors.gate``); flat for speed."""

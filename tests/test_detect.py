@@ -170,6 +170,41 @@ def test_changed_rule_drops_only_its_own_state(tmp_path: Path, events: list[Even
     assert state["w"]["auth.bruteforce-slow"] != old["w"]["auth.bruteforce-slow"]
 
 
+def flood_and_traffic() -> list[Event]:
+    """The test traffic plus a client flooding an id route, some answered 429 and 5xx, and
+    a late line: every stateful detector (volume, enumeration, error rate...) fires."""
+    lines = traffic(minutes=20)
+    flood = [
+        clf(
+            "203.0.113.70",
+            T0 + timedelta(seconds=300 + i * 0.04),
+            "GET",
+            f"/api/v1/orders/{7000 + i}",
+            (429 if 900 <= i < 920 else 502 if i % 9 == 0 else 200),
+        )
+        for i in range(1400)
+    ]
+    late = clf("192.0.2.9", T0 + timedelta(seconds=10), "GET", "/api/v1/cart", 200)
+    events = decode_all(sorted(lines + flood, key=lambda x: x.split("[", 1)[1][:20]) + [late])
+    return sorted(events[:-1], key=lambda e: e.timestamp) + events[-1:]
+
+
+def test_observe_many_gives_the_hits_of_observe_whatever_the_batch() -> None:
+    events = flood_and_traffic()
+    det = Detector(RULESET)
+    one_by_one = [hit_tuple(h) for ev in events for h in det.observe(ev)]
+    rules = {h[0] for h in one_by_one}
+    assert {"abuse.client-volume-ceiling", "abuse.no-rate-limit", "abuse.enumeration"} <= rules
+    for size in (1, 7, 500, len(events)):
+        det = Detector(RULESET)
+        got = []
+        for lo in range(0, len(events), size):
+            got.extend(hit_tuple(h) for h in det.observe_many(events[lo : lo + size]))
+            if size == 500:  # and a restart after every batch
+                det = Detector.restore(RULESET, det.snapshot())
+        assert got == one_by_one, size
+
+
 # --- whole process: scan in one run vs. many appended chunks ------------------------------
 
 

@@ -4,7 +4,7 @@ construction, and the state contract (``dump``/``load``/``sweep``) the ``Detecto
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +33,46 @@ class Env:
             assert self._ev is not None
             self._view = EventView(self._ev, self._t, self.preds, self.lazy)
         return self._view
+
+
+_NO_PREDS: frozenset[str] = frozenset()
+
+Hits = list[tuple[int, list[Hit]]]
+"""Hits of a run of events, each list tagged with the index of the event that caused it."""
+
+
+class Stretch:
+    """A run of events (``events[lo:hi]``) handed to a detector at once (see ``Detector``).
+
+    ``ts`` holds the log time of every event, ``marks`` its running maximum (the watermark),
+    so ``bisect(marks, x)`` finds where log time first reaches ``x``. ``seen`` holds the
+    predicates and views of the events the rules looked at; ``env(i)`` builds the per-event
+    context a detector needs for allow-lists (rarely: only when it is about to emit).
+    """
+
+    __slots__ = ("events", "hi", "lazy", "lo", "marks", "seen", "ts")
+
+    def __init__(
+        self,
+        events: Sequence[Event],
+        ts: list[float],
+        marks: list[float],
+        lo: int,
+        hi: int,
+        seen: dict[int, tuple[frozenset[str], EventView | None]],
+        lazy: Mapping[str, Any] | None,
+    ) -> None:
+        self.events, self.ts, self.marks = events, ts, marks
+        self.lo, self.hi, self.seen, self.lazy = lo, hi, seen, lazy
+
+    def env(self, i: int) -> Env:
+        env = Env(self.lazy)
+        got = self.seen.get(i)
+        if got is None:
+            env.reset(self.events[i], self.ts[i], _NO_PREDS, None)
+        else:
+            env.reset(self.events[i], self.ts[i], got[0], got[1])
+        return env
 
 
 def to_dt(t: float) -> datetime:
@@ -95,6 +135,25 @@ class StatefulDetector:
 
     def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
         raise NotImplementedError
+
+    def observe_one(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
+        """``observe`` for detectors that implement ``observe_stretch``: a stretch of one."""
+        s = Stretch((ev,), [t], [t], 0, 1, {0: (env.preds, env._view)}, env.lazy)
+        got = self.observe_stretch(s)
+        if not got:
+            return None
+        return got[0][1] if len(got) == 1 else [h for _, hits in got for h in hits]
+
+    def observe_stretch(self, s: Stretch) -> Hits:
+        """``observe`` over ``s.events[s.lo:s.hi]``; detectors that see every event override
+        it with a loop of their own (one call per batch instead of one per event)."""
+        out: Hits = []
+        events, ts = s.events, s.ts
+        for i in range(s.lo, s.hi):
+            got = self.observe(events[i], ts[i], s.env(i))
+            if got:
+                out.append((i, got))
+        return out
 
     def sweep(self, now: float) -> None:
         """Forget state that can no longer matter at log time ``now``."""

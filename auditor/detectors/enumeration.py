@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditor.detectors.base import Env, StatefulDetector, make_hit
+from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
 from auditor.detectors.fields import EventView
 from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit, Severity
@@ -74,77 +74,102 @@ class EnumerationDetector(StatefulDetector):
             return None
         return segs[idx] or None
 
-    def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:  # noqa: C901 - hot path, kept inline for speed
-        route = ev.route
-        shape = self.routes.get(route)
-        if shape is None:
-            shape = self._shape(route)
-        n, idx = shape
-        if idx < 0:
-            return None
-        segs = ev.path.split("/", n)
-        if len(segs) != n:
-            return None
-        oid = segs[idx]
-        if not oid:
-            return None
-        if self.default_principal:
-            who = ev.user_name
-            if not who or who == "-":
-                who = ev.client_ip
+    def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
+        return self.observe_one(ev, t, env)
+
+    def observe_stretch(self, s: Stretch) -> Hits:  # noqa: C901 - hot path, kept inline for speed
+        """Per request of a route with an object id: the principal's walk over that route."""
+        out: Hits = []
+        events, ts = s.events, s.ts
+        routes, keys = self.routes, self.keys
+        default_principal = self.default_principal
+        window, distinct, max_step = self.window, self.distinct, self.max_step
+        for i in range(s.lo, s.hi):
+            ev = events[i]
+            route = ev.route
+            shape = routes.get(route)
+            if shape is None:
+                shape = self._shape(route)
+            n, idx = shape
+            if idx < 0:
+                continue
+            segs = ev.path.split("/", n)
+            if len(segs) != n:
+                continue
+            oid = segs[idx]
+            if not oid:
+                continue
+            if default_principal:
+                who = ev.user_name
+                if not who or who == "-":
+                    who = ev.client_ip
+                    if who is None:
+                        continue
+            else:
+                who = self._principal(ev)
                 if who is None:
-                    return None
-        else:
-            who = self._principal(ev)
-            if who is None:
-                return None
-        key = who + "|" + route
-        status = ev.status or 0
-        ok = 1 if 200 <= status < 300 else 0
-        denied = 1 if status == 403 or status == 404 else 0
-        st = self.keys.get(key)
-        if st is None:
-            if len(self.keys) >= self.max_keys:
-                self._evict()
-            num = int(oid) if oid.isdigit() and len(oid) < 19 else None
-            self.keys[key] = [{oid: t}, num, 1, 1, 1, ok, denied, t, t, False]
-            return None
-        last = st[LAST_T]
-        t = max(t, last)
-        if t - last > self.window:
-            st[:] = _new(t)
-        st[LAST_T] = t
-        st[N] += 1
-        st[N2XX] += ok
-        st[NDENIED] += denied
-        if st[ACTIVE]:
-            return self._emit(ev, st, key, 1, None, env)
-        ids: dict[str, float] = st[IDS]
-        ids.pop(oid, None)
-        ids[oid] = t
-        if oid.isdigit() and len(oid) < 19:
-            num = int(oid)
-            prev = st[LAST_NUM]
-            if prev is not None and 1 <= num - prev <= self.max_step:
-                st[RUN] += 1
-                st[BEST] = max(st[BEST], st[RUN])
-            elif prev is None or num != prev:
-                st[RUN] = 1
-            st[LAST_NUM] = num
-        if len(ids) >= self.distinct:
-            cutoff = t - self.window
-            for old in [k for k, seen in ids.items() if seen < cutoff]:
-                del ids[old]
-        if len(ids) >= self.distinct or st[BEST] >= self.run:
-            st[ACTIVE] = True
-            return self._emit(ev, st, key, st[N], st[FIRST_T], env)
-        return None
+                    continue
+            key = who + "|" + route
+            t = ts[i]
+            status = ev.status or 0
+            ok = 1 if 200 <= status < 300 else 0
+            denied = 1 if status == 403 or status == 404 else 0
+            st = keys.get(key)
+            if st is None:
+                if len(keys) >= self.max_keys:
+                    self._evict()
+                num = int(oid) if oid.isdigit() and len(oid) < 19 else None
+                keys[key] = [{oid: t}, num, 1, 1, 1, ok, denied, t, t, False]
+                continue
+            last = st[LAST_T]
+            if t < last:  # noqa: PLR1730 - a branch is cheaper than max() here
+                t = last
+            if t - last > window:
+                st[:] = _new(t)
+            st[LAST_T] = t
+            st[N] += 1
+            st[N2XX] += ok
+            st[NDENIED] += denied
+            if st[ACTIVE]:
+                got = self._emit(ev, st, key, 1, None, s, i)
+                if got:
+                    out.append((i, got))
+                continue
+            ids: dict[str, float] = st[IDS]
+            ids.pop(oid, None)
+            ids[oid] = t
+            if oid.isdigit() and len(oid) < 19:
+                num = int(oid)
+                prev = st[LAST_NUM]
+                if prev is not None and 1 <= num - prev <= max_step:
+                    st[RUN] += 1
+                    st[BEST] = max(st[BEST], st[RUN])
+                elif prev is None or num != prev:
+                    st[RUN] = 1
+                st[LAST_NUM] = num
+            if len(ids) >= distinct:
+                cutoff = t - window
+                for old in [k for k, seen in ids.items() if seen < cutoff]:
+                    del ids[old]
+            if len(ids) >= distinct or st[BEST] >= self.run:
+                st[ACTIVE] = True
+                got = self._emit(ev, st, key, st[N], st[FIRST_T], s, i)
+                if got:
+                    out.append((i, got))
+        return out
 
     def _emit(
-        self, ev: Event, st: list[Any], key: str, count: int, first: float | None, env: Env
+        self,
+        ev: Event,
+        st: list[Any],
+        key: str,
+        count: int,
+        first: float | None,
+        s: Stretch,
+        i: int,
     ) -> list[Hit] | None:
         rule = self.rule
-        if self.allowed(rule, env):
+        if rule.allow and self.allowed(rule, s.env(i)):
             return None
         n = max(1, st[N])
         ok, denied = st[N2XX] / n, st[NDENIED] / n

@@ -7,12 +7,13 @@ OWASP API8. Buckets are global; per event the detector bumps one or two counters
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable
 from operator import attrgetter
 from statistics import median
 from typing import Any
 
-from auditor.detectors.base import Env, StatefulDetector, make_hit
+from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
 from auditor.detectors.fields import EventView
 from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
@@ -69,25 +70,59 @@ class ErrorRateDetector(StatefulDetector):
         self.edge = (self.current + 1) * self.bucket
 
     def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
-        if t >= self.edge:
-            self._roll(t)
-        k = self.get(ev)
-        if k is None:
-            return None
-        st = self.keys.get(k)
-        if st is None:
-            if len(self.keys) >= self.max_keys:
-                return None
-            st = self.keys[k] = [0, 0, False, t]
-        st[REQ] += 1
-        status = ev.status
-        if status is None or status < 500:
-            return None
+        return self.observe_one(ev, t, env)
+
+    def observe_stretch(self, s: Stretch) -> Hits:
+        """``observe`` over a stretch: bucket by bucket, the request count of the current
+        key in a local variable; only 5xx answers take the full path."""
+        out: Hits = []
+        events, ts, marks = s.events, s.ts, s.marks
+        get, keys, max_keys = self.get, self.keys, self.max_keys
+        lo, hi = s.lo, s.hi
+        while lo < hi:
+            if marks[lo] >= self.edge:
+                self._roll(ts[lo])
+            end = bisect_left(marks, self.edge, lo, hi)
+            key: Any = None
+            st: list[Any] | None = None
+            req = 0
+            for i in range(lo, end):
+                ev = events[i]
+                k = get(ev)
+                if k != key or st is None:
+                    if st is not None:
+                        st[REQ] = req
+                    key = k
+                    if k is None:
+                        st = None
+                        continue
+                    st = keys.get(k)
+                    if st is None:
+                        if len(keys) >= max_keys:
+                            continue
+                        st = keys[k] = [0, 0, False, ts[i]]
+                    req = st[REQ]
+                req += 1
+                status = ev.status
+                if status is not None and status >= 500:
+                    st[REQ] = req
+                    got = self._error(ev, ts[i], st, k, s, i)
+                    if got:
+                        out.append((i, got))
+            if st is not None:
+                st[REQ] = req
+            lo = end
+        return out
+
+    def _error(
+        self, ev: Event, t: float, st: list[Any], k: Any, s: Stretch, i: int
+    ) -> list[Hit] | None:
+        """A 5xx answer counted in ``st`` (requests included)."""
         st[ERR] += 1
         if st[ERR] == 1:
             st[FIRST] = t
         if st[FIRED]:
-            return self._hit(ev, st, str(k), 1, None, env)
+            return self._hit(ev, st, str(k), 1, None, s.env(i))
         limit = self.limit.get(k, self.min_ratio)
         if (
             st[ERR] >= self.min_errors
@@ -95,7 +130,7 @@ class ErrorRateDetector(StatefulDetector):
             and st[ERR] / st[REQ] > limit
         ):
             st[FIRED] = True
-            return self._hit(ev, st, str(k), st[ERR], st[FIRST], env)
+            return self._hit(ev, st, str(k), st[ERR], st[FIRST], s.env(i))
         return None
 
     def _hit(

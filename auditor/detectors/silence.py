@@ -12,7 +12,7 @@ from collections import deque
 from statistics import median
 from typing import Any
 
-from auditor.detectors.base import Env, StatefulDetector, make_hit
+from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
 from auditor.detectors.fields import EventView
 from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
@@ -37,24 +37,46 @@ class SilenceDetector(StatefulDetector):
         self.keys: dict[str, list[Any]] = {}
 
     def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
-        st = self.keys.get(ev.source)
-        if st is None:
-            self.keys[ev.source] = [t, 1, t, deque(maxlen=_BLOCKS), self.min_gap]
-            return None
-        hit = None
-        gap = t - st[LAST]
-        if gap > 0.0:
-            if gap > st[LIMIT] and st[N] >= self.min_events:
-                hit = self._hit(ev, st, gap, env)
-            st[LAST] = t
-        n = st[N] + 1
-        st[N] = n
-        if n % BLOCK_EVENTS == 0:
-            gaps = st[GAPS]
-            gaps.append(max(0.0, t - st[BLOCK]) / BLOCK_EVENTS)
-            st[BLOCK] = t
-            st[LIMIT] = max(self.min_gap, self.factor * median(gaps))
-        return hit
+        return self.observe_one(ev, t, env)
+
+    def observe_stretch(self, s: Stretch) -> Hits:
+        """``observe`` over a stretch, with the current source's state in local variables."""
+        out: Hits = []
+        events, ts, keys = s.events, s.ts, self.keys
+        min_events = self.min_events
+        src: str | None = None
+        st: list[Any] = []
+        last = limit = 0.0
+        n = 0
+        for i in range(s.lo, s.hi):
+            ev = events[i]
+            t = ts[i]
+            if ev.source != src:
+                if src is not None:
+                    st[LAST], st[N] = last, n
+                src = ev.source
+                got = keys.get(src)
+                if got is None:
+                    got = keys[src] = [t, 1, t, deque(maxlen=_BLOCKS), self.min_gap]
+                    st, last, n, limit = got, t, 1, self.min_gap
+                    continue
+                st, last, n, limit = got, got[LAST], got[N], got[LIMIT]
+            if t > last:
+                if t - last > limit and n >= min_events:
+                    st[LAST], st[N] = last, n
+                    hit = self._hit(ev, st, t - last, s.env(i))
+                    if hit:
+                        out.append((i, hit))
+                last = t
+            n += 1
+            if n % BLOCK_EVENTS == 0:
+                gaps = st[GAPS]
+                gaps.append(max(0.0, t - st[BLOCK]) / BLOCK_EVENTS)
+                st[BLOCK] = t
+                st[LIMIT] = limit = max(self.min_gap, self.factor * median(gaps))
+        if src is not None:
+            st[LAST], st[N] = last, n
+        return out
 
     def _hit(self, ev: Event, st: list[Any], gap: float, env: Env) -> list[Hit] | None:
         if self.allowed(self.rule, env):

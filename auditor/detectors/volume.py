@@ -16,16 +16,21 @@ emit count-1 hits. Events that arrive late count toward the current bucket.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Sequence
+from functools import partial
 from operator import attrgetter
 from statistics import median
 from typing import Any
 
-from auditor.detectors.base import Env, StatefulDetector, make_hit
+from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
 from auditor.detectors.fields import EventView
 from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
 from auditor.rules import Rule
+
+_STATUS = attrgetter("status")
 
 
 def baseline_limit(hist: list[int] | None, floor: int, z: float, min_history: int) -> int:
@@ -60,7 +65,7 @@ class Group:
         self.limited_statuses = frozenset().union(*(r.params["limited_statuses"] for r in rules))
         self.default_limits = self.limits_for(None)
         self.min_limit = min(self.default_limits)
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[Any] = Counter()  # requests per key in the current bucket
         self.hist: dict[str, list[int]] = {}
         self.limits: dict[str, list[int]] = {}
         self.limited: set[str] = set()
@@ -100,15 +105,25 @@ class Group:
         self.limited.clear()
         self.fired.clear()
 
-    def check(self, det: VolumeDetector, ev: Event, key: str, count: int, env: Env) -> list[Hit]:
+    def check(
+        self,
+        det: VolumeDetector,
+        ev: Event,
+        key: str,
+        count: int,
+        limited: bool,
+        env: Callable[[], Env],
+    ) -> list[Hit]:
+        """Hits of a key at its ``count``-th request of the bucket (``limited``: it was
+        answered 429/503 in this bucket); ``env`` gives the event's context if needed."""
         hits: list[Hit] = []
         limits = self.limits.get(key) or self.default_limits
         for i, rule in enumerate(self.rules):
             if count <= limits[i]:
                 continue
-            if self.modes[i] == "no-429" and key in self.limited:
+            if self.modes[i] == "no-429" and limited:
                 continue
-            if det.allowed(rule, env):
+            if rule.allow and det.allowed(rule, env()):
                 continue
             bit = 1 << i
             span = format_duration(det.bucket)
@@ -122,6 +137,87 @@ class Group:
                 hits.append(make_hit(rule, ev, key, count, first, extra=extra))
         return hits
 
+    def count_run(
+        self, det: VolumeDetector, s: Stretch, lo: int, hi: int, limited_at: list[int], out: Hits
+    ) -> None:
+        """Count the requests of ``s.events[lo:hi]`` (one bucket) and emit the hits of the
+        keys that pass a limit, at the very request that passes it. ``limited_at``: the
+        indexes of the requests answered 429/503 (rare).
+
+        Counting is done in C (``Counter``'s helper) when no key can be refused for want of
+        room (``max_keys``); the few keys above the lowest limit are then replayed request
+        by request. Otherwise every request takes the step-by-step path.
+        """
+        keys = list(map(self.get, s.events[lo:hi]))
+        counts = self.counts
+        if len(counts) + len(keys) > self.max_keys:
+            self._count_slowly(det, s, lo, keys, out)
+            return
+        counts.update(keys)  # in C
+        counts.pop(None, None)
+        min_limit = self.min_limit
+        hot: dict[Any, list[Any]] = {}
+        if counts and max(counts.values()) > min_limit:
+            for k, c in counts.items():
+                if c > min_limit:
+                    hot[k] = [c, str(k) in self.limited]
+        for i in limited_at:
+            k = keys[i - lo]
+            if k is not None:
+                self.limited.add(k)
+        if hot:
+            self._replay(det, s, lo, keys, hot, out)
+
+    def _replay(
+        self,
+        det: VolumeDetector,
+        s: Stretch,
+        lo: int,
+        keys: Sequence[Any],
+        hot: dict[Any, list[Any]],
+        out: Hits,
+    ) -> None:
+        """Request by request, the counts of the ``hot`` keys (``[final count, limited
+        before the run]``) over a run already counted, emitting their hits."""
+        events, ls, min_limit = s.events, det.limited_statuses, self.min_limit
+        for k in keys:  # the count each hot key had before this run
+            st = hot.get(k)
+            if st is not None:
+                st[0] -= 1
+        for j, k in enumerate(keys):
+            st = hot.get(k)
+            if st is None:
+                continue
+            i = lo + j
+            ev = events[i]
+            st[0] += 1
+            if ls and ev.status in ls and isinstance(k, str):
+                st[1] = True
+            if st[0] > min_limit:
+                got = self.check(det, ev, str(k), st[0], st[1], partial(s.env, i))
+                if got:
+                    out.append((i, got))
+
+    def _count_slowly(
+        self, det: VolumeDetector, s: Stretch, lo: int, keys: Sequence[Any], out: Hits
+    ) -> None:
+        counts, events, ls = self.counts, s.events, det.limited_statuses
+        for j, k in enumerate(keys):
+            if k is None:
+                continue
+            c = counts.get(k, 0) + 1
+            if c == 1 and len(counts) >= self.max_keys:
+                continue
+            counts[k] = c
+            i = lo + j
+            if events[i].status in ls:
+                self.limited.add(k)
+            if c > self.min_limit:
+                key = str(k)
+                got = self.check(det, events[i], key, c, key in self.limited, partial(s.env, i))
+                if got:
+                    out.append((i, got))
+
     def dump(self) -> list[Any]:
         return [
             list(self.counts.items()),
@@ -131,7 +227,7 @@ class Group:
         ]
 
     def load(self, data: list[Any]) -> None:
-        self.counts = {str(k): int(v) for k, v in data[0]}
+        self.counts = Counter({str(k): int(v) for k, v in data[0]})
         self.hist = {str(k): [int(x) for x in v] for k, v in data[1]}
         self.limits = {k: self.limits_for(h) for k, h in self.hist.items()}
         self.limited = {str(k) for k in data[2]}
@@ -167,26 +263,24 @@ class VolumeDetector(StatefulDetector):
         self.edge = (b + 1) * self.bucket
 
     def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
-        if t >= self.edge:
-            self._roll(t)
-        hits: list[Hit] | None = None
-        limited = ev.status in self.limited_statuses
-        for g in self.groups:
-            k = g.get(ev)
-            if k is None:
-                continue
-            counts = g.counts
-            c = counts.get(k, 0) + 1
-            if c == 1 and len(counts) >= g.max_keys:
-                continue
-            counts[k] = c
-            if limited:
-                g.limited.add(k)
-            if c > g.min_limit:
-                got = g.check(self, ev, str(k), c, env)
-                if got:
-                    hits = got if hits is None else hits + got
-        return hits
+        return self.observe_one(ev, t, env)
+
+    def observe_stretch(self, s: Stretch) -> Hits:
+        """``observe`` over a stretch, one bucket at a time, each key field counted in C."""
+        out: Hits = []
+        lo, hi, marks = s.lo, s.hi, s.marks
+        while lo < hi:
+            if marks[lo] >= self.edge:
+                self._roll(s.ts[lo])
+            end = bisect_left(marks, self.edge, lo, hi)
+            ls = self.limited_statuses
+            limited_at: list[int] = []
+            if ls and not ls.isdisjoint(map(_STATUS, s.events[lo:end])):  # in C
+                limited_at = [i for i in range(lo, end) if s.events[i].status in ls]
+            for g in self.groups:
+                g.count_run(self, s, lo, end, limited_at, out)
+            lo = end
+        return out
 
     def dump(self) -> Any:
         return [self.current, [g.dump() for g in self.groups]]
