@@ -197,7 +197,7 @@ def test_observe_many_gives_the_hits_of_observe_whatever_the_batch() -> None:
     assert {"abuse.client-volume-ceiling", "abuse.no-rate-limit", "abuse.enumeration"} <= rules
     for size in (1, 7, 500, len(events)):
         det = Detector(RULESET)
-        got = []
+        got: list[tuple[Any, ...]] = []
         for lo in range(0, len(events), size):
             got.extend(hit_tuple(h) for h in det.observe_many(events[lo : lo + size]))
             if size == 500:  # and a restart after every batch
