@@ -329,12 +329,13 @@ def sustained(
     seconds: float,
     every: float,
     rules: bool = True,
+    daemon: str = "",
     say: Callable[[str], None] = print,
 ) -> list[tuple[float, int, int, float]]:
     """Samples of (t, RSS KiB, events stored, lines/s over the interval)."""
     log = work / "access.log"
     log.touch()
-    cfg = write_config(work, log, rules=rules)
+    cfg = write_config(work, log, rules=rules, daemon=daemon)
     db = work / "audit.db"
     proc = start_daemon(cfg, work / "daemon.err")
     wait_registered(db, "soak")
@@ -377,6 +378,11 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=10.0, help="sample interval (sustained)")
     ap.add_argument("--keep", type=Path, default=None, help="work directory to keep")
     ap.add_argument("--no-rules", action="store_true", help="without the bundled rulesets")
+    ap.add_argument(
+        "--daemon",
+        default="",
+        help='extra [daemon] settings (sustained), e.g. "decode_worker = false"',
+    )
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="log-auditor-soak-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -390,6 +396,7 @@ def main() -> None:
                 seconds=args.minutes * 60,
                 every=args.every,
                 rules=not args.no_rules,
+                daemon=args.daemon.replace(";", "\n") + "\n" if args.daemon else "",
             )
             steady = [s for s in samples if s[0] > args.every * 1.5 and s[3] > 0]
             if steady:
