@@ -14,7 +14,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import accumulate
+from functools import partial
+from itertools import accumulate, compress
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -23,18 +24,21 @@ import orjson
 from auditor.detectors import build_detectors
 from auditor.detectors.base import Env, StatefulDetector, Stretch, make_hit
 from auditor.detectors.conditions import Clause, clause_holds, first_failure
-from auditor.detectors.fields import MAX_SCAN, EventView, decode_url, key_of
+from auditor.detectors.fields import DIRECT_FIELDS, MAX_SCAN, EventView, decode_url, key_of
 from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan, cost
+from auditor.detectors.sieve import RowTest, Sieve
 from auditor.detectors.windows import Window, make_window
 from auditor.model import Event, Hit
-from auditor.rules import Rule, RuleSet
+from auditor.rules import Allow, Rule, RuleSet
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
 SWEEP_EVERY = 300.0  # seconds of log time between sweeps of idle state (caps bound memory too)
 _NO_PREDS: frozenset[str] = frozenset()
-_EVENT_ORDER = itemgetter(0, 1)  # hits of one event: rules, then detectors in a fixed order
+_EXPOSURES = attrgetter("exposures")
+_EVENT_ORDER = itemgetter(0, 1)
+_SIEVE_FROM = 16  # events in a stretch  # hits of one event: rules, then detectors in a fixed order
 
 
 def _ua(raw: str | None) -> str | None:
@@ -117,6 +121,10 @@ class Detector:
         self._windows: dict[str, Window] = {
             r.id: make_window(r.threshold, max_keys) for r in ruleset.rules if r.threshold
         }
+        self._pred_entries = frozenset(e.index for e in entries if e.is_pred)
+        self._firing: dict[str, Firing] = {
+            r.id: self._firing_of(r) for r in ruleset.rules if r.detector is None
+        }
         self._dets: list[StatefulDetector] = build_detectors(
             [r for r in ruleset.rules if r.detector is not None]
         )
@@ -127,10 +135,42 @@ class Detector:
         self._pred_statuses: frozenset[int] = frozenset().union(
             *(d.statuses for d in self._pred_dets)
         )
+        # What the sieve must also let through: what the transport and lockout detectors
+        # look at (see ``_stretch``).
+        extra: list[RowTest] = []
+        if self._transport_dets:
+            extra += [(f, _is_set) for f in ("scheme", "server_port", "tls_version")]
+        if self._pred_dets and self._pred_statuses:
+            extra.append(("status", self._pred_statuses.__contains__))
+        self._sieve = Sieve(
+            self._plan,
+            [(gate.name, gate) for _, gate in self._cached],
+            self._url_on,
+            extra,
+            relative=bool(self._transport_dets),
+        )
         self._wm = -1.0
         self._next_sweep = 0.0
         self._last_dt: datetime | None = None
         self._last_t = 0.0
+
+    def _firing_of(self, rule: Rule) -> Firing:
+        th = rule.threshold
+        window = self._windows.get(rule.id) if th is not None else None
+        key_get: Callable[[EventView], str | None] = _none
+        value_get = None
+        if th is not None:
+            by = th.by
+            key_get = _text_of(by[0]) if len(by) == 1 else partial(_joined_key, by)
+            value_get = _text_of(th.of) if th.of is not None else None
+        return (
+            rule,
+            self._unless.get(rule.id),
+            self._allow.get(rule.id),
+            key_get,
+            value_get,
+            window,
+        )
 
     # --- the hot path -------------------------------------------------------------------
 
@@ -198,15 +238,19 @@ class Detector:
         hi: int,
         out: list[tuple[int, int, list[Hit]]],
     ) -> None:
-        """Rules (and the detectors that want few events) event by event, then each
-        detector that sees every event over the whole stretch."""
+        """Rules (and the detectors that want few events) event by event, for the events
+        that can pass a gate or interest such a detector, then each detector that sees
+        every event over the whole stretch."""
         seen: dict[int, tuple[frozenset[str], EventView | None]] = {}
         candidates = self._candidates
         lazy = self._lazy
         transport, exposed, pred_dets = self._transport_dets, self._exp_dets, self._pred_dets
         pred_statuses = self._pred_statuses
         order = len(self._all_dets)
-        for i in range(lo, hi):
+        # A few events are cheaper to look at than to sieve (``observe`` of one).
+        suspects = self._suspects(events[lo:hi]) if hi - lo > _SIEVE_FROM else range(hi - lo)
+        for j in suspects:
+            i = lo + j
             ev = events[i]
             t = ts[i]
             cands, view = candidates(ev, t)
@@ -253,6 +297,15 @@ class Detector:
             for pos, det in enumerate(self._all_dets, 1):
                 for i, got in det.observe_stretch(stretch):
                     out.append((i, pos, got))
+
+    def _suspects(self, events: Sequence[Event]) -> list[int]:
+        """Indexes of the events the per-event loop must see (in order): those that may
+        pass a gate, and those the transport, PII or lockout detectors want (``Sieve``).
+        The others can cause no hit there, so they are skipped."""
+        out = self._sieve.suspects(events)
+        if self._exp_dets:
+            out.update(compress(range(len(events)), map(_EXPOSURES, events)))
+        return sorted(out)
 
     def _candidates(self, ev: Event, t: float) -> tuple[list[int], EventView | None]:  # noqa: C901 - hot path, kept inline for speed
         """Entries whose gate passes (see ``auditor.detectors.gate``); flat for speed."""
@@ -332,7 +385,7 @@ class Detector:
         cands.sort()
         preds: set[str] = set()
         rule_ids: list[int] = []
-        if self._has_preds:
+        if self._has_preds and not self._pred_entries.isdisjoint(cands):
             gated = self._plan.preds
             pending = cands
             while pending:
@@ -346,7 +399,7 @@ class Detector:
                         fresh.append(e.owner)
                         view.preds = frozenset(preds)
                 pending = sorted({j for name in fresh for j in gated.get(name, ())})
-        else:
+        else:  # no predicate can hold: they are all gated among the candidates
             rule_ids = cands
         if not rule_ids:
             return view.preds if preds else _NO_PREDS
@@ -360,12 +413,13 @@ class Detector:
                 last = owner
         if len(matched) > 1:
             matched.sort(key=self._rule_order.__getitem__)
+        firing = self._firing
         for rid in matched:
-            self._fire(self._rules[rid], view, t, hits)
+            self._fire(firing[rid], view, t, hits)
         return view.preds if preds else _NO_PREDS
 
-    def _fire(self, rule: Rule, view: EventView, t: float, hits: list[Hit]) -> None:
-        unless = self._unless.get(rule.id)
+    def _fire(self, f: Firing, view: EventView, t: float, hits: list[Hit]) -> None:
+        rule, unless, allow, key_of_view, value_of_view, window = f
         if unless is not None:
             memo = view.memo
             for cid, clause in unless:
@@ -374,34 +428,23 @@ class Detector:
                     held = memo[cid] = clause_holds(clause, view)
                 if held:
                     return
-        allow = self._allow.get(rule.id)
         if allow is not None and allow.allows(view):
             return
-        th = rule.threshold
-        if th is None:
+        if window is None:
             key = key_of(view, rule.key) or "-"
             hits.append(self._hit(rule, view, key, 1, None))
             return
-        by = th.by
-        if len(by) == 1:
-            raw_key = view.get(by[0])
-            if raw_key is None or raw_key == "":
-                return
-            key = raw_key if isinstance(raw_key, str) else str(raw_key)
-        else:
-            joined = key_of(view, by)
-            if joined is None:
-                return
-            key = joined
+        counted = key_of_view(view)
+        if counted is None:
+            return
         value = None
-        if th.of is not None:
-            raw = view.get(th.of)
-            if raw is None or raw == "":
+        if value_of_view is not None:
+            value = value_of_view(view)
+            if value is None:
                 return
-            value = raw if isinstance(raw, str) else str(raw)
-        got = self._windows[rule.id].add(key, t, value)
+        got = window.add(counted, t, value)
         if got is not None:
-            hits.append(self._hit(rule, view, key, got[0], got[1]))
+            hits.append(self._hit(rule, view, counted, got[0], got[1]))
 
     @staticmethod
     def _hit(rule: Rule, view: EventView, key: str, count: int, first: float | None) -> Hit:
@@ -541,7 +584,54 @@ class Detector:
 
     def patterns(self) -> list[str]:
         """Every regex the engine built from the rule set (for the backtracking test)."""
-        return self._plan.patterns()
+        return self._plan.patterns() + self._sieve.patterns()
+
+
+Firing = tuple[
+    Rule,
+    "list[tuple[int, Clause]] | None",
+    "Allow | None",
+    Callable[[EventView], "str | None"],
+    "Callable[[EventView], str | None] | None",
+    "Window | None",
+]
+"""How a rule whose clause matched counts or fires: the rule, its unless-clauses, its
+allow-list, the key and the distinct value of its threshold, and its window."""
+
+
+def _is_set(value: object) -> bool:
+    return value is not None
+
+
+def _none(view: EventView) -> str | None:
+    return None
+
+
+def _joined_key(by: tuple[str, ...], view: EventView) -> str | None:
+    return key_of(view, by)
+
+
+def _text_of(name: str) -> Callable[[EventView], str | None]:
+    """The value of field ``name`` as text, ``None`` when missing or empty (a threshold
+    key or distinct value); straight from the event for the fields that are as logged."""
+    if name in DIRECT_FIELDS:
+        get = attrgetter(name)
+
+        def direct(view: EventView) -> str | None:
+            raw = get(view.ev)
+            if raw is None or raw == "":
+                return None
+            return raw if isinstance(raw, str) else str(raw)
+
+        return direct
+
+    def derived(view: EventView) -> str | None:
+        raw = view.get(name)
+        if raw is None or raw == "":
+            return None
+        return raw if isinstance(raw, str) else str(raw)
+
+    return derived
 
 
 def _cheap_first(clause: Clause, preds: set[str]) -> Clause:

@@ -53,10 +53,11 @@ def run(evs: list[Event], batch: int) -> tuple[float, float, list[Hit], list[flo
     snaps: list[float] = []
     size = 0
     t0, c0 = time.perf_counter(), time.process_time()
-    observe, observe_many = det.observe, det.observe_many
+    observe = det.observe
+    observe_many = getattr(det, "observe_many", None)  # absent before 2026-12 (A/B runs)
     step = batch or 1
     for lo in range(0, len(evs), step):
-        if batch:
+        if batch and observe_many is not None:
             hits.extend(observe_many(evs[lo : lo + batch]))
         else:
             hits.extend(observe(evs[lo]))

@@ -205,6 +205,46 @@ def test_observe_many_gives_the_hits_of_observe_whatever_the_batch() -> None:
         assert got == one_by_one, size
 
 
+ODD_TARGETS = [
+    "/caf\u00e9/../etc/passwd",
+    "/a\nb/.env",
+    "http://x.example/admin",
+    "/x?q=%3Cscript%3Ealert(1)",
+    "/x?q=a+union+select+1",
+    "//phpMyAdmin/",
+    "/./.git/config",
+    "/",
+    "/static/app.js?x=None",
+    "/wp-login.php",
+    "/x?u=$%7Bjndi:ldap://e/a%7D",
+    "/" + "A" * 8000,
+]
+
+
+def test_batches_are_sieved_without_losing_a_gated_event() -> None:
+    """``observe_many`` gates whole batches in bulk first (``auditor.detectors.sieve``):
+    every example line of the bundled rules (all formats) and odd URLs that one gate or
+    another lets through is among the suspects, and the hits are those of ``observe``."""
+    from auditor.detectors.examples import Decoders, example_events
+
+    decoders = Decoders()
+    events: list[Event] = []
+    for rule in RULESET.rules:
+        for ex in rule.examples:
+            events.extend(example_events(ex, decoders.get(ex.format)))
+    base = events[0]
+    for target in ODD_TARGETS:
+        path, _, query = target.partition("?")
+        events.append(replace(base, path=path, query=query or None, route=path[:50]))
+    det = Detector(RULESET)
+    suspects = set(det._suspects(events))
+    for i, ev in enumerate(events):
+        if det._candidates(ev, 0.0)[0]:
+            assert i in suspects, (ev.method, ev.path, ev.query, ev.status, ev.user_agent)
+    one_by_one = [hit_tuple(h) for ev in events for h in det.observe(ev)]
+    assert one_by_one == [hit_tuple(h) for h in Detector(RULESET).observe_many(events)]
+
+
 # --- whole process: scan in one run vs. many appended chunks ------------------------------
 
 

@@ -127,7 +127,14 @@ class EventView:
         if getter is not None:
             value = getter(self)
         elif self.lazy is not None and name in self.lazy:
-            value = any(all(c.holds(self) for c in clause) for clause in self.lazy[name])
+            value = False
+            for clause in self.lazy[name]:
+                for c in clause:
+                    if not c.check(self):
+                        break
+                else:
+                    value = True
+                    break
         else:
             value = name in self.preds
         cache[name] = value

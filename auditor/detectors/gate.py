@@ -54,6 +54,18 @@ def trigger(needle: str) -> str | None:
     return best
 
 
+def lead(needle: str) -> str | None:
+    """The character a literal is indexed by: the rarest one that something follows (so
+    the literal-led regex of its group has text after it to test), else ``trigger``."""
+    best = None
+    last = len(needle) - 1
+    for ch in needle:
+        pos = RARE.find(ch)
+        if pos >= 0 and needle.index(ch) < last and (best is None or pos < RARE.find(best)):
+            best = ch
+    return best if best is not None else trigger(needle)
+
+
 def _status_values(cond: Condition) -> frozenset[int] | None:
     op, v = cond.op, cond.value
     if cond.field == "status":
@@ -342,7 +354,7 @@ def _build_url(conds: list[tuple[int, Condition]]) -> UrlGate:
     groups: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     pairs: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     for needle, ids in sorted(by_needle.items()):
-        ch = trigger(needle)
+        ch = lead(needle)
         entry = (needle, tuple(sorted(set(ids))))
         if ch is not None:
             groups.setdefault(ch, []).append(entry)

@@ -31,6 +31,7 @@ from auditor.model import Event, Hit
 from auditor.rules import Rule
 
 _STATUS = attrgetter("status")
+_BULK = 32  # requests in a run from which counting in C pays
 
 
 def baseline_limit(hist: list[int] | None, floor: int, z: float, min_history: int) -> int:
@@ -144,13 +145,14 @@ class Group:
         keys that pass a limit, at the very request that passes it. ``limited_at``: the
         indexes of the requests answered 429/503 (rare).
 
-        Counting is done in C (``Counter``'s helper) when no key can be refused for want of
+        Counting is done in C (``Counter.update``) when no key can be refused for want of
         room (``max_keys``); the few keys above the lowest limit are then replayed request
-        by request. Otherwise every request takes the step-by-step path.
+        by request. Otherwise (or for a short run) every request takes the step-by-step
+        path.
         """
         keys = list(map(self.get, s.events[lo:hi]))
         counts = self.counts
-        if len(counts) + len(keys) > self.max_keys:
+        if len(keys) < _BULK or len(counts) + len(keys) > self.max_keys:
             self._count_slowly(det, s, lo, keys, out)
             return
         counts.update(keys)  # in C
