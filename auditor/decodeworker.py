@@ -207,12 +207,20 @@ class DecodeWorker:
         batch.events = _rebuild(batch.packed, stamps, index)
         return Chunk(batch, offset, pending)
 
-    def close(self) -> None:
-        self._tasks.put(None)
-        self._tasks.close()
-        self._proc.join(timeout=10)
+    def close(self, timeout: float = 2.0) -> None:
+        """Ask the worker to finish; kill it if it has not within ``timeout`` seconds (it
+        keeps nothing worth waiting for: it may be blocked sending results nobody reads)."""
+        if self._proc.is_alive():
+            try:
+                self._tasks.put(None)
+            except ValueError:  # closed already
+                pass
+            self._proc.join(timeout=timeout)
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join()
+        # The worker is gone: chunks still buffered for it are dropped, not flushed (the
+        # queue's pipe has a reader in this process too, so a flush could wait forever).
+        self._tasks.cancel_join_thread()
+        self._tasks.close()
         self._conn.close()
-        self._tasks.join_thread()

@@ -43,7 +43,6 @@ STOP_MARGIN = 0.3  # seconds kept, at shutdown, for closing after the last batch
 SNAPSHOT_EVERY = 2.0  # seconds between detector snapshots committed with a batch
 LINGER = 0.01  # seconds to wait for the next chunk before committing what is there
 WORKER_PART = BLOCK_MAX  # lines per message to the decode worker (one store block)
-WORKER_IN_FLIGHT = 3  # parts sent ahead, so the worker is never idle while we detect
 WORKER_RETRY = 60.0  # seconds before starting a new worker after one failed
 
 
@@ -142,6 +141,21 @@ class _Pending:
         return not (self.lines or self.positions or self.states)
 
 
+@dataclass(frozen=True, slots=True)
+class _Submitted:
+    """A batch's lines, sent to the decode worker in parts."""
+
+    worker: DecodeWorker
+    parts: list[list[Line]]
+
+
+def _close_quietly(worker: DecodeWorker) -> None:
+    try:
+        worker.close()
+    except (OSError, ValueError) as exc:  # already dead
+        log.debug("closing the decode worker: %s", exc)
+
+
 class Writer:
     """Owns the store (in its own thread) and the pipeline; ``run()`` until a ``Stop``."""
 
@@ -203,25 +217,48 @@ class Writer:
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
-            if self.give_up_at is not None and (
-                time.monotonic() + self.batch_estimate > self.give_up_at
-            ):
-                # Shutting down with more queued than can be committed in time: stop
-                # here; the rest is read again at the next start.
-                log.info("stopping with %d lines queued, not committed", self.queue.lines)
-                return
-            pending = await self._collect()
-            if not pending.empty:
-                try:
-                    await self._commit(pending)
-                except _GiveUp:
+        # The commit of one batch runs while the next is collected and sent to the decode
+        # worker; commits stay in order and one at a time (a batch commits only after the
+        # one before it did), so positions never skip lines.
+        committing: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                if self.give_up_at is not None and (
+                    time.monotonic() + self.batch_estimate > self.give_up_at
+                ):
+                    # Shutting down with more queued than can be committed in time: stop
+                    # here; the rest is read again at the next start.
+                    if committing is not None:
+                        await committing
+                    log.info("stopping with %d lines queued, not committed", self.queue.lines)
                     return
-            for b in pending.barriers:
-                if not b.done.done():
-                    b.done.set_result(None)
-            if pending.stop:
-                return
+                pending = await self._collect()
+                if not pending.empty:
+                    submitted = self._submit(pending)
+                    if committing is not None and not await committing:
+                        return
+                    committing = asyncio.create_task(self._commit_or_give_up(pending, submitted))
+                if pending.barriers or pending.stop:
+                    if committing is not None:
+                        task, committing = committing, None
+                        if not await task:
+                            return
+                    for b in pending.barriers:
+                        if not b.done.done():
+                            b.done.set_result(None)
+                if pending.stop:
+                    return
+        finally:
+            if committing is not None and not committing.done():
+                committing.cancel()
+
+    async def _commit_or_give_up(self, pending: _Pending, submitted: _Submitted | None) -> bool:
+        """False when the store kept failing past the shutdown deadline."""
+        try:
+            await self._commit(pending, submitted)
+        except _GiveUp:
+            return False
+        return True
 
     async def _collect(self) -> _Pending:
         pending = _Pending()
@@ -251,9 +288,9 @@ class Writer:
             pending.add(nxt)
         return pending
 
-    async def _commit(self, pending: _Pending) -> None:
+    async def _commit(self, pending: _Pending, submitted: _Submitted | None = None) -> None:
         started = time.monotonic()
-        batch = await self.call(self._process, pending)
+        batch = await self.call(self._process, pending, submitted)
         delay = 0.5
         while True:
             self.heartbeat = time.monotonic()
@@ -285,7 +322,7 @@ class Writer:
             except StoreError as exc:
                 log.warning("cannot record the state of source %s: %s", st.source, exc)
 
-    def _process(self, pending: _Pending) -> Batch:
+    def _process(self, pending: _Pending, submitted: _Submitted | None = None) -> Batch:
         """In the store thread: lines -> batch, with this batch's rotation counts.
 
         The detector's state goes with a batch at most every ``SNAPSHOT_EVERY`` seconds
@@ -304,11 +341,10 @@ class Writer:
             or now - self._snapshot_at >= SNAPSHOT_EVERY
         )
         positions = list(pending.positions.values())
-        worker = self._decode_worker() if pending.lines else None
-        if worker is None:
+        if submitted is None:
             batch = self.pipeline.process(pending.lines, positions, snapshot=due)
         else:
-            batch = self._process_remote(worker, pending.lines, positions, due)
+            batch = self._process_remote(submitted, positions, due)
         if due:
             self._snapshot_at = now
         for source, n in pending.rotations.items():
@@ -322,12 +358,13 @@ class Writer:
 
         Once started, every batch goes through it, small ones too: a source's decoder
         keeps per-file state (``auto``'s choice, W3C columns) that must live in one place.
+        Called from the event loop; a worker is closed in the store thread (``_retire``).
         """
         setup = self.pipeline.setup if self.pipeline is not None else None
         if not self.use_worker or setup is None:
             return None
         if self._worker is not None and self._worker.key != setup.key:
-            self._drop_worker()
+            self._retire(self._worker)
         if self._worker is None:
             if time.monotonic() < self._worker_retry_at:
                 return None
@@ -339,30 +376,50 @@ class Writer:
                 return None
         return self._worker
 
+    def _retire(self, worker: DecodeWorker, *, failed: bool = False) -> None:
+        """Stop using ``worker``; it is closed in the store thread, after the batches
+        already given to it (their parts not yet received are then decoded here)."""
+        if self._worker is worker:
+            self._worker = None
+            if failed:
+                self._worker_retry_at = time.monotonic() + WORKER_RETRY
+        try:
+            self._executor.submit(_close_quietly, worker)
+        except RuntimeError:  # the executor is shut down: closing at exit
+            _close_quietly(worker)
+
     def _drop_worker(self) -> None:
         worker, self._worker = self._worker, None
         if worker is not None:
-            try:
-                worker.close()
-            except (OSError, ValueError) as exc:  # already dead
-                log.debug("closing the decode worker: %s", exc)
+            _close_quietly(worker)
 
-    def _process_remote(
-        self, worker: DecodeWorker, lines: list[Line], positions: list[Position], due: bool
-    ) -> Batch:
-        """``Pipeline.process`` with decoding in the worker, part by part, so the worker
-        decodes the next part while this thread detects the last one."""
-        pipeline = self.pipeline
-        assert pipeline is not None and pipeline.setup is not None
-        specs = pipeline.setup.specs
+    def _submit(self, pending: _Pending) -> _Submitted | None:
+        """Send the batch's lines to the decode worker now (event loop), so they are
+        decoded while the batch before is detected and committed. None: decode here."""
+        worker = self._decode_worker() if pending.lines else None
+        if worker is None or self.pipeline is None or self.pipeline.setup is None:
+            return None
+        lines = pending.lines
         parts = [lines[i : i + WORKER_PART] for i in range(0, len(lines), WORKER_PART)]
+        specs = self.pipeline.setup.specs
+        try:
+            for part in parts:
+                worker.send_lines(specs, part)
+        except (WorkerError, OSError, ValueError) as exc:
+            log.error("the decode worker failed (%s); decoding in this process", exc)
+            self._retire(worker, failed=True)
+            return None
+        return _Submitted(worker, parts)
+
+    def _process_remote(self, submitted: _Submitted, positions: list[Position], due: bool) -> Batch:
+        """``Pipeline.process`` with the parts decoded by the worker, received in order."""
+        pipeline = self.pipeline
+        assert pipeline is not None
+        worker, parts = submitted.worker, submitted.parts
         batch = Batch(positions=positions)
-        sent = done = 0
+        done = 0
         try:
             while done < len(parts):
-                while sent < len(parts) and worker.in_flight < WORKER_IN_FLIGHT:
-                    worker.send_lines(specs, parts[sent])
-                    sent += 1
                 part = worker.receive().batch
                 pipeline.detect(part, snapshot=False)
                 merge(batch, part)
@@ -370,8 +427,7 @@ class Writer:
         except WorkerError as exc:
             # Parts not received yet were not detected either: decode them here.
             log.error("%s; decoding in this process", exc)
-            self._drop_worker()
-            self._worker_retry_at = time.monotonic() + WORKER_RETRY
+            self._retire(worker, failed=True)
             for rest in parts[done:]:
                 part = pipeline.process(rest, snapshot=False)
                 part.packed = pack_events(part.events, part.event_ms)

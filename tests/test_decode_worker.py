@@ -19,7 +19,7 @@ from auditor.lines import flatten_lines, unflatten_lines
 from auditor.metrics import Metrics
 from auditor.model import Line
 from auditor.store import Store
-from auditor.writer import BoundedQueue, Writer
+from auditor.writer import BoundedQueue, Writer, _Pending
 from daemon_helpers import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,21 +100,23 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path: Path) -> None:
     writer.pipeline = build_pipeline(cfg, store, None)
     text = (SAMPLES / "api-access.log").read_text().splitlines()
     lines = [Line("api", "/x.log", i * 1000, i * 1000 + 999, t) for i, t in enumerate(text)]
-    worker = writer._decode_worker()
-    assert worker is not None
+    pending = _Pending(lines=lines)
     try:
-        first = writer._process_remote(worker, lines, [], due=True)
-        worker._proc.kill()  # dies with nothing in flight: the next batch finds out
-        worker._proc.join()
-        second = writer._process_remote(worker, lines, [], due=True)
+        first = writer._process(pending, writer._submit(pending))
+        submitted = writer._submit(pending)
+        assert submitted is not None
+        submitted.worker._proc.kill()  # dies with parts in flight
+        submitted.worker._proc.join()
+        second = writer._process(pending, submitted)
+        assert writer._worker is None  # dropped, retried later
+        third = writer._process(pending, writer._submit(pending))  # in this process
     finally:
         asyncio.run(_close(writer))
         store.close()
-    for batch in (first, second):
+    for batch in (first, second, third):
         assert len(batch.events) == len(lines)
-        assert batch.packed is not None
-        assert sum(b.n for b in batch.packed) == len(lines)
-    assert writer._worker is None  # dropped, retried later
+        stored = len(lines) if batch.packed is None else sum(b.n for b in batch.packed)
+        assert stored == len(lines)  # what the store writes (it packs what is not packed)
     assert [e.path for e in first.events] == [e.path for e in second.events]
 
 
