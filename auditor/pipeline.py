@@ -26,6 +26,8 @@ class Detector(Protocol):
 
     def observe(self, event: Event) -> list[Hit]: ...
 
+    def observe_many(self, events: Sequence[Event]) -> list[Hit]: ...
+
     def snapshot(self) -> bytes: ...
 
 
@@ -243,12 +245,7 @@ class Pipeline:
         """Run the detector over the batch's events, in order; fills ``hits`` (and state)."""
         if self.detector is None:
             return
-        observe = self.detector.observe
-        hits = batch.hits
-        for event in batch.events:
-            found = observe(event)
-            if found:
-                hits.extend(found)
+        batch.hits.extend(self.detector.observe_many(batch.events))
         if snapshot:
             batch.detector_state = self.detector.snapshot()
 
