@@ -27,6 +27,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import Any
 
+import orjson
+
 from auditor.errors import AuditorError
 from auditor.formats import FormatSpec, build_decoder
 from auditor.formats.event import _Draft
@@ -35,7 +37,7 @@ from auditor.lines import LineSplitter, flatten_lines, unflatten_lines
 from auditor.model import Event, Exposure, Line
 from auditor.pipeline import Batch, Decoder, Pipeline
 from auditor.redact import Redactor
-from auditor.store.eventblocks import Block, pack_events, unpack
+from auditor.store.eventblocks import pack_events_raw
 
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MORE, END_PLAIN, END_COMPRESSED = 0, 1, 2
@@ -109,14 +111,17 @@ def _exit_with_parent(parent: int) -> None:
 
 def _reply(conn: Connection, batch: Batch, offset: int, pending: bool) -> None:
     """Send one decoded chunk back, its events packed into store blocks."""
-    batch.packed = pack_events(batch.events, batch.event_ms)
-    # The parent rebuilds the events from the packed rows (one serialisation, not two);
-    # only the exact timestamps travel beside them, each distinct one once.
+    batch.packed, raws = pack_events_raw(batch.events, batch.event_ms)
+    # The parent rebuilds the events from the rows as packed (one serialisation, not two;
+    # uncompressed, so it need not inflate them); only the exact timestamps travel beside
+    # them, each distinct one once.
     stamps, index = _stamps(batch.events)
     batch.events = []
     try:
         conn.send_bytes(
-            pickle.dumps((batch, stamps, index, offset, pending), protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dumps(
+                (batch, raws, stamps, index, offset, pending), protocol=pickle.HIGHEST_PROTOCOL
+            )
         )
     except (BrokenPipeError, ConnectionResetError):  # the parent is gone
         raise SystemExit(0) from None
@@ -137,13 +142,13 @@ def _stamps(events: list[Event]) -> tuple[list[datetime], array[int]]:
     return stamps, index
 
 
-def _rebuild(packed: list[Block], stamps: list[datetime], index: array[int]) -> list[Event]:
-    """Events from the packed store rows, with their exact timestamps."""
+def _rebuild(raws: list[bytes], stamps: list[datetime], index: array[int]) -> list[Event]:
+    """Events from the packed store rows (as JSON), with their exact timestamps."""
     draft = _Draft
     out: list[Event] = []
     k = 0
-    for block in packed:
-        for row in unpack(block.data):
+    for raw in raws:
+        for row in orjson.loads(raw):
             row[0] = stamps[index[k]]
             k += 1
             expo = row[25]
@@ -203,8 +208,8 @@ class DecodeWorker:
             code = self._proc.exitcode
             raise WorkerError(f"the decode worker died (exit code {code})") from None
         self.in_flight -= 1
-        batch, stamps, index, offset, pending = pickle.loads(raw)
-        batch.events = _rebuild(batch.packed, stamps, index)
+        batch, raws, stamps, index, offset, pending = pickle.loads(raw)
+        batch.events = _rebuild(raws, stamps, index)
         return Chunk(batch, offset, pending)
 
     def close(self, timeout: float = 2.0) -> None:

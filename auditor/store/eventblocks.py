@@ -67,23 +67,39 @@ def event_row(e: Event, ms: int) -> tuple[object, ...]:
 
 def pack_block(source: str, rows: Sequence[Sequence[Any]]) -> Block:
     """One block of stored rows (``ts_ms`` first) of one source."""
+    return _pack(source, rows, orjson.dumps(rows))
+
+
+def _pack(source: str, rows: Sequence[Sequence[Any]], raw: bytes) -> Block:
     stamps = [r[0] for r in rows]
-    return Block(source, min(stamps), max(stamps), len(rows), zlib.compress(orjson.dumps(rows), 1))
+    return Block(source, min(stamps), max(stamps), len(rows), zlib.compress(raw, 1))
 
 
 def pack_events(events: Sequence[Event], times: Sequence[int]) -> list[Block]:
     """Blocks of at most ``BLOCK_MAX`` events, one source per block, in event order."""
+    return pack_events_raw(events, times)[0]
+
+
+def pack_events_raw(
+    events: Sequence[Event], times: Sequence[int]
+) -> tuple[list[Block], list[bytes]]:
+    """``pack_events``, and each block's rows as uncompressed JSON (what ``unpack`` gives
+    back, for a reader that has them at hand: no decompression)."""
     by_source: dict[str, list[tuple[object, ...]]] = {}
     for e, ms in zip(events, times, strict=True):
         rows = by_source.get(e.source)
         if rows is None:
             rows = by_source[e.source] = []
         rows.append(event_row(e, ms))
-    return [
-        pack_block(source, rows[i : i + BLOCK_MAX])
-        for source, rows in by_source.items()
-        for i in range(0, len(rows), BLOCK_MAX)
-    ]
+    blocks: list[Block] = []
+    raws: list[bytes] = []
+    for source, rows in by_source.items():
+        for i in range(0, len(rows), BLOCK_MAX):
+            part = rows[i : i + BLOCK_MAX]
+            raw = orjson.dumps(part)
+            blocks.append(_pack(source, part, raw))
+            raws.append(raw)
+    return blocks, raws
 
 
 def unpack(data: bytes) -> list[list[Any]]:
