@@ -33,7 +33,8 @@ from auditor.rules import Allow, Rule, RuleSet
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+_READABLE = (1, 2)  # 2: the larger states as plain JSON objects (see the detectors' load)
 SWEEP_EVERY = 300.0  # seconds of log time between sweeps of idle state (caps bound memory too)
 _NO_PREDS: frozenset[str] = frozenset()
 _EXPOSURES = attrgetter("exposures")
@@ -122,6 +123,10 @@ class Detector:
             r.id: make_window(r.threshold, max_keys) for r in ruleset.rules if r.threshold
         }
         self._pred_entries = frozenset(e.index for e in entries if e.is_pred)
+        # Entries whose one condition is what their dict gate looks up: a candidate holds.
+        in_tables = {i for ids in self._plan.status.values() for i in ids}
+        in_tables.update(i for t in self._plan.fields.values() for ids in t.values() for i in ids)
+        self._exact = frozenset(i for i in in_tables if len(entries[i].clause) == 1)
         self._firing: dict[str, Firing] = {
             r.id: self._firing_of(r) for r in ruleset.rules if r.detector is None
         }
@@ -149,6 +154,10 @@ class Detector:
             extra,
             relative=bool(self._transport_dets),
         )
+        # Fingerprints (hashes of rule definitions) once, and each window's last dump.
+        self._fps = {rid: self._rules[rid].fingerprint for rid in self._windows}
+        self._det_fps = [(d, d.fingerprint) for d in self._dets]
+        self._frags: dict[str, orjson.Fragment] = {}
         self._wm = -1.0
         self._next_sweep = 0.0
         self._last_dt: datetime | None = None
@@ -248,12 +257,15 @@ class Detector:
         pred_statuses = self._pred_statuses
         order = len(self._all_dets)
         # A few events are cheaper to look at than to sieve (``observe`` of one).
-        suspects = self._suspects(events[lo:hi]) if hi - lo > _SIEVE_FROM else range(hi - lo)
+        suspects: Sequence[int] = range(hi - lo)
+        url_suspects = None
+        if hi - lo > _SIEVE_FROM:
+            suspects, url_suspects = self._suspects(events[lo:hi])
         for j in suspects:
             i = lo + j
             ev = events[i]
             t = ts[i]
-            cands, view = candidates(ev, t)
+            cands, view = candidates(ev, t, url_suspects is None or j in url_suspects)
             preds = _NO_PREDS
             if cands:
                 if view is None:
@@ -298,17 +310,22 @@ class Detector:
                 for i, got in det.observe_stretch(stretch):
                     out.append((i, pos, got))
 
-    def _suspects(self, events: Sequence[Event]) -> list[int]:
+    def _suspects(self, events: Sequence[Event]) -> tuple[list[int], set[int]]:
         """Indexes of the events the per-event loop must see (in order): those that may
-        pass a gate, and those the transport, PII or lockout detectors want (``Sieve``).
-        The others can cause no hit there, so they are skipped."""
-        out = self._sieve.suspects(events)
+        pass a gate, and those the transport, PII or lockout detectors want (``Sieve``),
+        and which of them may pass a URL gate. The others can cause no hit there, so
+        they are skipped."""
+        out, url = self._sieve.suspects(events)
+        out |= url
         if self._exp_dets:
             out.update(compress(range(len(events)), map(_EXPOSURES, events)))
-        return sorted(out)
+        return sorted(out), url
 
-    def _candidates(self, ev: Event, t: float) -> tuple[list[int], EventView | None]:  # noqa: C901 - hot path, kept inline for speed
-        """Entries whose gate passes (see ``auditor.detectors.gate``); flat for speed."""
+    def _candidates(  # noqa: C901 - hot path, kept inline for speed
+        self, ev: Event, t: float, url_gates: bool = True
+    ) -> tuple[list[int], EventView | None]:
+        """Entries whose gate passes (see ``auditor.detectors.gate``); flat for speed.
+        ``url_gates=False`` skips the URL gates (the sieve found that none can pass)."""
         cands: list[int] = []
         ids = self._status_get(ev.status)
         if ids:
@@ -330,7 +347,7 @@ class Detector:
             if ids:
                 cands.extend(ids)
         view = None
-        if self._url_on:
+        if self._url_on and url_gates:
             url = self._plan.url
             path, query = ev.path, ev.query
             raw = path if query is None else path + "?" + query
@@ -405,10 +422,15 @@ class Detector:
             return view.preds if preds else _NO_PREDS
         matched: list[str] = []
         last = ""
+        exact = self._exact
         for i in sorted(set(rule_ids)) if preds else rule_ids:
             e = entries[i]
             owner = e.owner
-            if owner != last and owner not in matched and clause_holds(e.clause, view):
+            if (
+                owner != last
+                and owner not in matched
+                and (i in exact or clause_holds(e.clause, view))
+            ):
                 matched.append(owner)
                 last = owner
         if len(matched) > 1:
@@ -471,14 +493,17 @@ class Detector:
 
     def snapshot(self) -> bytes:
         """All window and detector state, as compact JSON (committed with each batch)."""
+        frags = self._frags
+        for rid, w in self._windows.items():
+            if w.dirty or rid not in frags:  # a window nothing touched is dumped as before
+                frags[rid] = orjson.Fragment(orjson.dumps([self._fps[rid], w.dump()]))
+                w.dirty = False
         state: dict[str, Any] = {
             "v": SNAPSHOT_VERSION,
             "wm": self._wm,
             "ns": self._next_sweep,
-            "w": {
-                rid: [self._rules[rid].fingerprint, w.dump()] for rid, w in self._windows.items()
-            },
-            "d": {d.ident: [d.fingerprint, d.dump()] for d in self._dets},
+            "w": frags,
+            "d": {d.ident: [fp, d.dump()] for d, fp in self._det_fps},
         }
         return orjson.dumps(state)
 
@@ -494,7 +519,7 @@ class Detector:
             return det
         try:
             state = orjson.loads(blob)
-            if state.get("v") != SNAPSHOT_VERSION:
+            if state.get("v") not in _READABLE:
                 raise ValueError(f"snapshot version {state.get('v')!r}")
             det._wm = float(state["wm"])
             det._next_sweep = float(state["ns"])

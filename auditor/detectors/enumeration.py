@@ -9,6 +9,8 @@ many 403/404 (someone probing other users' objects) raise the severity.
 
 from __future__ import annotations
 
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 
 from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
@@ -21,6 +23,7 @@ from auditor.rules import Rule
 IDS, LAST_NUM, RUN, BEST, N, N2XX, NDENIED, LAST_T, FIRST_T, ACTIVE = range(10)
 _MAX_ROUTE = 2048
 _NO_ID = (0, -1)
+_ROUTE = attrgetter("route")
 
 
 def _new(t: float) -> list[Any]:
@@ -84,15 +87,15 @@ class EnumerationDetector(StatefulDetector):
         routes, keys = self.routes, self.keys
         default_principal = self.default_principal
         window, distinct, max_step = self.window, self.distinct, self.max_step
-        for i in range(s.lo, s.hi):
+        # Only the requests of routes with an object id (in C: one shape per distinct route).
+        names = list(map(_ROUTE, events[s.lo : s.hi]))
+        with_id = {r for r in set(names) if self._shape(r)[1] >= 0}
+        if not with_id:
+            return out
+        for i in compress(range(s.lo, s.hi), map(with_id.__contains__, names)):
             ev = events[i]
             route = ev.route
-            shape = routes.get(route)
-            if shape is None:
-                shape = self._shape(route)
-            n, idx = shape
-            if idx < 0:
-                continue
+            n, idx = routes.get(route) or self._shape(route)
             segs = ev.path.split("/", n)
             if len(segs) != n:
                 continue
@@ -194,12 +197,14 @@ class EnumerationDetector(StatefulDetector):
             del self.keys[k]
 
     def dump(self) -> Any:
-        return [[k, [list(st[IDS].items()), *st[1:]]] for k, st in self.keys.items()]
+        return self.keys  # plain JSON already: {key: [{id: t}, last_num, run, ...]}
 
     def load(self, data: Any) -> None:
+        """What ``dump`` returned (or, from snapshot version 1, ``[[key, [[[id, t]], ...]]]``)."""
         self.keys = {}
-        for k, st in data:
-            ids = {str(a): float(b) for a, b in st[0]}
+        for k, st in data.items() if isinstance(data, dict) else data:
+            pairs = st[0].items() if isinstance(st[0], dict) else st[0]
+            ids = {str(a): float(b) for a, b in pairs}
             self.keys[str(k)] = [ids, *st[1:]]
 
     def explain(self, rule: Rule, view: EventView, env: Env) -> tuple[str, str]:

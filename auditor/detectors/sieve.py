@@ -134,12 +134,15 @@ class Sieve:
         rxs = [self.prefix_rx, self.suffix_rx, *self.searches]
         return [rx.pattern for rx in rxs if rx is not None]
 
-    def suspects(self, events: Sequence[Event]) -> set[int]:
-        """Indexes (into ``events``) of the events that may pass a gate (see module doc)."""
+    def suspects(self, events: Sequence[Event]) -> tuple[set[int], set[int]]:
+        """Indexes (into ``events``) of the events that may pass a gate (see module doc):
+        those marked by the tests of whole fields, and those marked by the URL gates
+        (only these need the URL gates run on them)."""
         n = len(events)
         if self.everything:
-            return set(range(n))
+            return set(range(n)), set(range(n))
         out: set[int] = set()
+        url: set[int] = set()
         if self.row is not None:
             rows = list(map(self.row, events))
             hot = {r for r in set(rows) if any(test(r[i]) for i, test in self.row_tests)}
@@ -154,8 +157,8 @@ class Sieve:
                     starts = map(str.startswith, paths, repeat("/"))
                     out.update(compress(range(n), map(not_, starts)))
             if self.url_on:
-                self._url(events, paths, out)
-        return out
+                self._url(events, paths, url)
+        return out, url
 
     def _url(self, events: Sequence[Event], paths: list[str], out: set[int]) -> None:
         raw_queries = list(map(_QUERY, events))

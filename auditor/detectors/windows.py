@@ -28,11 +28,13 @@ class Window:
         self.max_keys = max_keys
         self.keys: dict[str, list[Any]] = {}
         self.swept = 0.0  # watermark of the last sweep
+        self.dirty = True  # changed since the last dump (the Detector keeps the last one)
 
     # subclasses: _new(t) -> state, _add(state, t, value) -> Crossing | None,
     # _idle(state, now) -> bool, _dump(state) -> list, _load(list) -> state
 
     def add(self, key: str, t: float, value: str | None = None) -> Crossing | None:
+        self.dirty = True
         keys = self.keys
         st = keys.get(key)
         if st is None:
@@ -51,9 +53,13 @@ class Window:
         if now - self.swept < self.th.window:
             return
         self.swept = now
-        idle = [k for k, st in self.keys.items() if self._idle(st, now)]
-        for k in idle:
+        self.dirty = True
+        for k in self._idle_keys(now):
             del self.keys[k]
+
+    def _idle_keys(self, now: float) -> list[str]:
+        idle = self._idle
+        return [k for k, st in self.keys.items() if idle(st, now)]
 
     def _evict(self) -> None:
         # Least recently seen first; ties keep insertion order (sorted is stable).
@@ -62,11 +68,17 @@ class Window:
             del self.keys[k]
 
     def dump(self) -> list[Any]:
-        return [self.swept, [[k, self._dump(st)] for k, st in self.keys.items()]]
+        """``[swept, {key: state}]``; states that are plain JSON are not copied."""
+        if type(self)._dump is Window._dump:
+            return [self.swept, self.keys]
+        return [self.swept, {k: self._dump(st) for k, st in self.keys.items()}]
 
     def load(self, data: list[Any]) -> None:
+        """What ``dump`` returned (or, from snapshot version 1, ``[swept, [[key, state]]]``)."""
         self.swept = float(data[0])
-        self.keys = {str(k): self._load(v) for k, v in data[1]}
+        items = data[1].items() if isinstance(data[1], dict) else data[1]
+        self.keys = {str(k): self._load(v) for k, v in items}
+        self.dirty = True
 
     def _new(self, t: float) -> list[Any]:
         raise NotImplementedError
@@ -118,6 +130,10 @@ class CountWindow(Window):
 
     def _idle(self, st: list[Any], now: float) -> bool:
         return bool(now - st[1] > self.th.window)
+
+    def _idle_keys(self, now: float) -> list[str]:
+        window = self.th.window
+        return [k for k, st in self.keys.items() if now - st[1] > window]
 
     def _last(self, st: list[Any]) -> float:
         return float(st[1])
@@ -177,6 +193,10 @@ class DistinctWindow(Window):
     def _idle(self, st: list[Any], now: float) -> bool:
         return bool(now - st[2] > self.th.window)
 
+    def _idle_keys(self, now: float) -> list[str]:
+        window = self.th.window
+        return [k for k, st in self.keys.items() if now - st[2] > window]
+
     def _last(self, st: list[Any]) -> float:
         return float(st[2])
 
@@ -184,11 +204,9 @@ class DistinctWindow(Window):
         cutoff = st[2] - self.th.window
         return sum(1 for seen in st[0].values() if seen >= cutoff)
 
-    def _dump(self, st: list[Any]) -> list[Any]:
-        return [list(st[0].items()), st[1], st[2], st[3]]
-
     def _load(self, data: list[Any]) -> list[Any]:
-        values = {str(k): float(v) for k, v in data[0]}
+        pairs = data[0].items() if isinstance(data[0], dict) else data[0]
+        values = {str(k): float(v) for k, v in pairs}
         return [values, int(data[1]), float(data[2]), bool(data[3])]
 
 
@@ -224,6 +242,10 @@ class BurstWindow(Window):
 
     def _idle(self, st: list[Any], now: float) -> bool:
         return bool(st[0] - (now - st[1]) / self.th.window <= 0.0)
+
+    def _idle_keys(self, now: float) -> list[str]:
+        window = self.th.window
+        return [k for k, st in self.keys.items() if st[0] - (now - st[1]) / window <= 0.0]
 
     def _last(self, st: list[Any]) -> float:
         return float(st[1])
