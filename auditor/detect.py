@@ -143,8 +143,6 @@ class Detector:
         # What the sieve must also let through: what the transport and lockout detectors
         # look at (see ``_stretch``).
         extra: list[RowTest] = []
-        if self._transport_dets:
-            extra += [(f, _is_set) for f in ("scheme", "server_port", "tls_version")]
         if self._pred_dets and self._pred_statuses:
             extra.append(("status", self._pred_statuses.__contains__))
         self._sieve = Sieve(
@@ -153,6 +151,7 @@ class Detector:
             self._url_on,
             extra,
             relative=bool(self._transport_dets),
+            known=("scheme", "server_port", "tls_version") if self._transport_dets else (),
         )
         # Fingerprints (hashes of rule definitions) once, and each window's last dump.
         self._fps = {rid: self._rules[rid].fingerprint for rid in self._windows}
@@ -622,10 +621,6 @@ Firing = tuple[
 ]
 """How a rule whose clause matched counts or fires: the rule, its unless-clauses, its
 allow-list, the key and the distinct value of its threshold, and its window."""
-
-
-def _is_set(value: object) -> bool:
-    return value is not None
 
 
 def _none(view: EventView) -> str | None:

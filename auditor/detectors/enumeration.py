@@ -192,7 +192,8 @@ class EnumerationDetector(StatefulDetector):
             del self.keys[k]
 
     def sweep(self, now: float) -> None:
-        stale = [k for k, st in self.keys.items() if now - st[LAST_T] > self.window]
+        window = self.window
+        stale = [k for k, st in self.keys.items() if now - st[7] > window]  # 7: LAST_T
         for k in stale:
             del self.keys[k]
 

@@ -19,6 +19,8 @@ from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
 from auditor.rules import Rule
 
+_STATUS = attrgetter("status")
+
 # State per key in the current bucket: [requests, errors, fired, first_error_t]
 REQ, ERR, FIRED, FIRST = range(4)
 
@@ -83,6 +85,9 @@ class ErrorRateDetector(StatefulDetector):
             if marks[lo] >= self.edge:
                 self._roll(ts[lo])
             end = bisect_left(marks, self.edge, lo, hi)
+            if self._count_quietly(s, lo, end):
+                lo = end
+                continue
             key: Any = None
             st: list[Any] | None = None
             req = 0
@@ -113,6 +118,23 @@ class ErrorRateDetector(StatefulDetector):
                 st[REQ] = req
             lo = end
         return out
+
+    def _count_quietly(self, s: Stretch, lo: int, end: int) -> bool:
+        """The usual run (one key, no 5xx) counted in C; False (nothing done) otherwise."""
+        run = s.events[lo:end]
+        found = set(map(self.get, run))
+        if len(found) != 1 or any(x is not None and x >= 500 for x in set(map(_STATUS, run))):
+            return False
+        k = found.pop()
+        if k is None:
+            return True
+        st = self.keys.get(k)
+        if st is None:
+            if len(self.keys) >= self.max_keys:
+                return True
+            st = self.keys[k] = [0, 0, False, s.ts[lo]]
+        st[REQ] += end - lo
+        return True
 
     def _error(
         self, ev: Event, t: float, st: list[Any], k: Any, s: Stretch, i: int

@@ -7,9 +7,9 @@ that can pass one, testing every gate in bulk:
 
 - the dict gates (status, method...) and the user-agent/referrer gates once per distinct
   combination of those fields (``attrgetter`` rows, a ``set``, then ``compress``: in C);
-- the URL gates over all the paths of the batch joined in one string, and all the
-  queries in another (one ``find`` for '%', one regex search for the literals led by a
-  trigger character, one for the path prefixes...): a match marks the line's event.
+- the URL gates over all the targets of the batch joined in one string (one ``find`` for
+  '%', one regex search for the literals led by a trigger character, one for the path
+  prefixes...): a match marks the line's event.
 
 The Detector then gates the suspects exactly as before; the others pass no gate, so
 skipping them changes nothing. A URL that needs decoding first ('%', '//'...) makes its
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from itertools import compress, repeat
-from operator import add, attrgetter, not_
+from operator import add, attrgetter, is_not, not_
 from typing import Any
 
 from auditor.detectors.gate import CachedGate, Plan, trie_pattern
@@ -82,8 +82,8 @@ def _joined(items: list[str], out: set[int]) -> str:
 
 class Sieve:
     """Bulk pre-test of all the gates of a ``Plan`` (see module doc); ``extra`` adds tests
-    of other fields, ``relative`` marks paths that do not start with '/' (what some
-    detectors want to see)."""
+    of other fields, ``known`` marks the events where one of these fields is not None,
+    ``relative`` those whose path does not start with '/' (what some detectors want)."""
 
     def __init__(
         self,
@@ -92,6 +92,7 @@ class Sieve:
         url_on: bool,
         extra: Sequence[RowTest] = (),
         relative: bool = False,
+        known: Sequence[str] = (),
     ) -> None:
         self.everything = bool(plan.always)
         tests: list[RowTest] = []
@@ -105,10 +106,11 @@ class Sieve:
         # (One name twice: attrgetter gives a tuple for two names or more.)
         self.row = attrgetter(*names, *names[:1]) if names else None
         self.row_tests = [(names.index(name), test) for name, test in tests]
+        self.known = [attrgetter(name) for name in known]
         self.url_on = url_on
         self.relative = relative  # also mark paths that do not start with '/'
         url = plan.url
-        self.decode_marks = ["%"] + (["+"] if url.space else [])
+        self.decode_marks = ["%", "//", "/./"] + (["+"] if url.space else [])
         self.pairs = [bigram for bigram, _ in url.pairs]
         # A path prefix right after a newline of "\n" + the paths (a path's start).
         prefixes = [n for n, _ in url.prefixes.items]
@@ -116,22 +118,19 @@ class Sieve:
         suffixes = [n for n, _ in url.suffixes.items]
         self.suffix_rx = re.compile(trie_pattern(suffixes)) if suffixes else None
         # Anywhere in a target: the literal-led regexes of the trigger characters (one
-        # search: it skips to those characters), and the literals without any.
+        # search: it skips to those characters), path suffixes, the literals without any.
         searches = []
         if url.groups:
             searches.append(re.compile("|".join(g[0].pattern for g in url.groups.values())))
+        if self.suffix_rx is not None:
+            searches.append(self.suffix_rx)
         if url.always_rx is not None:
             searches.append(url.always_rx)
         self.searches = searches
-        # Literals are looked for in the paths and the queries apart, unless one holds the
-        # '?' between them.
-        literals = [n for g in url.groups.values() for n, _ in g[1]]
-        literals += [n for _, items in url.pairs for n, _ in items] + [n for n, _ in url.always]
-        self.apart = not any("?" in n for n in literals)
         self.min_length = plan.min_length
 
     def patterns(self) -> list[str]:
-        rxs = [self.prefix_rx, self.suffix_rx, *self.searches]
+        rxs = [self.prefix_rx, *self.searches]
         return [rx.pattern for rx in rxs if rx is not None]
 
     def suspects(self, events: Sequence[Event]) -> tuple[set[int], set[int]]:
@@ -148,6 +147,10 @@ class Sieve:
             hot = {r for r in set(rows) if any(test(r[i]) for i, test in self.row_tests)}
             if hot:
                 out.update(compress(range(n), map(hot.__contains__, rows)))
+        for get in self.known:  # usually all None: one count in C
+            values = list(map(get, events))
+            if values.count(None) != n:
+                out.update(compress(range(n), map(is_not, values, repeat(None))))
         if self.url_on or self.relative:
             paths = list(map(_PATH, events))
             if self.relative and n:
@@ -161,43 +164,29 @@ class Sieve:
         return out, url
 
     def _url(self, events: Sequence[Event], paths: list[str], out: set[int]) -> None:
-        raw_queries = list(map(_QUERY, events))
-        queries = list(map(str, raw_queries))  # None is "None": a harmless superset
-        ptext, qtext = _joined(paths, out), _joined(queries, out)
+        # One line per event, its target; a missing query is written "?None" (a harmless
+        # superset: it can only mark more events).
+        queries = map(add, repeat("?"), map(str, map(_QUERY, events)))
+        lines = list(map(add, paths, queries))
+        text = _joined(lines, out)
         # Escapes, '+' for a space, '//' or '/./' need decoding first: the full gate decides.
         for needle in self.decode_marks:
-            _mark(ptext, _finder(ptext, needle), out)
-            _mark(qtext, _finder(qtext, needle), out)
-        for needle in ("//", "/./"):
-            _mark(ptext, _finder(ptext, needle), out)
-        if self.apart:
-            texts = [ptext, qtext]
-        else:
-            texts = [
-                "\n".join(
-                    p if q is None else p + "?" + q for p, q in zip(paths, raw_queries, strict=True)
-                )
-            ]
-        for text in texts:
-            for bigram in self.pairs:
-                _mark(text, _finder(text, bigram), out)
-        lows = [text.lower() for text in texts]
-        for low in lows:
-            for rx in self.searches:
-                _mark(low, _searcher(low, rx), out)
-        low_paths = lows[0] if self.apart else ptext.lower()
-        if self.suffix_rx is not None:
-            _mark(low_paths, _searcher(low_paths, self.suffix_rx), out)
+            _mark(text, _finder(text, needle), out)
+        for bigram in self.pairs:
+            _mark(text, _finder(text, bigram), out)
+        low = text.lower()
+        for rx in self.searches:
+            _mark(low, _searcher(low, rx), out)
         if self.prefix_rx is not None:
-            nl_paths = "\n" + low_paths  # line 0 is empty: lines count from -1
-            search = _searcher(nl_paths, self.prefix_rx)
+            nl_low = "\n" + low  # line 0 is empty: lines count from -1
+            search = _searcher(nl_low, self.prefix_rx)
 
             def path_start(pos: int) -> int:  # the match starts at the newline before it
                 at = search(max(pos - 1, 0))
                 return -1 if at < 0 else at + 1
 
-            _mark(nl_paths, path_start, out, -1)
-        plen, qlen = list(map(len, paths)), list(map(len, queries))
-        if paths and max(plen) + max(qlen) + 1 >= self.min_length:
-            least = self.min_length - 1
-            out.update(i for i, length in enumerate(map(add, plen, qlen)) if length >= least)
+            _mark(nl_low, path_start, out, -1)
+        lengths = list(map(len, lines))
+        if lengths and max(lengths) >= self.min_length:
+            least = self.min_length
+            out.update(i for i, length in enumerate(lengths) if length >= least)

@@ -9,6 +9,8 @@ event).
 from __future__ import annotations
 
 from collections import deque
+from itertools import accumulate
+from operator import attrgetter, sub
 from statistics import median
 from typing import Any
 
@@ -21,6 +23,7 @@ from auditor.rules import Rule
 # State: [last_t, events, block_start, block_gaps, limit]
 LAST, N, BLOCK, GAPS, LIMIT = range(5)
 BLOCK_EVENTS = 128
+_SOURCE = attrgetter("source")
 _BLOCKS = 64
 
 
@@ -41,6 +44,8 @@ class SilenceDetector(StatefulDetector):
 
     def observe_stretch(self, s: Stretch) -> Hits:
         """``observe`` over a stretch, with the current source's state in local variables."""
+        if self._quiet_stretch(s):
+            return []
         out: Hits = []
         events, ts, keys = s.events, s.ts, self.keys
         min_events = self.min_events
@@ -77,6 +82,29 @@ class SilenceDetector(StatefulDetector):
         if src is not None:
             st[LAST], st[N] = last, n
         return out
+
+    def _quiet_stretch(self, s: Stretch) -> bool:
+        """The usual case in C: one known source and no gap longer than ``min_gap`` (no
+        limit is shorter), so no hit; counts and the block gaps are brought up to date.
+        False (nothing done) otherwise."""
+        lo, hi = s.lo, s.hi
+        sources = set(map(_SOURCE, s.events[lo:hi]))
+        st = self.keys.get(sources.pop()) if len(sources) == 1 else None
+        if st is None:
+            return False
+        times = s.ts[lo:hi]
+        running = list(accumulate(times, max, initial=st[LAST]))
+        if max(map(sub, times, running)) > self.min_gap:
+            return False
+        n = st[N]
+        first = (-n - 1) % BLOCK_EVENTS  # the first event that completes a block
+        for t in times[first::BLOCK_EVENTS]:
+            gaps = st[GAPS]
+            gaps.append(max(0.0, t - st[BLOCK]) / BLOCK_EVENTS)
+            st[BLOCK] = t
+            st[LIMIT] = max(self.min_gap, self.factor * median(gaps))
+        st[LAST], st[N] = running[-1], n + len(times)
+        return True
 
     def _hit(self, ev: Event, st: list[Any], gap: float, env: Env) -> list[Hit] | None:
         if self.allowed(self.rule, env):
