@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from itertools import accumulate, compress
+from itertools import accumulate
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -37,7 +37,7 @@ SNAPSHOT_VERSION = 2
 _READABLE = (1, 2)  # 2: the larger states as plain JSON objects (see the detectors' load)
 SWEEP_EVERY = 300.0  # seconds of log time between sweeps of idle state (caps bound memory too)
 _NO_PREDS: frozenset[str] = frozenset()
-_EXPOSURES = attrgetter("exposures")
+_TIMESTAMP = attrgetter("timestamp")
 _EVENT_ORDER = itemgetter(0, 1)
 _SIEVE_FROM = 16  # events in a stretch  # hits of one event: rules, then detectors in a fixed order
 
@@ -145,6 +145,8 @@ class Detector:
         extra: list[RowTest] = []
         if self._pred_dets and self._pred_statuses:
             extra.append(("status", self._pred_statuses.__contains__))
+        if self._exp_dets:
+            extra.append(("exposures", bool))
         self._sieve = Sieve(
             self._plan,
             [(gate.name, gate) for _, gate in self._cached],
@@ -225,17 +227,10 @@ class Detector:
         return [h for _, _, hits in out for h in hits]
 
     def _times(self, events: Sequence[Event]) -> list[float]:
-        """Log time (epoch seconds) of each event; decoders share one datetime per second."""
-        out: list[float] = []
-        append = out.append
-        last_dt, last_t = self._last_dt, self._last_t
-        for ev in events:
-            dt = ev.timestamp
-            if dt is not last_dt:
-                last_dt, last_t = dt, dt.timestamp()
-            append(last_t)
-        self._last_dt, self._last_t = last_dt, last_t
-        return out
+        """Log time (epoch seconds) of each event: one conversion per distinct time."""
+        stamps = list(map(_TIMESTAMP, events))
+        seconds = {dt: dt.timestamp() for dt in set(stamps)}
+        return list(map(seconds.__getitem__, stamps))
 
     def _stretch(  # noqa: C901 - hot path, kept inline for speed
         self,
@@ -316,8 +311,6 @@ class Detector:
         they are skipped."""
         out, url = self._sieve.suspects(events)
         out |= url
-        if self._exp_dets:
-            out.update(compress(range(len(events)), map(_EXPOSURES, events)))
         return sorted(out), url
 
     def _candidates(  # noqa: C901 - hot path, kept inline for speed

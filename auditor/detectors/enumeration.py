@@ -96,10 +96,10 @@ class EnumerationDetector(StatefulDetector):
             ev = events[i]
             route = ev.route
             n, idx = routes.get(route) or self._shape(route)
-            segs = ev.path.split("/", n)
-            if len(segs) != n:
+            path = ev.path
+            if path.count("/") != n - 1:  # split("/", n) would not give n segments
                 continue
-            oid = segs[idx]
+            oid = path[path.rfind("/") + 1 :] if idx == n - 1 else path.split("/", n)[idx]
             if not oid:
                 continue
             if default_principal:
