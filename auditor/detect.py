@@ -37,7 +37,6 @@ SNAPSHOT_VERSION = 2
 _READABLE = (1, 2)  # 2: the larger states as plain JSON objects (see the detectors' load)
 SWEEP_EVERY = 300.0  # seconds of log time between sweeps of idle state (caps bound memory too)
 _NO_PREDS: frozenset[str] = frozenset()
-_TIMESTAMP = attrgetter("timestamp")
 _EVENT_ORDER = itemgetter(0, 1)
 _SIEVE_FROM = 16  # events in a stretch  # hits of one event: rules, then detectors in a fixed order
 
@@ -227,10 +226,19 @@ class Detector:
         return [h for _, _, hits in out for h in hits]
 
     def _times(self, events: Sequence[Event]) -> list[float]:
-        """Log time (epoch seconds) of each event: one conversion per distinct time."""
-        stamps = list(map(_TIMESTAMP, events))
-        seconds = {dt: dt.timestamp() for dt in set(stamps)}
-        return list(map(seconds.__getitem__, stamps))
+        """Log time (epoch seconds) of each event; consecutive events often share their
+        datetime object. (Hashing aware datetimes to convert each distinct one once costs
+        more than converting.)"""
+        out: list[float] = []
+        append = out.append
+        last_dt, last_t = self._last_dt, self._last_t
+        for ev in events:
+            dt = ev.timestamp
+            if dt is not last_dt:
+                last_dt, last_t = dt, dt.timestamp()
+            append(last_t)
+        self._last_dt, self._last_t = last_dt, last_t
+        return out
 
     def _stretch(  # noqa: C901 - hot path, kept inline for speed
         self,
