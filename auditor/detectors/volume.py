@@ -95,9 +95,10 @@ class Group:
                 if len(h) > size:
                     del h[: len(h) - size]
             mark = self.busy_mark
-            for k, c in counts.items():
-                if c >= mark and k not in hist:
-                    hist[k] = [c]
+            if counts and max(counts.values()) >= mark:  # usually no key is busy
+                for k, c in counts.items():
+                    if c >= mark and k not in hist:
+                        hist[k] = [c]
             quiet = [k for k, h in hist.items() if max(h) < mark]
             for k in quiet:
                 del hist[k]
