@@ -38,7 +38,8 @@ _READABLE = (1, 2)  # 2: the larger states as plain JSON objects (see the detect
 SWEEP_EVERY = 300.0  # seconds of log time between sweeps of idle state (caps bound memory too)
 _NO_PREDS: frozenset[str] = frozenset()
 _EVENT_ORDER = itemgetter(0, 1)
-_SIEVE_FROM = 16  # events in a stretch  # hits of one event: rules, then detectors in a fixed order
+_SIEVE_FROM = 16  # events in a stretch
+STRETCH = 1024  # events at most in a stretch (see _stretches)  # hits of one event: rules, then detectors in a fixed order
 
 
 def _ua(raw: str | None) -> str | None:
@@ -212,11 +213,10 @@ class Detector:
         lo = 0
         while marks[-1] >= self._next_sweep:
             i = bisect_left(marks, self._next_sweep, lo)
-            if i > lo:
-                self._stretch(events, ts, marks, lo, i, out)
+            self._stretches(events, ts, marks, lo, i, out)
             self._sweep(ts[i])
             lo = i
-        self._stretch(events, ts, marks, lo, n, out)
+        self._stretches(events, ts, marks, lo, n, out)
         self._wm = max(self._wm, marks[-1])
         if not out:
             return []
@@ -224,6 +224,21 @@ class Detector:
             return out[0][2]
         out.sort(key=_EVENT_ORDER)
         return [h for _, _, hits in out for h in hits]
+
+    def _stretches(
+        self,
+        events: Sequence[Event],
+        ts: list[float],
+        marks: list[float],
+        lo: int,
+        hi: int,
+        out: list[tuple[int, int, list[Hit]]],
+    ) -> None:
+        """``events[lo:hi]`` (no sweep falls inside) in stretches of at most ``STRETCH``
+        events: a stretch is read a dozen times (a column at a time), which is cheap while
+        its events stay in the CPU cache and dear when they must come from memory again."""
+        for start in range(lo, hi, STRETCH):
+            self._stretch(events, ts, marks, start, min(start + STRETCH, hi), out)
 
     def _times(self, events: Sequence[Event]) -> list[float]:
         """Log time (epoch seconds) of each event; consecutive events often share their

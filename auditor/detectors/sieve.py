@@ -6,7 +6,7 @@ traffic) pass no gate at all. ``Sieve.suspects(events)`` returns a superset of t
 that can pass one, testing every gate in bulk:
 
 - the dict gates (status, method...) and the user-agent/referrer gates once per distinct
-  combination of those fields (``attrgetter`` rows, a ``set``, then ``compress``: in C);
+  value of the field (a column by ``map``, a ``set``, then ``compress``: in C);
 - the URL gates over all the targets of the batch joined in one string (one ``find`` for
   '%', one regex search for the literals led by a trigger character, one for the path
   prefixes...): a match marks the line's event.
@@ -110,10 +110,10 @@ class Sieve:
             tests.append((name, table.__contains__))
         tests.extend((name, gate.candidates) for name, gate in cached)
         tests.extend(extra)
-        names = sorted({name for name, _ in tests})
-        # (One name twice: attrgetter gives a tuple for two names or more.)
-        self.row = attrgetter(*names, *names[:1]) if names else None
-        self.row_tests = [(names.index(name), test) for name, test in tests]
+        by_field: dict[str, list[Callable[[Any], object]]] = {}
+        for name, test in tests:
+            by_field.setdefault(name, []).append(test)
+        self.columns = [(attrgetter(name), tests) for name, tests in by_field.items()]
         self.known = [attrgetter(name) for name in known]
         self.url_on = url_on
         self.relative = relative  # also mark paths that do not start with '/'
@@ -150,11 +150,11 @@ class Sieve:
             return set(range(n)), set(range(n))
         out: set[int] = set()
         url: set[int] = set()
-        if self.row is not None:
-            rows = list(map(self.row, events))
-            hot = {r for r in set(rows) if any(test(r[i]) for i, test in self.row_tests)}
+        for get, tests in self.columns:  # each distinct value of the field tested once
+            values = list(map(get, events))
+            hot = {v for v in set(values) if any(test(v) for test in tests)}
             if hot:
-                out.update(compress(range(n), map(hot.__contains__, rows)))
+                out.update(compress(range(n), map(hot.__contains__, values)))
         for get in self.known:  # usually all None: one count in C
             values = list(map(get, events))
             if values.count(None) != n:
