@@ -9,6 +9,11 @@ measured, through ``Detector.observe_many`` in batches of ``--batch`` events (0:
 ``observe`` call per event). Also reports the snapshot cost (taken every 5000 events) and
 the time for one request with a hostile 1 MB URL. ``--hits FILE`` records the hits, or
 checks that they are the same as recorded (run it before and after a change).
+
+To compare with an older tree (``git archive <rev> | tar -x -C /tmp/old``), run this file
+from there with ``PYTHONPATH=/tmp/old`` (else the editable install imports this tree) and
+``--batch 0`` if that tree has no ``observe_many``. On a shared machine trust the CPU
+figures, alternate the two runs and keep the best of each.
 """
 
 from __future__ import annotations
