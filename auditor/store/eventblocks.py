@@ -86,11 +86,13 @@ def pack_events_raw(
     """``pack_events``, and each block's rows as uncompressed JSON (what ``unpack`` gives
     back, for a reader that has them at hand: no decompression)."""
     by_source: dict[str, list[tuple[object, ...]]] = {}
+    middle = _MIDDLE
+    # ``event_row`` inlined: a third of this function's time was the two calls per event.
     for e, ms in zip(events, times, strict=True):
         rows = by_source.get(e.source)
         if rows is None:
             rows = by_source[e.source] = []
-        rows.append(event_row(e, ms))
+        rows.append((ms, *middle(e), _exposures(e) if e.exposures else None))
     blocks: list[Block] = []
     raws: list[bytes] = []
     for source, rows in by_source.items():
