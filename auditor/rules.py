@@ -183,8 +183,21 @@ class Rule:
     @property
     def fingerprint(self) -> str:
         """Changes when the rule's state would mean something else (for restore)."""
-        text = repr((self.threshold, self.detector, sorted(self.params.items()), self.key))
+        params = sorted((k, _stable(v)) for k, v in self.params.items())
+        text = repr((self.threshold, self.detector, params, self.key))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stable(value: object) -> object:
+    """A value whose repr is the same in every process (a set's order is not: string
+    hashing is salted per process), so a fingerprint survives a restart."""
+    if isinstance(value, set | frozenset):
+        return ("set", sorted(repr(_stable(v)) for v in value))
+    if isinstance(value, dict):
+        return ("dict", sorted((repr(k), repr(_stable(v))) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return type(value)(_stable(v) for v in value)
+    return value
 
 
 @dataclass(frozen=True, eq=False)

@@ -299,3 +299,22 @@ def test_ruleset_identity_changes_with_content(tmp_path: Path) -> None:
     b = load_rulesets([own])
     assert a.sha256 != b.sha256
     assert isinstance(a, RuleSet) and a.version.startswith("1 rules")
+
+
+def test_rule_fingerprints_are_the_same_in_every_process() -> None:
+    """Window state is restored only for rules whose fingerprint matches: a set in a
+    rule's params must not make it differ between runs (string hashing is salted)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from auditor.rules import load_rulesets, bundled_rules_dir\n"
+        "print(' '.join(r.fingerprint for r in load_rulesets([bundled_rules_dir()], {}).rules))"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout
+        for _ in range(3)
+    }
+    assert len(runs) == 1
