@@ -201,3 +201,44 @@ def test_events_are_read_in_time_order_across_sources_and_blocks(tmp_path: Path)
         assert len(list(iter_events(s, client_ip="192.0.2.99"))) == 0
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("order", ["forward", "backward", "shuffled"])
+def test_client_days_roll_up_gives_the_sums_of_the_hours(tmp_path: Path, order: str) -> None:
+    """``client_days`` is rolled up a day at a time once the log moves on; rows that come
+    late for a rolled-up day go to both tables. Whatever the order, top clients over any
+    period equal the plain sum of ``client_hours``."""
+    import random
+
+    from auditor.store.report_queries import HOUR_MS, clients
+
+    rnd = random.Random(order)
+    h0 = 20_000 * 24  # an epoch hour at midnight
+    batches = []
+    for b in range(40):
+        hours: dict[tuple[int, str], int] = {}
+        base = h0 + b * 3  # four days of batches, each over a few hours
+        for _ in range(30):
+            k = (base + rnd.randrange(4), f"198.51.100.{rnd.randrange(12)}")
+            hours[k] = hours.get(k, 0) + rnd.randrange(1, 5)
+        batches.append(Batch(client_hours=hours))
+    if order == "backward":
+        batches.reverse()
+    elif order == "shuffled":
+        rnd.shuffle(batches)
+    s = Store.open(tmp_path / "a.db")
+    for batch in batches:
+        s.write(batch)
+    assert s.client_days_through() >= 20_002  # days were rolled up
+    for start_h, end_h in [(h0, h0 + 24 * 5), (h0 + 5, h0 + 77), (h0 + 24, h0 + 48), (h0, h0 + 1)]:
+        got = clients(s.conn, start_h * HOUR_MS, end_h * HOUR_MS, 50)
+        want = dict(
+            s.conn.execute(
+                "SELECT client_ip, sum(requests) FROM client_hours"
+                " WHERE hour >= ? AND hour < ? GROUP BY 1",
+                (start_h, end_h),
+            ).fetchall()
+        )
+        assert {r.client_ip: r.requests for r in got[0]} == want
+        assert got[1] == len(want) and got[2] == sum(want.values())
+    s.close()

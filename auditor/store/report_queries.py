@@ -312,6 +312,13 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return row.fetchone() is not None
 
 
+def _days_through(conn: sqlite3.Connection) -> int:
+    """The last day rolled up into ``client_days`` (see ``Store._client_days``); -1: none
+    (migration m006 set it for stores that kept every day complete before)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'client_days_through'").fetchone()
+    return int(row[0]) if row else -1
+
+
 def clients(conn: sqlite3.Connection, start_ms: int, end_ms: int, top_n: int) -> Clients:
     """Top clients by requests, the number of distinct clients and their request total.
 
@@ -323,14 +330,16 @@ def clients(conn: sqlite3.Connection, start_ms: int, end_ms: int, top_n: int) ->
     """
     h0, h1 = start_ms // HOUR_MS, -(-end_ms // HOUR_MS)
     d0, d1 = -(-h0 // 24), h1 // 24  # the whole days inside the period
-    if d0 < d1 and _has_table(conn, "client_days"):
+    # Days after client_days_through are not rolled up yet: read their hours.
+    rolled = max(d0, min(d1, _days_through(conn) + 1)) if _has_table(conn, "client_days") else d0
+    if d0 < rolled:
         rows = conn.execute(
             "SELECT client_ip, sum(n) FROM ("
             " SELECT client_ip, requests AS n FROM client_days WHERE day >= ? AND day < ?"
             " UNION ALL SELECT client_ip, requests FROM client_hours"
             " WHERE (hour >= ? AND hour < ?) OR (hour >= ? AND hour < ?)"
             ") GROUP BY client_ip",
-            (d0, d1, h0, d0 * 24, d1 * 24, h1),
+            (d0, rolled, h0, d0 * 24, rolled * 24, h1),
         )
     else:
         rows = conn.execute(

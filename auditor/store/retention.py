@@ -6,7 +6,7 @@ the log-time limits), and :func:`prune` / :func:`prune_steps` do the deletes.
 - ``events`` go after ``[retention] events_days``, by their log time (``ts_ms``).
 - ``findings`` (with their ``finding_digests``) go after ``[retention] findings_days``, by
   the log time they were last seen. The aggregates a report reads (``minute_stats``,
-  ``client_hours``, ``exposures``) and the operational ``journal`` are kept exactly as long
+  ``client_hours``, ``client_days``, ``exposures``) and the operational ``journal`` are kept exactly as long
   as findings, so a report over any retained period is complete.
 - File positions, source counters and detector state are never pruned: they are what
   makes reading exactly-once, not history.
@@ -177,6 +177,16 @@ def _chunk_client_hours(store: Store, c: Cutoffs, n: int) -> int:
     return cur.rowcount
 
 
+def _chunk_client_days(store: Store, c: Cutoffs, n: int) -> int:
+    # Whole days before the first kept hour (a day that straddles the limit is kept).
+    cur = store.conn.execute(
+        "DELETE FROM client_days WHERE (day, client_ip) IN"
+        " (SELECT day, client_ip FROM client_days WHERE day < ? ORDER BY day LIMIT ?)",
+        (c.hour // 24, n),
+    )
+    return cur.rowcount
+
+
 def _chunk_exposures(store: Store, c: Cutoffs, n: int) -> int:
     cols = "day, source, pii_type, location, route, param, digest"
     cur = store.conn.execute(
@@ -201,6 +211,7 @@ _TABLES = (
     ("findings", _chunk_findings),
     ("minute_stats", _chunk_minute_stats),
     ("client_hours", _chunk_client_hours),
+    ("client_days", _chunk_client_days),
     ("exposures", _chunk_exposures),
     ("journal", _chunk_journal),
 )

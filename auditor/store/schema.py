@@ -271,3 +271,15 @@ def m005_output_cursor_follows_deletes(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m006_client_days_through(db: Database) -> None:
+    """``client_days`` is now rolled up a whole day at a time (``Store._client_days``); the
+    days it holds so far are complete, so they all count as rolled up."""
+    db.executescript(
+        """
+        INSERT OR REPLACE INTO meta (key, value)
+            SELECT 'client_days_through', max(day) FROM client_days HAVING count(*) > 0;
+        """
+    )
