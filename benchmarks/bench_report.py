@@ -322,6 +322,15 @@ def main() -> None:
             )
         elif not args.client_days and has_days:
             conn.execute("DROP TABLE client_days")
+        if (
+            args.client_days
+            and conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+        ):
+            # Every day is in client_days, as ingest has it once the days are over.
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value)"
+                " SELECT 'client_days_through', max(day) FROM client_days HAVING count(*) > 0"
+            )
         n = conn.execute("SELECT coalesce(sum(n), 0) FROM event_blocks").fetchone()[0]
         agg = conn.execute("SELECT sum(requests) FROM minute_stats").fetchone()[0]
     print(f"store: {n:,} events (in blocks), {agg:,} requests in minute_stats")
