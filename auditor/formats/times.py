@@ -56,7 +56,10 @@ def _parse_clf(m: re.Match[str]) -> datetime | None:
 
 
 def _parse_epoch(text: str) -> datetime | None:
-    value = float(text)
+    return _from_epoch(float(text))
+
+
+def _from_epoch(value: float) -> datetime | None:
     if value >= 1e17:
         value /= 1e9
     elif value >= 1e14:
@@ -67,7 +70,7 @@ def _parse_epoch(text: str) -> datetime | None:
 
 
 _minutes: dict[str, datetime] = {}
-_SECONDS = [timedelta(seconds=i) for i in range(61)]
+_SECONDS = {f"{i:02d}": timedelta(seconds=i) for i in range(61)}  # "00".."60", ASCII only
 
 
 def _clf_by_minute(text: str) -> datetime | None:
@@ -82,10 +85,8 @@ def _clf_by_minute(text: str) -> datetime | None:
         if len(_minutes) >= _MAX_CACHE:
             _minutes.clear()
         _minutes[key] = base
-    sec = text[18:20]
-    if not sec.isdigit() or not sec.isascii() or int(sec) > 60:
-        return None
-    return base + _SECONDS[int(sec)]
+    delta = _SECONDS.get(text[18:20])
+    return None if delta is None else base + delta
 
 
 def _parse_uncached(text: str) -> datetime | None:
@@ -101,7 +102,10 @@ def _parse_uncached(text: str) -> datetime | None:
             return _parse_clf(m) if m else None
         if text[4:5] == "-":
             dt = datetime.fromisoformat(text)
-            if dt.tzinfo is None:
+            tz = dt.tzinfo
+            if tz is UTC:  # "Z" and "+00:00" parse to the UTC singleton: nothing to convert
+                return dt
+            if tz is None:
                 return dt.replace(tzinfo=UTC)
             return dt.astimezone(UTC) if dt.utcoffset() else dt.replace(tzinfo=UTC)
         if text[4:5] == "/":
@@ -128,7 +132,15 @@ def parse_time(text: str | None) -> datetime | None:
     if dt is not None:
         return dt
     try:
-        dt = _parse_uncached(text)
+        if len(text) == 26 and text[2] == "/" and text[17] == ":" and text[20] == " ":
+            dt = _clf_by_minute(text)  # nginx/Apache $time_local, the usual case
+        elif text[-1:] == "Z" and text[4:5] == "-" and text[:4].isdigit():
+            # ISO 8601 in UTC (JSON loggers): what _parse_uncached does for it, directly
+            dt = datetime.fromisoformat(text)
+            if dt.tzinfo is not UTC:
+                dt = _parse_uncached(text)
+        else:
+            dt = _parse_uncached(text)
     except (ValueError, OverflowError, OSError):
         return None
     if dt is None:
@@ -137,3 +149,21 @@ def parse_time(text: str | None) -> datetime | None:
         _cache.clear()
     _cache[text] = dt
     return dt
+
+
+def epoch_time(value: float) -> datetime | None:
+    """``parse_time(repr(value))`` for a JSON number, without the text in between.
+
+    ``repr`` gives 9 to 19 plain digits (what ``_EPOCH`` accepts) exactly for integers in
+    [1e8, 1e19) and floats in [1e8, 1e16) (from 1e16 on, a float's repr has an exponent);
+    ``float`` of that text is ``float(value)``. Everything else reads as no time.
+    """
+    if value.__class__ is int:
+        if not 100_000_000 <= value < 10**19:
+            return None
+    elif not 1e8 <= value < 1e16:  # a float (NaN fails too)
+        return None
+    try:
+        return _from_epoch(float(value))
+    except (ValueError, OverflowError, OSError):
+        return None
