@@ -187,7 +187,7 @@ class Daemon:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         store = await self.writer.open()
         try:
-            await self.writer.call(self._swap_pipeline, self.config, store)
+            await self.writer.exclusive(self._swap_pipeline, self.config, store)
             await self.writer.call(self._register, store, self.config.sources, "start")
             await self.writer.call(Outputs.prepare, store, self.config)
             if self.once:
@@ -201,7 +201,8 @@ class Daemon:
             self.notifier.close()
 
     def _swap_pipeline(self, config: Config, store: Store) -> None:
-        """In the store thread, so no batch runs on the old pipeline after the new one."""
+        """In the store thread, while no batch is processed (``Writer.exclusive``), so no
+        batch runs on the old pipeline after the new one."""
         self.writer.pipeline = self.pipeline_factory(config, store, self.writer.pipeline)
 
     def _register(self, store: Store, sources: Sequence[SourceConfig], what: str) -> None:
@@ -388,7 +389,7 @@ class Daemon:
             if new.daemon.metrics_listen:
                 parse_listen(new.daemon.metrics_listen)
             secrets = await asyncio.to_thread(load_secrets, new)
-            await self.writer.call(self._swap_pipeline, new, self.writer.store)
+            await self.writer.exclusive(self._swap_pipeline, new, self.writer.store)
         except AuditorError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return False

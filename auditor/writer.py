@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -156,6 +157,11 @@ def _close_quietly(worker: DecodeWorker) -> None:
         log.debug("closing the decode worker: %s", exc)
 
 
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class Writer:
     """Owns the store (in its own thread) and the pipeline; ``run()`` until a ``Stop``."""
 
@@ -176,6 +182,9 @@ class Writer:
         self.batch_lines = batch_lines
         self.batch_seconds = batch_seconds
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="store")
+        # Detection runs in a thread of its own, so a batch is detected while the one
+        # before is written (SQLite works without the GIL); each executor keeps its order.
+        self._pipe_executor = ThreadPoolExecutor(1, thread_name_prefix="pipeline")
         self._store: Store | None = None
         self.pipeline: Pipeline | None = None
         self.heartbeat = time.monotonic()
@@ -199,6 +208,26 @@ class Writer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args))
 
+    async def exclusive(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the store thread while no batch is being processed (to
+        swap the pipeline: every batch queued before runs on the old one, every later
+        batch on the new one)."""
+        loop = asyncio.get_running_loop()
+        entered: asyncio.Future[None] = loop.create_future()
+        release = threading.Event()
+
+        def hold() -> None:
+            loop.call_soon_threadsafe(_resolve, entered)
+            release.wait()
+
+        held = loop.run_in_executor(self._pipe_executor, hold)
+        try:
+            await entered
+            return await self.call(fn, *args)
+        finally:
+            release.set()
+            await held
+
     async def open(self) -> Store:
         self._store = await self.call(Store.open, self.db_path)
         return self._store
@@ -213,6 +242,7 @@ class Writer:
             except (StoreError, OSError, sqlite3.Error) as exc:  # best effort at exit
                 log.warning("closing the store: %s", exc)
         self._executor.shutdown(wait=False)
+        self._pipe_executor.shutdown(wait=False)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -235,9 +265,13 @@ class Writer:
                 pending = await self._collect()
                 if not pending.empty:
                     submitted = self._submit(pending)
+                    # Detection of this batch starts now, beside the write of the last one.
+                    processing = asyncio.get_running_loop().run_in_executor(
+                        self._pipe_executor, partial(self._process, pending, submitted)
+                    )
                     if committing is not None and not await committing:
                         return
-                    committing = asyncio.create_task(self._commit_or_give_up(pending, submitted))
+                    committing = asyncio.create_task(self._commit_or_give_up(pending, processing))
                 if pending.barriers or pending.stop:
                     if committing is not None:
                         task, committing = committing, None
@@ -252,10 +286,10 @@ class Writer:
             if committing is not None and not committing.done():
                 committing.cancel()
 
-    async def _commit_or_give_up(self, pending: _Pending, submitted: _Submitted | None) -> bool:
+    async def _commit_or_give_up(self, pending: _Pending, processing: Awaitable[Batch]) -> bool:
         """False when the store kept failing past the shutdown deadline."""
         try:
-            await self._commit(pending, submitted)
+            await self._commit(pending, processing)
         except _GiveUp:
             return False
         return True
@@ -288,9 +322,9 @@ class Writer:
             pending.add(nxt)
         return pending
 
-    async def _commit(self, pending: _Pending, submitted: _Submitted | None = None) -> None:
+    async def _commit(self, pending: _Pending, processing: Awaitable[Batch]) -> None:
         started = time.monotonic()
-        batch = await self.call(self._process, pending, submitted)
+        batch = await processing
         delay = 0.5
         while True:
             self.heartbeat = time.monotonic()
@@ -323,7 +357,7 @@ class Writer:
                 log.warning("cannot record the state of source %s: %s", st.source, exc)
 
     def _process(self, pending: _Pending, submitted: _Submitted | None = None) -> Batch:
-        """In the store thread: lines -> batch, with this batch's rotation counts.
+        """In the pipeline thread: lines -> batch, with this batch's rotation counts.
 
         The detector's state goes with a batch at most every ``SNAPSHOT_EVERY`` seconds
         (and always before a reload, a restart of a source, or the stop): a snapshot costs
