@@ -1,10 +1,13 @@
-"""Decoder throughput on generated nginx-combined lines (one core, decoder alone).
+"""Decoder throughput on generated lines (one core, decoder alone).
 
     .venv/bin/python benchmarks/bench_decode.py [--lines 200000] [--format nginx-combined]
         [--redactor passthrough|real] [--repeat 3]
 
-Lines come from ``benchmarks/gen_lines.py`` (~175 bytes, ~1 in 200 with PII in the query)
-and are built into ``Line`` objects before timing, so only decoding is measured.
+CLF formats read ``benchmarks/gen_lines.py`` traffic (~175 bytes, ~1 in 200 with PII in
+the query); the other formats of ``bench_formats.py`` (``envoy-json``, ``caddy``,
+``traefik-json``, ``cloudflare``, ``kong-json``, ``json``, ``aws-alb``, ``haproxy``,
+``envoy-text``, ``w3c``) its synthetic stream rendered in that format. Lines are built into
+``Line`` objects before timing, so only decoding is measured.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_formats import FORMATS, generate
 from gen_lines import lines as gen_lines
 
 from auditor.formats import FormatSpec, build_decoder
@@ -39,7 +43,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    texts = list(gen_lines(args.lines))
+    fmt = args.format
+    if fmt in FORMATS and fmt != "combined":
+        fmt, render, header = FORMATS[args.format]
+        texts = header + list(generate(render, args.lines))
+    else:
+        texts = list(gen_lines(args.lines))
     batch: list[Line] = []
     offset = 0
     for text in texts:
@@ -51,7 +60,7 @@ def main() -> None:
     best = best_cpu = float("inf")
     parsed = 0
     for _ in range(args.repeat):
-        decode = build_decoder(FormatSpec(args.format), make_redactor(args.redactor), "bench")
+        decode = build_decoder(FormatSpec(fmt), make_redactor(args.redactor), "bench")
         t0, c0 = time.perf_counter(), time.process_time()
         parsed = sum(1 for line in batch if decode(line) is not None)
         best = min(best, time.perf_counter() - t0)
