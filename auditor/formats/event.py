@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import cast
 
 from auditor.formats.spec import BoundDecode, Ctx
-from auditor.formats.times import parse_time
+from auditor.formats.times import TIME_CACHE, epoch_time, parse_time
 from auditor.model import Event, Exposure, Line
 from auditor.normalize import (
+    ROUTE_CACHE,
     norm_http_version,
     norm_ip,
     norm_scheme,
@@ -26,7 +27,6 @@ from auditor.normalize import (
     scheme_from_https,
     split_client,
     split_hostport,
-    split_target,
     to_float,
     to_int,
 )
@@ -161,64 +161,223 @@ def _clean(value: str | None) -> str | None:
     return value
 
 
-def _duration_ms(raw: Mapping[str, str]) -> float | None:
-    v = to_float(raw.get("duration_ms"))
-    if v is not None:
-        return v
-    v = to_float(raw.get("duration_s"))
-    if v is not None:
-        return v * 1000.0
-    v = to_float(raw.get("duration_us"))
-    if v is not None:
-        return v / 1000.0
-    v = to_float(raw.get("duration_ns"))
-    if v is not None:
-        return v / 1_000_000.0
+# Bounded memos of pure per-string normalizations whose inputs repeat line after line and
+# are stored unredacted anyway (host header, protocol, scheme): no secret is kept here.
+_MEMO_MAX = 4096
+_MEMO_MAX_LEN = 256
+_HOSTPORTS: dict[str, tuple[str | None, int | None]] = {}
+_VERSIONS: dict[str, str | None] = {}
+_SCHEMES: dict[str, str | None] = {}
+_STATUS = {f"{i:03d}": i for i in range(1000)}  # "200" -> 200, as to_int would
+
+
+def _memo_hostport(value: str) -> tuple[str | None, int | None]:
+    hp = split_hostport(value)
+    if len(value) <= _MEMO_MAX_LEN:
+        if len(_HOSTPORTS) >= _MEMO_MAX:
+            _HOSTPORTS.clear()
+        _HOSTPORTS[value] = hp
+    return hp
+
+
+def _memo_version(value: str) -> str | None:
+    version = norm_http_version(value)
+    if len(value) <= _MEMO_MAX_LEN:
+        if len(_VERSIONS) >= _MEMO_MAX:
+            _VERSIONS.clear()
+        _VERSIONS[value] = version
+    return version
+
+
+def _memo_scheme(value: str) -> str | None:
+    scheme = norm_scheme(value)
+    if len(value) <= _MEMO_MAX_LEN:
+        if len(_SCHEMES) >= _MEMO_MAX:
+            _SCHEMES.clear()
+        _SCHEMES[value] = scheme
+    return scheme
+
+
+def build_event(raw: Mapping[str, str], ctx: Ctx, line: Line, name: str) -> Event | None:
+    """Normalize and redact one record of raw fields; ``None`` if it has no usable time."""
+    get = raw.get
+    return assemble(
+        ctx,
+        line,
+        name,
+        get("time"),
+        get("client"),
+        get("client_ip"),
+        get("client_port"),
+        get("method"),
+        get("request"),
+        get("target"),
+        get("path"),
+        get("query"),
+        get("protocol"),
+        get("status"),
+        get("bytes_in"),
+        get("bytes_out"),
+        get("duration_s"),
+        get("duration_ms"),
+        get("duration_us"),
+        get("duration_ns"),
+        get("user"),
+        get("user_agent"),
+        get("referrer"),
+        get("host"),
+        get("server_port"),
+        get("scheme"),
+        get("https"),
+        get("forwarded_proto"),
+        get("tls_version"),
+        get("sni"),
+        get("request_id"),
+        get("forwarded_for"),
+    )
+
+
+Num = str | int | None
+"""A raw number: the text as logged, or an ``int`` a JSON record held (the same value
+``to_int``/``to_float`` would read from its text, without the round trip)."""
+
+
+def _int(value: Num) -> int | None:
+    if value is None or value.__class__ is int:
+        return value
+    return to_int(value)  # type: ignore[arg-type]
+
+
+def _float(value: Num | float) -> float | None:
+    """``to_float`` of the value's text (a JSON number's ``repr``)."""
+    if value is None:
+        return None
+    if value.__class__ is float:
+        return value if value - value == 0.0 else None
+    if value.__class__ is int:
+        try:
+            return float(value)
+        except OverflowError:  # its text reads as inf, which to_float refuses
+            return None
+    return to_float(value)  # type: ignore[arg-type]
+
+
+def _duration(s: Num | float, ms: Num | float, us: Num | float, ns: Num | float) -> float | None:
+    """The first duration present, in milliseconds."""
+    if ms is not None:
+        v = _float(ms)
+        if v is not None:
+            return v
+    if s is not None:
+        v = _float(s)
+        if v is not None:
+            return v * 1000.0
+    if us is not None:
+        v = _float(us)
+        if v is not None:
+            return v / 1000.0
+    if ns is not None:
+        v = _float(ns)
+        if v is not None:
+            return v / 1_000_000.0
     return None
 
 
-def _scheme(raw: Mapping[str, str], tls: str | None) -> str | None:
-    s = norm_scheme(raw.get("forwarded_proto")) or norm_scheme(raw.get("scheme"))
-    if s is None and "https" in raw:
-        s = scheme_from_https(raw["https"])
-    if s is None and (tls is not None or _clean(raw.get("sni"))):
-        s = "https"
-    return s
+def _split_client(value: str) -> tuple[str | None, int | None]:
+    """``split_client`` with the common ``ip:port`` of an IPv4 address inline."""
+    if value.count(":") == 1 and "[" not in value:
+        host, _, port = value.partition(":")
+        if port.isdigit() and port.isascii():
+            return (host if host and host != "-" else None), int(port)
+    return split_client(value)
 
 
-def _request(raw: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
-    """(method, target, protocol) from a request line and/or separate fields."""
-    get = raw.get
-    method = _clean(get("method"))
-    target = _clean(get("target"))
-    proto = get("protocol")
-    request = get("request")
+def assemble(  # noqa: C901 - one flat function: it runs per line
+    ctx: Ctx,
+    line: Line,
+    name: str,
+    time: str | float | None,
+    client: str | None,
+    client_ip: str | None,
+    client_port: Num,
+    method: str | None,
+    request: str | None,
+    target: str | None,
+    path: str | None,
+    query: str | None,
+    protocol: str | None,
+    status: Num,
+    bytes_in: Num,
+    bytes_out: Num,
+    duration_s: Num | float,
+    duration_ms: Num | float,
+    duration_us: Num | float,
+    duration_ns: Num | float,
+    user: str | None,
+    user_agent: str | None,
+    referrer: str | None,
+    host: str | None,
+    server_port: Num,
+    scheme: str | None,
+    https: str | None,
+    forwarded_proto: str | None,
+    tls_version: str | None,
+    sni: str | None,
+    request_id: str | None,
+    forwarded_for: str | None,
+) -> Event | None:
+    """``build_event`` on the raw fields given one by one (in ``RAW_KEYS`` order, ``None``
+    when absent), so that a generated JSON decoder needs no dict in between.
+
+    The small helpers of ``auditor.normalize`` are inlined where that is all they do for
+    the usual value (``_clean``, ``to_int`` of a status, ``norm_ip`` of an address with
+    no ``:``/``[``), and repeating pure results (host, protocol, scheme) come from memos.
+    """
+    if time is None or time.__class__ is str:
+        ts = _time_get(time) if time else None
+        if ts is None:
+            ts = parse_time(time)
+            if ts is None:
+                return None
+    else:
+        ts = epoch_time(time)  # type: ignore[arg-type]
+        if ts is None:
+            return None
+    # method, target, protocol: separate fields first, then the request line
+    if not method or method == "-":
+        method = None
+    if not target or target == "-":
+        target = None
+    proto = protocol
     if request is not None and (method is None or target is None):
         m2, t2, p2 = parse_request_line(request)
         method = method or m2
         target = target or t2
         if proto is None and p2 is not None:
             proto = "HTTP/" + p2
-    if target is None:
-        p = _clean(get("path"))
-        if p is not None:
-            q = get("query")
-            if q and q[0] == "?":
-                q = q[1:]
-            target = p + "?" + q if q and q != "-" else p
-    return method, target, proto
-
-
-def build_event(raw: Mapping[str, str], ctx: Ctx, line: Line, name: str) -> Event | None:
-    """Normalize and redact one record of raw fields; ``None`` if it has no usable time."""
-    get = raw.get
-    ts = parse_time(get("time"))
-    if ts is None:
-        return None
-    method, target, proto = _request(raw)
-    tls = norm_tls(get("tls_version"))
-    scheme = _scheme(raw, tls)
-    host, port = split_hostport(get("host") or "")
+    if target is None and path and path != "-":
+        q = query
+        if q and q[0] == "?":
+            q = q[1:]
+        target = path + "?" + q if q and q != "-" else path
+    tls = norm_tls(tls_version) if tls_version is not None else None
+    # scheme: X-Forwarded-Proto, $scheme, $https, then any sign of TLS
+    s = forwarded_proto
+    sch = (_SCHEMES[s] if s in _SCHEMES else _memo_scheme(s)) if s else None
+    if sch is None:
+        s = scheme
+        if s:
+            sch = _SCHEMES[s] if s in _SCHEMES else _memo_scheme(s)
+        if sch is None:
+            if https is not None:
+                sch = scheme_from_https(https)
+            if sch is None and (tls is not None or _clean(sni)):
+                sch = "https"
+    if host:
+        hp = _HOSTPORTS.get(host)
+        host, port = hp if hp is not None else _memo_hostport(host)
+    else:
+        host, port = None, None
     abs_scheme: str | None = None
     if target and target[0] != "/":
         absolute = parse_absolute(target)
@@ -226,59 +385,89 @@ def build_event(raw: Mapping[str, str], ctx: Ctx, line: Line, name: str) -> Even
             abs_scheme, abs_host, abs_port, target = absolute
             host = host or abs_host
             port = port if port is not None else abs_port
-    if scheme is None:
-        scheme = ctx.scheme or norm_scheme(abs_scheme)
-    server_port = to_int(get("server_port"))
-    if server_port is None:
-        server_port = port
-    path, query = split_target(target or "")
+    if sch is None:
+        sch = ctx.scheme or norm_scheme(abs_scheme)
+    sport = _int(server_port)
+    if sport is None:
+        sport = port
+    qry: str | None
+    if target:
+        pth, sep, qry = target.partition("?")
+        if not sep:
+            qry = None
+    else:
+        pth, qry = "", None
     redactor = ctx.redactor
-    path, query, exposures = redactor.redact_target(path, query)
-    referrer = _clean(get("referrer"))
-    if referrer is not None:
+    pth, qry, exposures = redactor.redact_target(pth, qry)
+    if not referrer or referrer == "-":
+        referrer = None
+    else:
         referrer, more = redactor.redact_url(referrer, "referer")
         if more:
             exposures = exposures + more
-    ua = _clean(get("user_agent"))
-    if ua is not None:
-        ua = redactor.redact_text(ua)
-    user = _clean(get("user"))
-    if user is not None:
+    ua = None if not user_agent or user_agent == "-" else redactor.redact_text(user_agent)
+    if not user or user == "-":
+        user = None
+    else:
         user = redactor.redact_user(user)
-    client_ip = norm_ip(_clean(get("client_ip")))
-    client_port = to_int(get("client_port"))
-    if client_ip is None or client_port is None:
-        ip2, port2 = split_client(get("client"))
-        client_ip = client_ip or ip2
-        client_port = client_port if client_port is not None else port2
-    return new_event(
+    ip = client_ip
+    if not ip or ip == "-":
+        ip = None
+    elif ":" in ip or "[" in ip:
+        ip = norm_ip(ip)
+    cport = client_port if client_port.__class__ is int else _int(client_port)
+    if ip is None or cport is None:
+        ip2, port2 = _split_client(client) if client else (None, None)
+        ip = ip or ip2
+        cport = cport if cport is not None else port2
+    if proto:
+        version = _VERSIONS[proto] if proto in _VERSIONS else _memo_version(proto)
+    else:
+        version = None
+    code: int | None
+    if status is None or status.__class__ is int:
+        code = status
+    else:
+        code = _STATUS.get(status)  # type: ignore[arg-type]
+        if code is None:
+            code = to_int(status)  # type: ignore[arg-type]
+    if not request_id or request_id == "-":
+        request_id = None
+    if not forwarded_for or forwarded_for == "-":
+        forwarded_for = None
+    return _make_event(
         ts,
         ctx.source,
         name,
-        client_ip,
-        client_port,
+        ip,
+        cport,
         method,
-        scheme,
+        sch,
         host,
-        server_port,
-        path,
-        route_template(path),
-        query,
-        norm_http_version(proto),
-        to_int(get("status")),
-        to_int(get("bytes_in")),
-        to_int(get("bytes_out")),
-        _duration_ms(raw),
+        sport,
+        pth,
+        _route_get(pth) or route_template(pth),
+        qry,
+        version,
+        code,
+        bytes_in if bytes_in.__class__ is int else _int(bytes_in),
+        bytes_out if bytes_out.__class__ is int else _int(bytes_out),
+        _duration(duration_s, duration_ms, duration_us, duration_ns),
         user,
         ua,
         referrer,
         tls,
-        _clean(get("request_id")),
-        _clean(get("forwarded_for")),
+        request_id,
+        forwarded_for,
         line.file,
         line.offset,
         exposures,
     )
+
+
+_time_get = TIME_CACHE.get
+_route_get = ROUTE_CACHE.get
+_make_event = EventType
 
 
 class DictParser:

@@ -3,6 +3,10 @@
 A *schema* maps each canonical raw key to candidate JSON paths, tried in order. The
 generic ``json`` format picks a schema per line from a few telltale keys, so one source
 can carry any of them; a user's ``fields`` mapping is tried before the defaults.
+
+Each schema is compiled twice, into straight-line code: ``compile_schema`` gives the raw
+fields as a dict (``fields``, for ``explain`` and detection), ``compile_decoder`` the hot
+path, which hands the same values to ``event.assemble`` without a dict in between.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 import orjson
 
 from auditor.errors import ConfigError
-from auditor.formats.event import DictParser, build_event
+from auditor.formats.event import DictParser, assemble, build_event
 from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS, BoundDecode, Ctx
 from auditor.model import Event, Line
 from auditor.normalize import last_ip
@@ -214,6 +218,13 @@ SCHEMAS: dict[str, Schema] = {
 
 
 def _text(value: Any) -> str | None:
+    cls = value.__class__  # orjson's exact types first, without isinstance
+    if cls is str:
+        return value  # type: ignore[no-any-return]
+    if cls is int or cls is float:
+        return repr(value)
+    if cls is list:
+        return _text(value[0]) if value else None
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -264,29 +275,30 @@ def compile_schema(sch: Schema) -> Extractor:
             body.append("    if 'time' not in raw or len(raw) < 2:")
             body.append("        return None")
             checked = True
-        body.append("    v = None")
-        for lookup in lookups:
-            body.append("    if v is None:")
+        for i, lookup in enumerate(lookups):
+            indent = "    "
+            if i:  # the next candidate only when no text came of the ones before
+                body.append("    if v is None:")
+                indent = "        "
             if isinstance(lookup, str):
-                body.append(f"        v = get({lookup!r})")
-                body.append("        if v is not None and (v.__class__ is not str):")
-                body.append("            v = _text(v)")
-                continue
-            cur = prefixes[lookup[0]]
-            indent = "        "
-            for part in lookup[1:]:
-                body.append(f"{indent}if {cur}.__class__ is dict:")
-                indent += "    "
-                body.append(f"{indent}c = {cur}.get({part!r})")
-                cur = "c"
-            body.append(f"{indent}v = c")
-            body.append("        if v is not None and (v.__class__ is not str):")
-            body.append("            v = _text(v)")
+                body.append(f"{indent}v = get({lookup!r})")
+            else:
+                body.append(f"{indent}v = None")
+                cur, inner = prefixes[lookup[0]], indent
+                for part in lookup[1:]:
+                    body.append(f"{inner}if {cur}.__class__ is dict:")
+                    inner += "    "
+                    body.append(f"{inner}c = {cur}.get({part!r})")
+                    cur = "c"
+                body.append(f"{inner}v = c")
+            # what _text does, with its common cases inline
+            body.append(f"{indent}if v is not None and v.__class__ is not str:")
+            body.append(f"{indent}    if v.__class__ is int or v.__class__ is float:")
+            body.append(f"{indent}        v = repr(v)")
+            body.append(f"{indent}    else:")
+            body.append(f"{indent}        v = _text(v)")
         body.append("    if v is not None:")
-        body.append("        if v.__class__ is not str:")
-        body.append("            v = _text(v)")
-        body.append("        if v is not None:")
-        body.append(f"            raw[{key!r}] = v")
+        body.append(f"        raw[{key!r}] = v")
     if not checked:
         body.append("    if 'time' not in raw or len(raw) < 2:")
         body.append("        return None")
@@ -296,6 +308,139 @@ def compile_schema(sch: Schema) -> Extractor:
     exec(compile(code, "<json schema>", "exec"), scope)  # noqa: S102 - literals only, see above
     extract: Extractor = scope["extract"]
     return extract
+
+
+# Raw keys whose JSON integers (``_INTS``) or numbers (``_NUMBERS``) go to ``assemble`` as
+# they are (it reads them as ``to_int``/``to_float``/``parse_time`` would read their text),
+# unless a fixup reads them as text.
+_INTS = frozenset(("client_port", "status", "bytes_in", "bytes_out", "server_port"))
+_NUMBERS = frozenset(("time", "duration_s", "duration_ms", "duration_us", "duration_ns"))
+JsonDecode = Callable[[dict[str, Any], Ctx, Line, str], Event | None]
+
+
+def _lookup_code(
+    sch: Schema, ints: frozenset[str], numbers: frozenset[str], dotted: frozenset[str]
+) -> list[str]:
+    """Code that sets ``k_<key>`` for each key of ``sch`` as ``compile_schema`` sets
+    ``raw[key]`` (``None`` when absent), and returns ``None`` when the record has no time
+    or nothing of a request. Nested objects are fetched once each, into ``d<n>`` (an empty
+    dict when missing or not an object), before the keys."""
+    objects, head = _nested_objects(sch)
+    if dotted:  # a flat "a.b" key is looked up only in records that have one
+        head.append("    flat = not dotted.isdisjoint(obj)")
+    body: list[str] = []
+    checked = False
+    first_seen: list[str] = []
+    for key, lookups in sch:
+        if not checked and key not in _FIRST:
+            body += _request_check(first_seen)
+            checked = True
+        if key in _FIRST:
+            first_seen.append(key)
+        not_text = "v.__class__ is not str"
+        if key in ints or key in numbers:
+            not_text += " and v.__class__ is not int"
+        if key in numbers:
+            not_text += " and v.__class__ is not float"
+        for i, lookup in enumerate(lookups):
+            indent = "    "
+            if i:  # the next candidate only when no text came of the ones before
+                body.append("    if v is None:")
+                indent = "        "
+            if isinstance(lookup, str):
+                get = f"obj.get({lookup!r})"
+                if lookup in dotted:
+                    get += " if flat else None"
+            else:
+                get = f"{objects[lookup[:-1]]}.get({lookup[-1]!r})"
+            body.append(f"{indent}v = {get}")
+            body.append(f"{indent}if v is not None and {not_text}:")
+            body.append(f"{indent}    v = _text(v)")
+        body.append(f"    k_{key} = v")
+    if not checked:
+        body += _request_check(first_seen)
+    return head + body
+
+
+def _nested_objects(sch: Schema) -> tuple[dict[tuple[str, ...], str], list[str]]:
+    """Variable names for the nested objects the paths of ``sch`` go through, and the
+    code that fetches each one once (``_EMPTY`` when missing or not an object)."""
+    objects: dict[tuple[str, ...], str] = {}
+    head: list[str] = []
+    for _key, lookups in sch:
+        for lookup in lookups:
+            if isinstance(lookup, str):
+                continue
+            for depth in range(1, len(lookup)):
+                prefix = lookup[:depth]
+                if prefix not in objects:
+                    var = objects[prefix] = f"d{len(objects)}"
+                    parent = "obj" if depth == 1 else objects[prefix[:-1]]
+                    head.append(f"    {var} = {parent}.get({prefix[-1]!r})")
+                    head.append(f"    if {var}.__class__ is not dict:")
+                    head.append(f"        {var} = _EMPTY")
+    return objects, head
+
+
+def _request_check(first_seen: list[str]) -> list[str]:
+    """``compile_schema``'s ``'time' not in raw or len(raw) < 2`` on the locals."""
+    others = " and ".join(f"k_{k} is None" for k in first_seen if k != "time") or "True"
+    return [f"    if k_time is None or ({others}):", "        return None"]
+
+
+def compile_decoder(sch: Schema, kind: str) -> JsonDecode:
+    """A schema (and its kind's fixup) → one generated ``decode(obj, ctx, line, name)``:
+    the raw fields of ``compile_schema`` held in locals and handed to ``assemble``
+    positionally, so no raw-field dict is built and read back. Same event as
+    ``build_event`` on ``extract(obj)`` after the fixup. Keys and paths are written into
+    the code with ``repr``, as in ``compile_schema``.
+    """
+    keys = {key for key, _ in sch}
+    fix, fix_keys = _FIX.get(kind, (None, ()))
+    if not keys <= set(RAW_KEYS) or "time" not in keys:
+        return _decoder_via_dict(sch, kind)
+    dotted = frozenset(lk for _k, lks in sch for lk in lks if isinstance(lk, str) and "." in lk)
+    body = _lookup_code(sch, _INTS - set(fix_keys), _NUMBERS - set(fix_keys), dotted)
+    if fix is not None:
+        for key in fix_keys:
+            if key not in keys:
+                body.append(f"    k_{key} = None")
+        names = ", ".join(f"k_{k}" for k in fix_keys)
+        body.append(f"    fixed = fix(obj, {names})")
+        body.append("    if fixed is None:")
+        body.append("        return None")
+        body.append(f"    {names}, = fixed")
+    have = keys | set(fix_keys)
+    args = ", ".join(f"k_{k}" if k in have else "None" for k in RAW_KEYS)
+    body.append(f"    return assemble(ctx, line, name, {args})")
+    code = "def decode(obj, ctx, line, name):\n" + "\n".join(body) + "\n"
+    scope: dict[str, Any] = {
+        "_text": _text,
+        "_EMPTY": _EMPTY,
+        "fix": fix,
+        "assemble": assemble,
+        "dotted": dotted,
+    }
+    exec(compile(code, f"<json decoder {kind}>", "exec"), scope)  # noqa: S102 - literals only
+    decode: JsonDecode = scope["decode"]
+    return decode
+
+
+def _decoder_via_dict(sch: Schema, kind: str) -> JsonDecode:
+    """The plain way (extract, fix, ``build_event``), for schemas with keys of their own."""
+    extract = compile_schema(sch)
+    fixup = _FIXUPS.get(kind)
+
+    def decode(obj: dict[str, Any], ctx: Ctx, line: Line, name: str) -> Event | None:
+        raw = extract(obj)
+        if raw is None or (fixup is not None and not fixup(obj, raw)):
+            return None
+        return build_event(raw, ctx, line, name)
+
+    return decode
+
+
+_EMPTY: dict[str, Any] = {}  # stands for a missing nested object; never written to
 
 
 def _which(obj: dict[str, Any]) -> str:
@@ -313,64 +458,71 @@ def _which(obj: dict[str, Any]) -> str:
     return "generic"
 
 
-def _caddy_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+# Each fixup reads and may rewrite a few raw fields, given and returned as a tuple in the
+# order of its ``_FIX_KEYS`` entry (``None``: absent); ``None`` instead of the tuple means
+# the record is not a request. The generated decoders call them on local values, and
+# ``_FIXUPS`` (raw-field dicts, for ``fields``) goes through the same functions.
+Values = tuple[Any, ...]
+
+
+def _caddy_fix(
+    obj: dict[str, Any], scheme: Any, tls_version: Any, client_port: Any, client_ip: Any
+) -> Values | None:
     """Caddy: only ``http.log.access*`` records are requests; TLS shows as ``request.tls``."""
     logger = obj.get("logger")
     if isinstance(logger, str) and not logger.startswith("http.log.access"):
-        return False
+        return None
     request = obj.get("request")
     if not isinstance(request, dict):
-        return False
+        return None
     tls = request.get("tls")
     if isinstance(tls, dict):
-        raw["scheme"] = "https"
+        scheme = "https"
         version = _text(tls.get("version"))
         if version:
-            raw["tls_version"] = version
+            tls_version = version
     elif "tls" not in request:
-        raw["scheme"] = "http"  # Caddy logs request.tls for every TLS connection
-    if raw.get("client_ip") == request.get("remote_ip"):
+        scheme = "http"  # Caddy logs request.tls for every TLS connection
+    if client_ip == request.get("remote_ip"):
         port = _text(request.get("remote_port"))
         if port:
-            raw["client_port"] = port
-    return True
+            client_port = port
+    return scheme, tls_version, client_port, client_ip
 
 
-def _traefik_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
-    status = raw.get("status")
+def _traefik_fix(obj: dict[str, Any], status: Any, client_ip: Any) -> Values | None:
     if status is not None and " " in status:  # DownstreamStatusLine "200 OK" (Traefik 1.x)
-        raw["status"] = status.split(" ", 1)[0]
-    host = raw.get("client_ip")
-    if host and "," in host:  # several hops: keep the last (what the nearest proxy saw)
-        ip = last_ip(host)
+        status = status.split(" ", 1)[0]
+    if client_ip and "," in client_ip:  # several hops: keep the last (the nearest proxy's)
+        ip = last_ip(client_ip)
         if ip:
-            raw["client_ip"] = ip
-    return True
+            client_ip = ip
+    return status, client_ip
 
 
-def _kong_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+def _kong_fix(obj: dict[str, Any], scheme: Any, host: Any) -> Values | None:
     """Kong: scheme and host from ``request.url``; ``request.tls`` only on TLS."""
     request = obj.get("request")
     if not isinstance(request, dict):
-        return False
+        return None
     url = request.get("url")
     if isinstance(url, str):
-        scheme, sep, rest = url.partition("://")
+        url_scheme, sep, rest = url.partition("://")
         if sep:
-            raw["scheme"] = scheme
-            if "host" not in raw:
-                raw["host"] = rest.split("/", 1)[0]
+            scheme = url_scheme
+            if host is None:
+                host = rest.split("/", 1)[0]
     if isinstance(request.get("tls"), dict):
-        raw["scheme"] = "https"
-    return True
+        scheme = "https"
+    return scheme, host
 
 
-def _cloudflare_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+def _cloudflare_fix(obj: dict[str, Any], scheme: Any, duration_ms: Any) -> Values | None:
     """Cloudflare: "none" as SSL protocol means plain HTTP; duration from edge times."""
-    if "scheme" not in raw:
+    if scheme is None:
         ssl = obj.get("ClientSSLProtocol")
         if isinstance(ssl, str) and ssl:
-            raw["scheme"] = "http" if ssl.lower() == "none" else "https"
+            scheme = "http" if ssl.lower() == "none" else "https"
     start, end = obj.get("EdgeStartTimestamp"), obj.get("EdgeEndTimestamp")
     if isinstance(start, int) and isinstance(end, int) and end >= start:
         span = end - start  # same unit for both: ns, ms or s by magnitude of the start
@@ -380,15 +532,38 @@ def _cloudflare_fixups(obj: dict[str, Any], raw: dict[str, str]) -> bool:
             unit = 1e-3  # µs
         else:
             unit = 1.0 if start >= 10**11 else 1000.0  # ms or s
-        raw["duration_ms"] = repr(span * unit)
-    return True
+        duration_ms = repr(span * unit)
+    return scheme, duration_ms
+
+
+Fix = Callable[..., Values | None]
+_FIX: dict[str, tuple[Fix, tuple[str, ...]]] = {
+    "caddy": (_caddy_fix, ("scheme", "tls_version", "client_port", "client_ip")),
+    "traefik": (_traefik_fix, ("status", "client_ip")),
+    "kong": (_kong_fix, ("scheme", "host")),
+    "cloudflare": (_cloudflare_fix, ("scheme", "duration_ms")),
+}
+
+
+def _dict_fixup(
+    fix: Fix, keys: tuple[str, ...]
+) -> Callable[[dict[str, Any], dict[str, str]], bool]:
+    """``fix`` applied to a raw-field dict (keys it sets are added in ``keys`` order)."""
+
+    def apply(obj: dict[str, Any], raw: dict[str, str]) -> bool:
+        values = fix(obj, *(raw.get(k) for k in keys))
+        if values is None:
+            return False
+        for key, value in zip(keys, values, strict=True):
+            if value is not None and raw.get(key) != value:
+                raw[key] = value
+        return True
+
+    return apply
 
 
 _FIXUPS: dict[str, Callable[[dict[str, Any], dict[str, str]], bool]] = {
-    "caddy": _caddy_fixups,
-    "traefik": _traefik_fixups,
-    "kong": _kong_fixups,
-    "cloudflare": _cloudflare_fixups,
+    kind: _dict_fixup(fix, keys) for kind, (fix, keys) in _FIX.items()
 }
 
 
@@ -446,36 +621,37 @@ class JsonParser(DictParser):
         self.schemas = {k: _merge(user, s) if user else s for k, s in SCHEMAS.items()}
         self.extractors = {k: compile_schema(s) for k, s in self.schemas.items()}
 
-    def record(self, text: str) -> tuple[str, dict[str, Any]] | None:
+    def parse(self, text: str) -> tuple[str, dict[str, str]] | None:
+        """(format name for the event, raw fields), or ``None``."""
+        raw = self.raw(text)
+        if raw is None:
+            return None
+        return (KIND_NAMES[raw[0]] if self.kind_names else self.name), raw[1]
+
+    def raw(self, text: str) -> tuple[str, dict[str, str]] | None:
+        """(schema kind, raw fields), or ``None``: ``record`` and the schema in one call."""
         if text[:1] != "{":
             return None
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(obj, dict):
+        if obj.__class__ is not dict:
             return None
         kinds = self.kinds
         if kinds is not None and len(kinds) == 1:
-            return kinds[0], obj  # a named flavour: its schema, whatever keys are present
-        kind = _which(obj)
-        if kinds is not None and kind not in kinds:
-            return None
-        return kind, obj
-
-    def parse(self, text: str) -> tuple[str, dict[str, str]] | None:
-        """(format name for the event, raw fields), or ``None``."""
-        rec = self.record(text)
-        if rec is None:
-            return None
-        kind, obj = rec
+            kind = kinds[0]  # a named flavour: its schema, whatever keys are present
+        else:
+            kind = _which(obj)
+            if kinds is not None and kind not in kinds:
+                return None
         raw = self.extractors[kind](obj)  # None: no time, or no request: not an access record
         if raw is None:
             return None
         fix = _FIXUPS.get(kind)
         if fix is not None and not fix(obj, raw):
             return None
-        return (KIND_NAMES[kind] if self.kind_names else self.name), raw
+        return kind, raw
 
     def fields(self, text: str) -> dict[str, str] | None:
         parsed = self.parse(text)
@@ -486,10 +662,28 @@ class JsonParser(DictParser):
         return None if parsed is None else parsed[0]
 
     def bind(self, ctx: Ctx) -> BoundDecode:
-        parse = self.parse
+        kinds = self.kinds
+        only = kinds[0] if kinds is not None and len(kinds) == 1 else None
+        decoders = {k: compile_decoder(s, k) for k, s in self.schemas.items()}
+        names = {k: (KIND_NAMES[k] if self.kind_names else self.name) for k in decoders}
+        loads = orjson.loads
+        bad_json = orjson.JSONDecodeError
 
         def decode(text: str, line: Line) -> Event | None:
-            parsed = parse(text)
-            return None if parsed is None else build_event(parsed[1], ctx, line, parsed[0])
+            # ``raw`` and ``build_event`` in one: the schema's generated decoder
+            if text[:1] != "{":
+                return None
+            try:
+                obj = loads(text)
+            except bad_json:
+                return None
+            if obj.__class__ is not dict:
+                return None
+            kind = only
+            if kind is None:
+                kind = _which(obj)
+                if kinds is not None and kind not in kinds:
+                    return None
+            return decoders[kind](obj, ctx, line, names[kind])
 
         return decode

@@ -35,6 +35,15 @@ class EnvoyParser(DictParser):
     def fields(self, text: str) -> dict[str, str] | None:
         return self.json.fields(text) if text[:1] == "{" else self.text.fields(text)
 
+    def bind(self, ctx: Ctx) -> BoundDecode:
+        as_text = self.text.bind(ctx)
+        as_json = self.json.bind(ctx)
+
+        def decode(text: str, line: Line) -> Event | None:
+            return as_json(text, line) if text[:1] == "{" else as_text(text, line)
+
+        return decode
+
 
 class KongParser(DictParser):
     """Kong: its nginx-style access log, or the JSON of the file-log / http-log plugins."""
