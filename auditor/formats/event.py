@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import cast
+from typing import TypeVar, cast
 
 from auditor.formats.spec import BoundDecode, Ctx
 from auditor.formats.times import TIME_CACHE, epoch_time, parse_time
@@ -164,6 +164,7 @@ def _clean(value: str | None) -> str | None:
 # Bounded memos of pure per-string normalizations whose inputs repeat line after line and
 # are stored unredacted anyway (host header, protocol, scheme): no secret is kept here.
 _MEMO_MAX = 4096
+_T = TypeVar("_T")
 _MEMO_MAX_LEN = 256
 _HOSTPORTS: dict[str, tuple[str | None, int | None]] = {}
 _VERSIONS: dict[str, str | None] = {}
@@ -171,31 +172,25 @@ _SCHEMES: dict[str, str | None] = {}
 _STATUS = {f"{i:03d}": i for i in range(1000)}  # "200" -> 200, as to_int would
 
 
-def _memo_hostport(value: str) -> tuple[str | None, int | None]:
-    hp = split_hostport(value)
+def _remember(memo: dict[str, _T], value: str, result: _T) -> _T:
+    """Keep ``result`` for ``value`` in a bounded memo (cleared when full); return it."""
     if len(value) <= _MEMO_MAX_LEN:
-        if len(_HOSTPORTS) >= _MEMO_MAX:
-            _HOSTPORTS.clear()
-        _HOSTPORTS[value] = hp
-    return hp
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[value] = result
+    return result
+
+
+def _memo_hostport(value: str) -> tuple[str | None, int | None]:
+    return _remember(_HOSTPORTS, value, split_hostport(value))
 
 
 def _memo_version(value: str) -> str | None:
-    version = norm_http_version(value)
-    if len(value) <= _MEMO_MAX_LEN:
-        if len(_VERSIONS) >= _MEMO_MAX:
-            _VERSIONS.clear()
-        _VERSIONS[value] = version
-    return version
+    return _remember(_VERSIONS, value, norm_http_version(value))
 
 
 def _memo_scheme(value: str) -> str | None:
-    scheme = norm_scheme(value)
-    if len(value) <= _MEMO_MAX_LEN:
-        if len(_SCHEMES) >= _MEMO_MAX:
-            _SCHEMES.clear()
-        _SCHEMES[value] = scheme
-    return scheme
+    return _remember(_SCHEMES, value, norm_scheme(value))
 
 
 def build_event(raw: Mapping[str, str], ctx: Ctx, line: Line, name: str) -> Event | None:

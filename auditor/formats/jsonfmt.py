@@ -276,10 +276,7 @@ def compile_schema(sch: Schema) -> Extractor:
             body.append("        return None")
             checked = True
         for i, lookup in enumerate(lookups):
-            indent = "    "
-            if i:  # the next candidate only when no text came of the ones before
-                body.append("    if v is None:")
-                indent = "        "
+            indent = _candidate(body, i)
             if isinstance(lookup, str):
                 body.append(f"{indent}v = get({lookup!r})")
             else:
@@ -343,10 +340,7 @@ def _lookup_code(
         if key in numbers:
             not_text += " and v.__class__ is not float"
         for i, lookup in enumerate(lookups):
-            indent = "    "
-            if i:  # the next candidate only when no text came of the ones before
-                body.append("    if v is None:")
-                indent = "        "
+            indent = _candidate(body, i)
             if isinstance(lookup, str):
                 get = f"obj.get({lookup!r})"
                 if lookup in dotted:
@@ -360,6 +354,15 @@ def _lookup_code(
     if not checked:
         body += _request_check(first_seen)
     return head + body
+
+
+def _candidate(body: list[str], i: int) -> str:
+    """The indent of a key's lookup ``i`` in generated code: a lookup after the first runs
+    only when no text came of the ones before."""
+    if not i:
+        return "    "
+    body.append("    if v is None:")
+    return "        "
 
 
 def _nested_objects(sch: Schema) -> tuple[dict[tuple[str, ...], str], list[str]]:

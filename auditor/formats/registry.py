@@ -24,13 +24,12 @@ from auditor.formats.w3c import raw_fields as w3c_fields
 from auditor.model import Event, Line
 
 
-class EnvoyParser(DictParser):
-    """Envoy: the default text format, or JSON (``json_format``) on the same name."""
+class _TextOrJson(DictParser):
+    """A format logged as text or as JSON under one name: a line that opens with '{' is
+    the JSON one (``self.json``), any other the text one (``self.text``)."""
 
-    def __init__(self, name: str = "envoy") -> None:
-        self.name = name
-        self.text = EnvoyTextParser(name)
-        self.json = JsonParser(name, kinds=("envoy",))
+    text: Parser
+    json: JsonParser
 
     def fields(self, text: str) -> dict[str, str] | None:
         return self.json.fields(text) if text[:1] == "{" else self.text.fields(text)
@@ -45,7 +44,16 @@ class EnvoyParser(DictParser):
         return decode
 
 
-class KongParser(DictParser):
+class EnvoyParser(_TextOrJson):
+    """Envoy: the default text format, or JSON (``json_format``) on the same name."""
+
+    def __init__(self, name: str = "envoy") -> None:
+        self.name = name
+        self.text = EnvoyTextParser(name)
+        self.json = JsonParser(name, kinds=("envoy",))
+
+
+class KongParser(_TextOrJson):
     """Kong: its nginx-style access log, or the JSON of the file-log / http-log plugins."""
 
     lenient = True
@@ -55,20 +63,8 @@ class KongParser(DictParser):
         self.text = ClfParser(name, "combined")
         self.json = JsonParser(name, kinds=("kong",))
 
-    def fields(self, text: str) -> dict[str, str] | None:
-        return self.json.fields(text) if text[:1] == "{" else self.text.fields(text)
-
     def probe(self, text: str) -> bool:
         return self.json.probe(text) if text[:1] == "{" else self.text.probe(text)
-
-    def bind(self, ctx: Ctx) -> BoundDecode:
-        as_text = self.text.bind(ctx)
-        as_json = self.json.bind(ctx)
-
-        def decode(text: str, line: Line) -> Event | None:
-            return as_json(text, line) if text[:1] == "{" else as_text(text, line)
-
-        return decode
 
 
 # Nginx Proxy Manager's "proxy" log_format (and front ends built on it).

@@ -23,6 +23,7 @@ from auditor.errors import StoreError
 from auditor.model import Event, Hit
 from auditor.pipeline import Batch, Position
 from auditor.store.eventblocks import pack_events
+from auditor.store.report_queries import client_days_through
 from auditor.store.schema import migrations
 
 _INSERT_BLOCK = (
@@ -252,10 +253,7 @@ class Store:
 
     def client_days_through(self) -> int:
         """The last day (epoch days) whose clients are in ``client_days``; -1: none."""
-        row = self.conn.execute(
-            "SELECT value FROM meta WHERE key = 'client_days_through'"
-        ).fetchone()
-        return int(row[0]) if row else -1
+        return client_days_through(self.conn)
 
     def roll_client_days(self, upto_day: int) -> None:
         """Move the days after ``client_days_through`` up to ``upto_day`` into

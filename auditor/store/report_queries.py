@@ -312,7 +312,7 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return row.fetchone() is not None
 
 
-def _days_through(conn: sqlite3.Connection) -> int:
+def client_days_through(conn: sqlite3.Connection) -> int:
     """The last day rolled up into ``client_days`` (see ``Store._client_days``); -1: none
     (migration m006 set it for stores that kept every day complete before)."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'client_days_through'").fetchone()
@@ -331,7 +331,9 @@ def clients(conn: sqlite3.Connection, start_ms: int, end_ms: int, top_n: int) ->
     h0, h1 = start_ms // HOUR_MS, -(-end_ms // HOUR_MS)
     d0, d1 = -(-h0 // 24), h1 // 24  # the whole days inside the period
     # Days after client_days_through are not rolled up yet: read their hours.
-    rolled = max(d0, min(d1, _days_through(conn) + 1)) if _has_table(conn, "client_days") else d0
+    rolled = (
+        max(d0, min(d1, client_days_through(conn) + 1)) if _has_table(conn, "client_days") else d0
+    )
     if d0 < rolled:
         rows = conn.execute(
             "SELECT client_ip, sum(n) FROM ("
