@@ -114,6 +114,11 @@ class Daemon:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Fail, do not hang: the stderr reader ends only when the process is gone.
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
         finally:
             self._close()
 
