@@ -212,3 +212,30 @@ def test_clf_and_iso_times_round_trip(naive: datetime, offset: int) -> None:
     want = local.astimezone(UTC)
     assert parse_time(local.strftime("%d/%b/%Y:%H:%M:%S %z")) == want
     assert parse_time(local.isoformat()) == want
+
+
+_CLF_PIECES = st.sampled_from(
+    [" ", '"', "[", "]", "-", "GET", "/a", "?q=1", "HTTP/1.1", "HTTP/", "200", "1234", "x", "\\"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_CLF_PIECES | st.text(max_size=4), max_size=30))
+def test_possessive_clf_patterns_match_like_backtracking_ones(pieces: list[str]) -> None:
+    """The clean-line CLF patterns use possessive quantifiers for speed; without the ``+``
+    they must give the very same match (or none) on any text, near-misses included."""
+    import re
+
+    from auditor.formats import clf
+
+    text = "".join(pieces)
+    for possessive in (clf._STRICT, clf._STRICT_VHOST):
+        plain = re.compile(
+            possessive.pattern.replace("}+", "}").replace("*+", "*").replace("++", "+")
+        )
+        a, b = possessive.match(text), plain.match(text)
+        assert (a and a.groups()) == (b and b.groups())
+        good = '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.1" 200 12 "r" "u"' + text
+        a, b = possessive.match(good), plain.match(good)
+        assert (a and a.groups()) == (b and b.groups())
+        assert a is not None or possessive is clf._STRICT_VHOST
