@@ -152,8 +152,11 @@ class SourceTailer:
             if await self.check():
                 await asyncio.sleep(0)
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that
+            # comes in the loop turn of a wake-up (gh-86296), and the stop then waits forever.
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

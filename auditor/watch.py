@@ -99,8 +99,9 @@ class DirWatcher:
         """Rebuild the watch when the set of directories changes (safety-net tick)."""
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(self._poke.wait(), self._poll)
+            try:  # not wait_for: see SourceTailer.run (a cancel must never be lost)
+                async with asyncio.timeout(self._poll):
+                    await self._poke.wait()
             except TimeoutError:
                 pass
             self._poke.clear()

@@ -1,0 +1,52 @@
+"""The daemon's stop, in process: a stop request is never lost, whenever it comes.
+
+The end-to-end signal tests are in test_daemon.py; these drive ``Daemon.run`` in this
+process to put a stop exactly where a race would put it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from auditor.config import load_config
+from auditor.daemon import Daemon
+from daemon_helpers import append, count, write_config
+
+
+async def _until(cond: object, what: str) -> None:
+    assert callable(cond)
+    for _ in range(600):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_stop_in_the_same_loop_turn_as_a_wake_up_still_stops(tmp_path: Path) -> None:
+    """A tailer woken in the loop turn in which its cancel comes (a file event just as
+    SIGTERM arrives): on Python 3.11 ``asyncio.wait_for`` then returns the wake-up and
+    drops the cancel, and the daemon used to wait for that tailer forever."""
+    logs = tmp_path / "logs"  # not beside the store: its writes would wake the tailer
+    logs.mkdir()
+    log = logs / "access.log"
+    append(log, range(3))
+    # A long poll: between wake-ups the tailer waits in wait_for(wake, poll_interval).
+    config = load_config(
+        write_config(tmp_path, [{"name": "api", "path": str(log)}], daemon={"poll_interval": 30})
+    )
+    db = tmp_path / "audit.db"
+    daemon = Daemon(config, extra_tasks=[], env={})
+
+    async def scenario() -> int:
+        running = asyncio.create_task(daemon.run())
+        await _until(lambda: count(db) == 3, "the first lines")
+        await asyncio.sleep(0.3)  # the tailer is back waiting for a wake-up
+        daemon.tailers["api"].wake()
+        daemon._stop.set()  # what the SIGTERM handler does, in the same loop turn
+        # A bound, so that a lost stop fails the test instead of hanging it.
+        done, _ = await asyncio.wait([running], timeout=30)
+        assert done, "the daemon did not stop"
+        return running.result()
+
+    assert asyncio.run(scenario()) == 0
