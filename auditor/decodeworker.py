@@ -6,7 +6,7 @@ machine has more cores than that. Decoding keeps no state across lines except pe
 every file in order can do it, while detection, which needs every event in log order,
 stays here. Chunks go out as raw bytes; the worker sends back per chunk the decoded
 events (pickled: each distinct timestamp object is shared, so pickled once), the counters
-and aggregates, and the events already packed into store blocks.
+and aggregates, and the events already serialized into store blocks.
 
 Only ``scan`` of large inputs uses it (``PARALLEL_MIN_BYTES``): starting a process costs a
 few hundred milliseconds.
@@ -37,7 +37,7 @@ from auditor.lines import LineSplitter, flatten_lines, unflatten_lines
 from auditor.model import Event, Exposure, Line
 from auditor.pipeline import Batch, Decoder, Pipeline
 from auditor.redact import Redactor
-from auditor.store.eventblocks import pack_events_raw
+from auditor.store.eventblocks import Block, serialize_events
 
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MORE, END_PLAIN, END_COMPRESSED = 0, 1, 2
@@ -53,7 +53,7 @@ class WorkerError(AuditorError):
 class Chunk:
     """What the worker sends back for one chunk of one file."""
 
-    batch: Batch  # events as rows (see ``_rebuild``), counters, aggregates, packed blocks
+    batch: Batch  # events as rows (see ``_rebuild``), counters, aggregates, serialized blocks
     offset: int  # the file offset just after the last complete line seen so far
     pending: bool  # a partial last line waits
 
@@ -110,18 +110,17 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _reply(conn: Connection, batch: Batch, offset: int, pending: bool) -> None:
-    """Send one decoded chunk back, its events packed into store blocks."""
-    batch.packed, raws = pack_events_raw(batch.events, batch.event_ms)
-    # The parent rebuilds the events from the rows as packed (one serialisation, not two;
-    # uncompressed, so it need not inflate them); only the exact timestamps travel beside
-    # them, each distinct one once.
+    """Send one decoded chunk back, its events serialized into store blocks."""
+    batch.packed = serialize_events(batch.events, batch.event_ms)
+    # The parent rebuilds the events from the rows as serialized for the store (one
+    # serialisation, not two; the store compresses them, in a thread of the parent where
+    # zlib runs without the GIL); only the exact timestamps travel beside them, each
+    # distinct one once.
     stamps, index = _stamps(batch.events)
     batch.events = []
     try:
         conn.send_bytes(
-            pickle.dumps(
-                (batch, raws, stamps, index, offset, pending), protocol=pickle.HIGHEST_PROTOCOL
-            )
+            pickle.dumps((batch, stamps, index, offset, pending), protocol=pickle.HIGHEST_PROTOCOL)
         )
     except (BrokenPipeError, ConnectionResetError):  # the parent is gone
         raise SystemExit(0) from None
@@ -142,13 +141,13 @@ def _stamps(events: list[Event]) -> tuple[list[datetime], array[int]]:
     return stamps, index
 
 
-def _rebuild(raws: list[bytes], stamps: list[datetime], index: array[int]) -> list[Event]:
-    """Events from the packed store rows (as JSON), with their exact timestamps."""
+def _rebuild(blocks: list[Block], stamps: list[datetime], index: array[int]) -> list[Event]:
+    """Events from the serialized store rows, with their exact timestamps."""
     draft = _Draft
     out: list[Event] = []
     k = 0
-    for raw in raws:
-        for row in orjson.loads(raw):
+    for block in blocks:
+        for row in orjson.loads(block.data):
             row[0] = stamps[index[k]]
             k += 1
             expo = row[25]
@@ -208,8 +207,8 @@ class DecodeWorker:
             code = self._proc.exitcode
             raise WorkerError(f"the decode worker died (exit code {code})") from None
         self.in_flight -= 1
-        batch, raws, stamps, index, offset, pending = pickle.loads(raw)
-        batch.events = _rebuild(raws, stamps, index)
+        batch, stamps, index, offset, pending = pickle.loads(raw)
+        batch.events = _rebuild(batch.packed or [], stamps, index)
         return Chunk(batch, offset, pending)
 
     def close(self, timeout: float = 2.0) -> None:

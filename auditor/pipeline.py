@@ -113,8 +113,9 @@ class Batch:
     client_hours: dict[tuple[int, str], int] = field(default_factory=dict)  # (epoch hour, ip)
     detector_state: bytes | None = None
     event_ms: list[int] = field(default_factory=list)  # epoch ms of each event, same order
-    # The events already packed for the store, when another process packed them (see
-    # auditor.decodeworker); else None and the store packs them.
+    # The events already serialized into store blocks (uncompressed: the store compresses
+    # them), when another process did it (see auditor.decodeworker); else None and the
+    # store serializes them.
     packed: list[Block] | None = None
     # What `--format auto` chose or switched to: (source, "fmt (n/m sample lines) in file"),
     # journalled by the writer as kind "format".

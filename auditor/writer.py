@@ -32,7 +32,7 @@ from auditor.model import Line
 from auditor.pipeline import Batch, Pipeline, Position, merge
 from auditor.scanfiles import write_batch
 from auditor.store import Store
-from auditor.store.eventblocks import BLOCK_MAX, pack_events
+from auditor.store.eventblocks import BLOCK_MAX, serialize_events
 from auditor.tail import Chunk, SourceState
 
 log = logging.getLogger(__name__)
@@ -464,7 +464,7 @@ class Writer:
             self._retire(worker, failed=True)
             for rest in parts[done:]:
                 part = pipeline.process(rest, snapshot=False)
-                part.packed = pack_events(part.events, part.event_ms)
+                part.packed = serialize_events(part.events, part.event_ms)
                 merge(batch, part)
         if due and pipeline.detector is not None:
             batch.detector_state = pipeline.detector.snapshot()

@@ -22,7 +22,7 @@ from sqlite_utils import Database
 from auditor.errors import StoreError
 from auditor.model import Event, Hit
 from auditor.pipeline import Batch, Position
-from auditor.store.eventblocks import pack_events
+from auditor.store.eventblocks import compress_block, serialize_events
 from auditor.store.report_queries import client_days_through
 from auditor.store.schema import migrations
 
@@ -134,13 +134,13 @@ class Store:
         c = self.conn
         now = _now_ms()
         if batch.events:
-            if batch.packed is not None:
-                c.executemany(_INSERT_BLOCK, batch.packed)
-            else:
+            blocks = batch.packed
+            if blocks is None:
                 times = batch.event_ms
                 if len(times) != len(batch.events):
                     times = [_ms(e) for e in batch.events]
-                c.executemany(_INSERT_BLOCK, pack_events(batch.events, times))
+                blocks = serialize_events(batch.events, times)
+            c.executemany(_INSERT_BLOCK, [compress_block(b) for b in blocks])
             self._write_exposures(batch.events)
         if batch.hits:
             self._fold_hits(batch.hits, now)

@@ -35,13 +35,13 @@ EVENT_COLUMNS: tuple[str, ...] = ("ts_ms", *_FIELDS[1:])
 
 
 class Block(NamedTuple):
-    """One packed block; as a tuple, the parameters of ``INSERT INTO event_blocks``."""
+    """One block; compressed, as a tuple, the parameters of ``INSERT INTO event_blocks``."""
 
     source: str
     first_ms: int
     last_ms: int
     n: int  # events in the block
-    data: bytes
+    data: bytes  # the rows as JSON: zlib-compressed when stored, plain before
 
 
 def _exposures(e: Event) -> list[dict[str, Any]] | None:
@@ -61,25 +61,25 @@ def _exposures(e: Event) -> list[dict[str, Any]] | None:
 
 
 def pack_block(source: str, rows: Sequence[Sequence[Any]]) -> Block:
-    """One block of stored rows (``ts_ms`` first) of one source."""
-    return _pack(source, rows, orjson.dumps(rows))
+    """One compressed block of stored rows (``ts_ms`` first) of one source."""
+    return compress_block(_serialized(source, rows, orjson.dumps(rows)))
 
 
-def _pack(source: str, rows: Sequence[Sequence[Any]], raw: bytes) -> Block:
+def _serialized(source: str, rows: Sequence[Sequence[Any]], raw: bytes) -> Block:
     stamps = [r[0] for r in rows]
-    return Block(source, min(stamps), max(stamps), len(rows), zlib.compress(raw, 1))
+    return Block(source, min(stamps), max(stamps), len(rows), raw)
 
 
-def pack_events(events: Sequence[Event], times: Sequence[int]) -> list[Block]:
-    """Blocks of at most ``BLOCK_MAX`` events, one source per block, in event order."""
-    return pack_events_raw(events, times)[0]
+def compress_block(block: Block) -> Block:
+    """A serialized block (rows as JSON, see ``serialize_events``) as it is stored. The
+    store compresses in its own thread: zlib runs there without the GIL, and a decode
+    worker need not do it."""
+    return block._replace(data=zlib.compress(block.data, 1))
 
 
-def pack_events_raw(
-    events: Sequence[Event], times: Sequence[int]
-) -> tuple[list[Block], list[bytes]]:
-    """``pack_events``, and each block's rows as uncompressed JSON (what ``unpack`` gives
-    back, for a reader that has them at hand: no decompression)."""
+def serialize_events(events: Sequence[Event], times: Sequence[int]) -> list[Block]:
+    """Blocks of at most ``BLOCK_MAX`` events, one source per block, in event order, their
+    rows as uncompressed JSON (what ``unpack`` gives back; ``compress_block`` packs them)."""
     by_source: dict[str, list[tuple[object, ...]]] = {}
     middle = _MIDDLE
     # The stored row of each event, in EVENT_COLUMNS order (already redacted text),
@@ -90,14 +90,11 @@ def pack_events_raw(
             rows = by_source[e.source] = []
         rows.append((ms, *middle(e), _exposures(e) if e.exposures else None))
     blocks: list[Block] = []
-    raws: list[bytes] = []
     for source, rows in by_source.items():
         for i in range(0, len(rows), BLOCK_MAX):
             part = rows[i : i + BLOCK_MAX]
-            raw = orjson.dumps(part)
-            blocks.append(_pack(source, part, raw))
-            raws.append(raw)
-    return blocks, raws
+            blocks.append(_serialized(source, part, orjson.dumps(part)))
+    return blocks
 
 
 def unpack(data: bytes) -> list[list[Any]]:
