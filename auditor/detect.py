@@ -15,14 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from itertools import accumulate
 from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
 
 from auditor.detectors import build_detectors
-from auditor.detectors.base import Env, StatefulDetector, Stretch, make_hit
+from auditor.detectors.base import Env, StatefulDetector, Stretch, make_hit, running_max
 from auditor.detectors.conditions import Clause, clause_holds, first_failure
 from auditor.detectors.fields import DIRECT_FIELDS, MAX_SCAN, EventView, decode_url, key_of
 from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan, cost
@@ -208,7 +207,7 @@ class Detector:
         if n == 0:
             return []
         ts = self._times(events)
-        marks = list(accumulate(ts, max))
+        marks = running_max(ts)
         out: list[tuple[int, int, list[Hit]]] = []
         lo = 0
         while marks[-1] >= self._next_sweep:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 from auditor.detectors.fields import EventView, evidence
@@ -73,6 +74,16 @@ class Stretch:
         else:
             env.reset(self.events[i], self.ts[i], got[0], got[1])
         return env
+
+
+def running_max(values: list[float], initial: float | None = None) -> list[float]:
+    """``list(accumulate(values, max, initial=initial))``. Log times usually come in
+    order, and then it is a sorted copy: ``sorted`` and a list compare run in C at a few
+    ns per time, where ``accumulate`` calls ``max`` for each (~250 ns)."""
+    ordered = sorted(values)
+    if ordered == values and (initial is None or not values or initial <= values[0]):
+        return ordered if initial is None else [initial, *ordered]
+    return list(accumulate(values, max, initial=initial))
 
 
 def to_dt(t: float) -> datetime:

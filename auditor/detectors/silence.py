@@ -9,12 +9,11 @@ event).
 from __future__ import annotations
 
 from collections import deque
-from itertools import accumulate
 from operator import attrgetter, sub
 from statistics import median
 from typing import Any
 
-from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
+from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit, running_max
 from auditor.detectors.fields import EventView
 from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
@@ -93,7 +92,7 @@ class SilenceDetector(StatefulDetector):
         if st is None:
             return False
         times = s.ts[lo:hi]
-        running = list(accumulate(times, max, initial=st[LAST]))
+        running = running_max(times, st[LAST])
         if max(map(sub, times, running)) > self.min_gap:
             return False
         n = st[N]
