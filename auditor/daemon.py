@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from auditor.config import Config, SourceConfig, load_config
 from auditor.errors import AuditorError, ConfigError
@@ -48,6 +49,8 @@ STATUS_EVERY = 10.0
 STALL_SECONDS = 30.0  # a writer silent this long is hung: stop the watchdog pings
 QUEUE_BYTES = 32 << 20
 MAX_RESTART_DELAY = 60.0
+CANCEL_AGAIN = 0.1  # seconds between cancels of a task that does not end at stop
+STUCK_WARNING = 1.0  # seconds after which such a task is named in the log
 
 PipelineFactory = Callable[[Config, Store, Pipeline | None], Pipeline]
 ExtraTask = Callable[[Config], Awaitable[None]]
@@ -129,7 +132,10 @@ class Daemon:
         pipeline_factory: PipelineFactory = build_pipeline,
         extra_tasks: Sequence[ExtraTask] | None = None,
         env: Mapping[str, str] | None = None,
+        stop_asked: Callable[[], bool] | None = None,
     ) -> None:
+        """``stop_asked``: whether SIGTERM/SIGINT came before ``run()`` took them over
+        (``log-auditor run`` notes them from its start); the daemon then stops at once."""
         self.config = config
         self.config_path = config_path
         self.once = once
@@ -156,6 +162,7 @@ class Daemon:
         self._seen: dict[str, int | None] = {}  # before registration: None = first start
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
+        self._stop_asked = stop_asked
         self._reload_lock = asyncio.Lock()
         # A reload still running at SIGTERM would wait for a writer that has stopped.
         self._reloads: set[asyncio.Task[bool]] = set()
@@ -173,23 +180,33 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+            # Asked after this, the handler above has it; asked before, this flag has.
+            if self._stop_asked is not None and self._stop_asked():
+                self._stop.set()
         # A file-size limit then fails the write (and the writer retries) instead of
         # killing the process.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        store = await self.writer.open()
         try:
+            store = await self.writer.open()
             await self.writer.exclusive(self._swap_pipeline, self.config, store)
             await self.writer.call(self._register, store, self.config.sources, "start")
             await self.writer.call(Outputs.prepare, store, self.config)
             if self.once:
                 return await self._run_once()
+            if self._stop.is_set():
+                log.info("stopped while starting")
+                return 0
             return await self._run_forever()
         finally:
-            if not self.once:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
-            await self.writer.close()
-            self.notifier.close()
+            try:
+                await self.writer.close()
+                self.notifier.close()
+            finally:
+                # Only now: a second SIGTERM while the worker and the store close must not
+                # kill the process by the signal (exit -15 instead of 0).
+                if not self.once:
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                        loop.remove_signal_handler(sig)
 
     def _swap_pipeline(self, config: Config, store: Store) -> None:
         """In the store thread, while no batch is processed (``Writer.exclusive``), so no
@@ -257,7 +274,8 @@ class Daemon:
             self.notifier.stopping()
             log.info("stopping: committing what was read")
             deadline = time.monotonic() + SHUTDOWN_SECONDS
-            for task in [*self._sources.values(), *self._extras, watcher, *aux, *self._reloads]:
+            readers = [*self._sources.values(), *self._extras, watcher, *aux, *self._reloads]
+            for task in readers:
                 task.cancel()
             if server is not None:
                 server.close()
@@ -272,6 +290,9 @@ class Daemon:
                         self.writer.call(self.writer.store.journal, "stop", None, "signal"),
                         max(0.1, deadline + 0.5 - time.monotonic()),
                     )
+            # The TaskGroup waits for every task: one that swallowed its cancel would
+            # hold the exit forever.
+            await _end_tasks([*readers, writer_task])
         log.info("stopped")
         return 0
 
@@ -461,12 +482,44 @@ class Daemon:
         return getattr(getattr(self.writer.pipeline, "detector", None), "ruleset", None)
 
 
+async def _end_tasks(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Wait until ``tasks`` have ended, cancelling again any that goes on (a task that
+    catches CancelledError, or a wait that dropped it), and name the ones that take long."""
+    started = time.monotonic()
+    named = False
+    left = {t for t in tasks if not t.done()}
+    while left:
+        _, left = await asyncio.wait(left, timeout=CANCEL_AGAIN)
+        for task in left:
+            task.cancel()
+        if left and not named and time.monotonic() - started >= STUCK_WARNING:
+            named = True
+            log.warning("stopping: still waiting for %s", ", ".join(map(_where, left)))
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """A task's name and the line it waits at."""
+    frames = task.get_stack(limit=1)
+    if not frames:
+        return task.get_name()
+    code = frames[-1].f_code
+    return f"{task.get_name()} ({code.co_filename}:{frames[-1].f_lineno} in {code.co_name})"
+
+
 async def run(
     config: Config,
     *,
     config_path: Path | None = None,
     once: bool = False,
     extra_tasks: Sequence[ExtraTask] | None = None,
+    stop_asked: Callable[[], bool] | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or, with ``once``, until caught up)."""
-    return await Daemon(config, config_path=config_path, once=once, extra_tasks=extra_tasks).run()
+    daemon = Daemon(
+        config,
+        config_path=config_path,
+        once=once,
+        extra_tasks=extra_tasks,
+        stop_asked=stop_asked,
+    )
+    return await daemon.run()

@@ -100,8 +100,11 @@ class BoundedQueue:
         """The next item, or None when none came within ``within`` seconds."""
         async with self._cond:
             if not self._items:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that
+                # comes in the loop turn in which an item does (CPython gh-86296).
                 try:
-                    await asyncio.wait_for(self._cond.wait_for(lambda: bool(self._items)), within)
+                    async with asyncio.timeout(within):
+                        await self._cond.wait_for(lambda: bool(self._items))
                 except TimeoutError:
                     return None
             item = self._items.popleft()

@@ -23,6 +23,7 @@ from auditor.store.eventblocks import block_dicts
 
 ROOT = Path(__file__).resolve().parent.parent
 TS = "20/Nov/2026:12:00:00 +0000"
+STARTED = "log-auditor started"  # the daemon's log line once it handles signals
 
 
 def line(n: int, prefix: str = "item") -> str:
@@ -108,19 +109,39 @@ class Daemon:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def wait_started(self, timeout: float = 30.0) -> None:
+        """Until the daemon says it started (or has exited). Before, it may still be Python
+        starting up, which a SIGTERM kills by the signal (exit -15) instead of stopping."""
+        wait_for(
+            lambda: STARTED in self.stderr or self.proc.poll() is not None,
+            timeout,
+            what="the daemon to start",
+        )
+
     def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM and wait; the exit code."""
+        """SIGTERM once started, and wait; the exit code (and its stderr printed if not 0,
+        which pytest shows with a failure)."""
         if self.proc.poll() is None:
+            self.wait_started()
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            # Fail, do not hang: the stderr reader ends only when the process is gone.
+            # Fail, do not hang: ask for a dump of its threads first (SIGUSR1), then kill;
+            # the stderr reader ends only when the process is gone.
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
             self.proc.kill()
             self.proc.wait(10)
-            raise
-        finally:
             self._close()
+            raise AssertionError(
+                f"the daemon did not stop within {timeout} s of SIGTERM; its stderr:\n"
+                + self.stderr[-20000:]
+            ) from None
+        self._close()
+        if code != 0:
+            print(f"daemon exit code {code}; its stderr:\n{self.stderr[-20000:]}")
+        return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:

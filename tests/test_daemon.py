@@ -435,3 +435,18 @@ def test_a_w3c_file_resumed_mid_way_keeps_its_columns(tmp_path: Path) -> None:
     )  # fmt: skip
     src = orjson.loads(status.stdout)["sources"][0]
     assert (src["lines_parsed"], src["lines_unparsed"]) == (4, 0)
+
+
+def test_a_restart_with_nothing_new_stopped_at_once_exits_0(tmp_path: Path) -> None:
+    """What test_sigterm_with_a_backlog does when the first daemon committed it all: the
+    second is stopped as soon as it is up (SIGTERM as soon as it has started)."""
+    log = tmp_path / "access.log"
+    append(log, range(3))
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 3, what="the lines")
+        assert d.stop() == 0
+    with Daemon(config) as d:
+        assert d.stop() == 0
+    assert_exactly_once(db, range(3))

@@ -7,10 +7,12 @@ process to put a stop exactly where a race would put it.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 from auditor.config import load_config
-from auditor.daemon import Daemon
+from auditor.daemon import Daemon, _end_tasks
 from daemon_helpers import append, count, write_config
 
 
@@ -50,3 +52,46 @@ def test_a_stop_in_the_same_loop_turn_as_a_wake_up_still_stops(tmp_path: Path) -
         return running.result()
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_stop_asked_while_starting_stops_before_reading(tmp_path: Path) -> None:
+    """SIGTERM noted by `log-auditor run` before the event loop took signals over."""
+    log = tmp_path / "access.log"
+    append(log, range(3))
+    config = load_config(write_config(tmp_path, [{"name": "api", "path": str(log)}]))
+    daemon = Daemon(config, extra_tasks=[], env={}, stop_asked=lambda: True)
+    assert asyncio.run(asyncio.wait_for(daemon.run(), 60)) == 0
+    assert count(tmp_path / "audit.db") == 0
+
+
+def test_sigterm_before_the_event_loop_is_noted_not_fatal() -> None:
+    code = (
+        "import os, signal\n"
+        "from auditor.cli.run import _note_stop_signals\n"
+        "asked = _note_stop_signals()\n"
+        "assert not asked()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "assert asked(), 'not noted'\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_a_task_that_swallows_its_cancel_is_cancelled_again() -> None:
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # as a wait_for on Python 3.11 may do
+        await asyncio.sleep(3600)
+
+    async def scenario() -> asyncio.Task[None]:
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.wait_for(_end_tasks([task]), 30)
+        return task
+
+    assert asyncio.run(scenario()).cancelled()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
+import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,11 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     systemd (Type=notify) it reports readiness, status and watchdog pings. Positions
     commit with their events, so a restart (even after SIGKILL) resumes exactly.
     """
+    # From here on a SIGTERM stops the daemon cleanly (exit 0), also one that comes while
+    # it starts; before, the process is still Python starting up and dies by it.
+    stop_asked = None if once else _note_stop_signals()
+    # `kill -USR1` prints every thread's stack to stderr (a daemon that seems stuck).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from auditor.daemon import run
 
     path = config_path or Path(os.environ.get("LOG_AUDITOR_CONFIG") or DEFAULT_CONFIG_PATH)
@@ -57,7 +64,7 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
 
     tune_for_ingest()
     try:
-        code, busy = _run(run(config, config_path=path, once=once))
+        code, busy = _run(run(config, config_path=path, once=once, stop_asked=stop_asked))
     except KeyboardInterrupt:
         code, busy = 0, False
     except Exception as exc:
@@ -74,6 +81,19 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
         logging.shutdown()
         os._exit(code)
     sys.exit(code)
+
+
+def _note_stop_signals() -> Callable[[], bool]:
+    """Note SIGTERM/SIGINT until the daemon's event loop takes them over (its default
+    action would kill the process mid-start); the daemon asks whether one came."""
+    asked: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        asked.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, note)
+    return lambda: bool(asked)
 
 
 def _run(main: Coroutine[Any, Any, int]) -> tuple[int, bool]:
