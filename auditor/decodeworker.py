@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 import time
 from array import array
@@ -60,6 +61,9 @@ class Chunk:
 
 def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int, parent: int) -> None:
     """The worker's loop (runs in the child process); ``parent``: the parent's pid."""
+    # Ctrl-C reaches the terminal's whole process group: the parent, which stops this
+    # worker itself once its last batch is decoded, decides (no traceback from here).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     redactor = Redactor(key)
     decoders: dict[str, Decoder] = {}
     specs: dict[str, FormatSpec] = {}
