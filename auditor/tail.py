@@ -9,12 +9,20 @@ at now with what is open:
   (or nothing). The old file stays open and is drained first; it is closed once it has
   been at its end for ``rotate_wait`` seconds (a writer may still hold it). The new file
   is read from its beginning. A file created *and* rotated away between two checks is
-  found beside the path (written since the last check, unknown first line) and read too.
+  found beside the path (written since the last check, unknown first line) and read too;
+  so is one created and rotated away while the path did not exist.
 * **copytruncate**: same inode, but smaller than what was read, or a different first line.
   The unread part is read from the rotated copy, found by fingerprint beside it
   (``access.log.1``, or ``access.log.1.gz``), then the truncated file from offset 0.
   Truncated, refilled *and* renamed (or deleted) between two checks: the copy first, then
-  what the open descriptor holds now, as the new file it is.
+  what the open descriptor holds now, as the new file it is. Of several copies with the
+  same first line (logrotate's ``copy``, a ``.gz`` twin), the longest is read.
+* **a file without a complete first line** (just created, just truncated) has no
+  identity yet, but it is held open all the same (``tailfile.Blank``): the writer may
+  fill it after it was renamed or deleted (copytruncate, then rename before the next
+  write; an empty file rotated away), and it is read from 0 once it has a first line,
+  wherever it is. Written since the last check yet still without a first line, it may
+  have been filled and copytruncated in between: its copy is looked for beside it.
 * **a restart**: stored positions are looked up by fingerprint among the matched files
   and their rotated siblings, so a file rotated (even compressed) while the daemon was
   down is finished before its successor.
@@ -38,14 +46,17 @@ from auditor.pipeline import Position
 from auditor.tailfile import (
     GZ_ERRORS,
     NOT_A_FILE,
+    Blank,
     Key,
     LogFile,
     PathError,
     discover,
+    hold,
+    hold_again,
     open_at,
+    open_held,
     peek,
     reason,
-    reopen,
     rotated_siblings,
     source_kind,
     watch_root,
@@ -59,6 +70,7 @@ ROTATE_WAIT = 5.0  # seconds a rotated file stays open at its end, for late writ
 MAX_BACKOFF = 60.0
 MTIME_SLACK = 0.1  # file-system timestamps lag the wall clock by up to a tick
 RESUME_MARGIN = 10.0  # seconds before the last commit a missed file may have been written
+MAX_BLANKS = 64  # files without a first line held open per source (a descriptor each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +132,7 @@ class SourceTailer:
         # First start: config.start applies to the files there now.
         self.initial = not self.stored if self.first_start is None else self.first_start
         self.known: dict[Key, tuple[str, int]] = {}  # closed or skipped: key -> (id, size)
+        self.blanks: dict[Key, Blank] = {}  # held open until they have a first line
         self._wake = asyncio.Event()
         self._retry: dict[str, tuple[float, float]] = {}  # path -> (retry at, delay)
         self._errors: dict[str, str] = {}
@@ -131,6 +144,7 @@ class SourceTailer:
         self._rotated_paths: set[str] = set()
         self._link_dirs: set[str] = set()
         self._unlisted: set[str] = set()  # paths the last listing could not look at
+        self._absent = False  # a file source's path did not exist at the last check
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -268,7 +282,7 @@ class SourceTailer:
         self.stats.lag_bytes = sum(
             max(0, f.size - f.splitter.offset) for f in self.files.values() if not f.compressed
         )
-        self.stats.open_files = len(self.files)
+        self.stats.open_files = len(self.files) + len(self.blanks)
 
     def _retire(self, final: bool) -> None:
         now = self.clock()
@@ -306,6 +320,9 @@ class SourceTailer:
         for f in list(self.files.values()):
             f.close()
         self.files.clear()
+        for b in list(self.blanks.values()):
+            b.close()
+        self.blanks.clear()
 
     # -- reconcile: runs in a worker thread ----------------------------------------------
 
@@ -320,9 +337,36 @@ class SourceTailer:
                 self._recheck(f, found, by_key, now)
             elif not f.compressed:
                 f.size = f.fstat_size()
+        for b in list(self.blanks.values()):
+            self._recheck_blank(b, found, by_key, now)
+        if self._absent:
+            # A file may have been created at the path and rotated away since.
+            self._rotated_paths.add(self.config.path)
+        self._absent = self.kind == "file" and self.config.path not in found
         if self._rotated_paths and self._last_wall is not None:
             self._pick_up_missed(self._rotated_paths, self._last_wall - MTIME_SLACK, now)
-        open_keys = {f.key for f in self.files.values()}
+        self._open_found(found, now)
+        # Forget closed files that are no longer matched (kept only to avoid re-reading).
+        self.known = {k: v for k, v in self.known.items() if k in by_key}
+        if self._startup:
+            self._startup = False
+            self._resume_orphans(found, now)
+            if not self.initial and self.last_seen is not None:
+                # Files that came and went while the daemon was down (or before its
+                # first commit): written since it was last seen, never read.
+                paths = set(found) | ({self.config.path} if self.kind == "file" else set())
+                self._pick_up_missed(paths, self.last_seen - RESUME_MARGIN, now)
+        self.initial = False
+        self._last_wall = wall
+        at_path = [f.path for f in self.files.values() if f.rotated_at is None]
+        at_path += [b.path for b in self.blanks.values() if b.rotated_at is None]
+        self._link_dirs = {
+            os.path.dirname(os.path.realpath(p)) for p in at_path if os.path.islink(p)
+        }
+
+    def _open_found(self, found: Mapping[str, os.stat_result], now: float) -> None:
+        """Open the matched files not open (or held) yet, oldest first."""
+        open_keys = {f.key for f in self.files.values()} | self.blanks.keys()
         for path, st in sorted(found.items(), key=lambda kv: (kv[1].st_mtime, kv[0])):
             key = (st.st_dev, st.st_ino)
             if key in open_keys:
@@ -342,23 +386,6 @@ class SourceTailer:
                 self._fail(path, reason(exc), now)
             else:
                 self._ok(path)
-        # Forget closed files that are no longer matched (kept only to avoid re-reading).
-        self.known = {k: v for k, v in self.known.items() if k in by_key}
-        if self._startup:
-            self._startup = False
-            self._resume_orphans(found, now)
-            if not self.initial and self.last_seen is not None:
-                # Files that came and went while the daemon was down (or before its
-                # first commit): written since it was last seen, never read.
-                paths = set(found) | ({self.config.path} if self.kind == "file" else set())
-                self._pick_up_missed(paths, self.last_seen - RESUME_MARGIN, now)
-        self.initial = False
-        self._last_wall = wall
-        self._link_dirs = {
-            os.path.dirname(os.path.realpath(f.path))
-            for f in self.files.values()
-            if f.rotated_at is None and os.path.islink(f.path)
-        }
 
     def _discover(self, now: float) -> dict[str, os.stat_result]:
         """Matched regular files (symlinks followed) -> their stat; errors recorded."""
@@ -402,10 +429,10 @@ class SourceTailer:
                 how = "deleted" if moved else "moved away"
             self._rotated_paths.add(old)
             if not f.compressed and (f.fstat_size() < f.read_pos or f.replaced()):
-                # Truncated (copytruncate) and refilled *before* it moved away, all
-                # between two checks: the copy holds its unread part, and what the
-                # descriptor reads now is another file.
-                self._truncated_then_moved(f, old, how, now)
+                # Truncated (copytruncate) *before* it moved away, all between two
+                # checks: the copy holds its unread part, and what the descriptor reads
+                # now (or later: the writer still holds it) is another file.
+                self._truncated(f, now, f"then {how}", at=old)
                 return
             log.info("source %s: %s was %s; finishing it first", self.name, old, how)
             f.rotated_at = now
@@ -421,40 +448,33 @@ class SourceTailer:
         if f.replaced():
             self._truncated(f, now, "its first line changed")
 
-    def _truncated_then_moved(self, f: LogFile, old: str, how: str, now: float) -> None:
-        """Finish ``f`` from its copy beside ``old``, then read what replaced it."""
-        try:
-            refill = reopen(f, self.name, 0, self.max_line, now)  # before f is closed
-        except OSError as exc:
-            log.warning("source %s: %s: %s", self.name, f.path, reason(exc))
-            refill = None
-        self._truncated(f, now, f"then {how}", at=old)
-        if refill is None or refill.file_id in self.files:
-            # No complete first line: nothing written after the truncation to read.
-            if refill is not None:
-                refill.close()
-            return
-        log.info(
-            "source %s: %s was refilled after its truncation, then %s; reading it next",
-            self.name,
-            old,
-            how,
-        )
-        refill.rotated_at = now + 1e-6  # after the copy: it came later at the same path
-        refill.origin = old
-        self.files[refill.file_id] = refill
-        self._out.append(Chunk(self.name, [], self._position(refill), 0, rotations=1))
-
     def _truncated(self, f: LogFile, now: float, how: str, at: str | None = None) -> None:
         """copytruncate: finish from the rotated copy, then the file restarts at 0.
 
         ``at`` is the path it was truncated at (its copy is beside it), if it has moved.
+        The truncated file goes on on a descriptor of its own, as a new file: it is read
+        from 0 once it has a first line, wherever it is by then.
         """
         path = f.path if at is None else at
         self._rotated_paths.add(path)
         copy = self._find_copy(path, f.file_id, f.read_pos, exclude=f.key, now=now)
+        restart: Blank | None = None
+        try:
+            restart = hold_again(f)  # before f is closed
+        except (PathError, OSError) as exc:
+            log.warning("source %s: %s: %s", self.name, f.path, reason(exc))
+        if restart is not None and at is not None:
+            restart.rotated_at = now  # after the copy: it came later at the same path
+            restart.origin = at
         f.close()
         del self.files[f.file_id]
+        self._follow_copy(f, copy, path, how, now)
+        if restart is not None:
+            self._follow(restart, now)
+
+    def _follow_copy(
+        self, f: LogFile, copy: LogFile | None, path: str, how: str, now: float
+    ) -> None:
         if copy is None:
             unread = max(0, f.size - f.read_pos)
             self.stats.gaps += 1
@@ -483,15 +503,112 @@ class SourceTailer:
         self.files[copy.file_id] = copy
         self._out.append(Chunk(self.name, [], self._position(copy), 0, rotations=1))
 
+    def _follow(self, b: Blank, now: float) -> None:
+        """Read ``b`` now if it has a first line, else hold it until it has one."""
+        if self._promote(b, now):
+            return
+        if b.key in self.blanks or len(self.blanks) >= MAX_BLANKS:
+            if b.rotated_at is None:
+                self.known[b.key] = ("", b.size)  # looked at again once its size changes
+            b.close()
+            return
+        b.last_data = now
+        self.blanks[b.key] = b
+
+    def _recheck_blank(
+        self,
+        b: Blank,
+        found: Mapping[str, os.stat_result],
+        by_key: Mapping[Key, str],
+        now: float,
+    ) -> None:
+        """A held file without a first line: did it move, was it written, has it one now?"""
+        st = b.fstat()
+        if st is None:
+            self._drop_blank(b)
+            return
+        if st.st_size != b.size:
+            b.size, b.last_data = st.st_size, now
+        at = found.get(b.path)
+        if b.rotated_at is not None:
+            pass
+        elif at is None or (at.st_dev, at.st_ino) != b.key:
+            if not (at is None and self._errors.get(b.path, "").startswith("permission")):
+                old = b.path
+                moved = by_key.get(b.key) or b.current_name()
+                if moved and not moved.endswith(" (deleted)"):
+                    b.path = moved
+                log.info(
+                    "source %s: %s, still without a complete line, moved away; following it",
+                    self.name,
+                    old,
+                )
+                b.rotated_at = now
+                self._rotated_paths.add(old)
+        elif self._last_wall is not None and st.st_mtime >= self._last_wall - MTIME_SLACK:
+            # Written since the last check, yet without a complete first line: it may
+            # have been filled and copytruncated in between, its copy beside it.
+            self._rotated_paths.add(b.path)
+        if self._promote(b, now):
+            return
+        if b.rotated_at is not None and now - max(b.rotated_at, b.last_data) >= self.rotate_wait:
+            if b.size:
+                log.info(
+                    "source %s: %s closed with %d bytes of an unterminated first line",
+                    self.name,
+                    b.path,
+                    b.size,
+                )
+            self._drop_blank(b)
+
+    def _drop_blank(self, b: Blank) -> None:
+        b.close()
+        if self.blanks.get(b.key) is b:
+            del self.blanks[b.key]
+
+    def _promote(self, b: Blank, now: float) -> bool:
+        """Start reading ``b`` if it has a first line now; True when ``b`` is done with."""
+        fid = b.head_fingerprint()
+        if not fid:
+            return False
+        if fid in self.files:
+            # A copy of a file being read: nothing new in it.
+            if b.rotated_at is None:
+                self.known[b.key] = (fid, b.size)
+            self._drop_blank(b)
+            return True
+        try:
+            done = self._start(
+                fid,
+                lambda offset: open_held(b, self.name, offset, self.max_line, now),
+                rotated_at=b.rotated_at,
+                origin=b.origin,
+            )
+        except (PathError, OSError) as exc:
+            log.warning("source %s: %s: %s", self.name, b.path, reason(exc))
+            return False
+        if done:
+            self._drop_blank(b)
+        return done
+
     def _find_copy(
         self, path: str, file_id: str, offset: int, exclude: Key, now: float
     ) -> LogFile | None:
-        """A rotated copy of ``file_id`` beside ``path``, opened at ``offset``."""
+        """A rotated copy of ``file_id`` beside ``path``, opened at ``offset``.
+
+        The longest one: an older copy of the same file (logrotate's ``copy``, or a
+        compressed twin being written) may end before what was unread.
+        """
+        cands: list[tuple[int, str]] = []
         for cand in rotated_siblings(path):
             try:
                 p = peek(cand)
-                if p.file_id != file_id or p.key == exclude:
-                    continue
+            except (PathError, OSError):
+                continue
+            if p.file_id == file_id and p.key != exclude:
+                cands.append((-p.length, cand))
+        for _, cand in sorted(cands):
+            try:
                 f = open_at(cand, self.name, offset, self.max_line, now)
             except (PathError, OSError):
                 continue
@@ -503,28 +620,37 @@ class SourceTailer:
         """Files created and rotated away between two checks: read them, oldest first.
 
         Beside a path that just rotated, a file written since the last check whose first
-        line is unknown was never seen at the path: it came and went in between.
+        line is unknown was never seen at the path: it came and went in between. Of
+        several copies of one file, the longest is read; a copy of the file at the path
+        now is not (that file is read there).
         """
-        open_keys = {f.key for f in self.files.values()}
-        cands: list[tuple[float, str, str]] = []
-        for path in paths:
+        open_keys = {f.key for f in self.files.values()} | self.blanks.keys()
+        cands: dict[str, tuple[int, float, str, str]] = {}  # id -> length, mtime, file, path
+        for path in set(paths):
+            here = _file_id(path)
             for sib in rotated_siblings(path):
                 try:
                     st = os.stat(sib)
-                except OSError:
+                    key = (st.st_dev, st.st_ino)
+                    if st.st_mtime < since or key in open_keys or key in self.known:
+                        continue
+                    p = peek(sib)
+                except (PathError, OSError):
                     continue
-                key = (st.st_dev, st.st_ino)
-                if st.st_mtime >= since and key not in open_keys and key not in self.known:
-                    cands.append((st.st_mtime, sib, path))
-        for i, (_, sib, origin) in enumerate(sorted(set(cands))):
+                fid = p.file_id
+                if fid is None or fid == here or fid in self.files or fid in self.stored:
+                    continue
+                if fid not in cands or p.length > cands[fid][0]:
+                    cands[fid] = (p.length, st.st_mtime, sib, path)
+        ordered = sorted(cands.values(), key=lambda c: (c[1], c[2]))
+        for i, (_, _, sib, origin) in enumerate(ordered):
             try:
-                p = peek(sib)
-                if p.file_id is None or p.file_id in self.files or p.file_id in self.stored:
-                    continue
                 f = open_at(sib, self.name, 0, self.max_line, now)
             except (PathError, OSError):
                 continue
-            if f is None:
+            if f is None or f.file_id in self.files:
+                if f is not None:
+                    f.close()
                 continue
             log.info("source %s: %s was rotated before it was seen; reading it", self.name, sib)
             f.rotated_at = now + (i + 1) * 1e-6  # after the file it followed, in mtime order
@@ -541,7 +667,7 @@ class SourceTailer:
         places: dict[str, str] = {}  # rotated file -> the path it was rotated from
         for path in [*found, *([self.config.path] if self.kind == "file" else [])]:
             places.update(dict.fromkeys(rotated_siblings(path), path))
-        open_keys = {f.key for f in self.files.values()}
+        open_keys = {f.key for f in self.files.values()} | self.blanks.keys()
         for cand in sorted(places, key=_mtime):
             try:
                 p = peek(cand)
@@ -575,35 +701,62 @@ class SourceTailer:
         """A matched file not open yet: resume it, or start it per the source's ``start``."""
         p = peek(path)
         if p.file_id is None:
-            # No complete first line yet: nothing to read either. Remember its size, so
-            # it is looked at again only once it changes.
-            self.known[p.key] = ("", p.size)
+            # No complete first line yet: nothing to read either. It is held open, so
+            # that what is written to it is read even if it is rotated away first.
+            self._follow(hold(path), now)
             return
         if p.file_id in self.files:
             self.known[p.key] = (p.file_id, p.size)  # a copy of a file being read
             return
-        stored = self.stored.get(p.file_id)
+        self._start(p.file_id, lambda offset: open_at(path, self.name, offset, self.max_line, now))
+
+    def _start(
+        self,
+        file_id: str,
+        opener: Callable[[int], LogFile | None],
+        *,
+        rotated_at: float | None = None,
+        origin: str = "",
+    ) -> bool:
+        """Open a file not open yet at its stored position, or per the source's ``start``.
+
+        ``rotated_at``: it has already moved away from ``origin``. False when the file
+        has no complete first line (any more).
+        """
+        stored = self.stored.get(file_id)
         if stored is not None:
             offset = stored
         elif self.initial and self.config.start == "end":
             offset = -1  # the end of its last complete line
         else:
             offset = 0
-        f = open_at(path, self.name, offset, self.max_line, now)
+        f = opener(offset)
         if f is None:
-            return
+            return False
         if f.compressed and f.eof:
             if stored is None:
                 self._out.append(Chunk(self.name, [], self._position(f), 0))
             self._close(f)
-            return
+            return True
+        if rotated_at is not None:
+            f.rotated_at, f.origin = rotated_at, origin
         self.files[f.file_id] = f
         if stored is None:
-            if offset != 0:
-                log.info("source %s: %s: starting at its end (%d)", self.name, path, f.read_pos)
+            if rotated_at is not None:
+                log.info(
+                    "source %s: %s, rotated away from %s before its first line, was"
+                    " written to; reading it",
+                    self.name,
+                    f.path,
+                    origin,
+                )
+            elif offset != 0:
+                log.info("source %s: %s: starting at its end (%d)", self.name, f.path, f.read_pos)
             else:
-                log.info("source %s: %s: new file, reading from its beginning", self.name, path)
-            self._out.append(Chunk(self.name, [], self._position(f), 0))
+                log.info("source %s: %s: new file, reading from its beginning", self.name, f.path)
+            rotations = 0 if rotated_at is None else 1
+            self._out.append(Chunk(self.name, [], self._position(f), 0, rotations=rotations))
+        return True
 
     # -- error bookkeeping ---------------------------------------------------------------
 
@@ -620,6 +773,13 @@ class SourceTailer:
     def _ok(self, path: str) -> None:
         self._retry.pop(path, None)
         self._errors.pop(path, None)
+
+
+def _file_id(path: str) -> str | None:
+    try:
+        return peek(path).file_id
+    except (PathError, OSError):
+        return None
 
 
 def _mtime(path: str) -> float:

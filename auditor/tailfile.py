@@ -87,15 +87,8 @@ class LogFile:
             return self.size
 
     def head_fingerprint(self) -> str | None:
-        """The fingerprint of the first line now (plain files).
-
-        None when there is no complete first line any more (it was truncated); ``""``
-        when it cannot be read now (an I/O error: nothing can be concluded).
-        """
-        try:
-            return fingerprint(os.pread(self.fileobj.fileno(), FIRST_LINE_MAX, 0))
-        except (OSError, ValueError):
-            return ""
+        """The fingerprint of the first line now (plain files); see ``head_fingerprint``."""
+        return head_fingerprint(self.fileobj)
 
     def replaced(self) -> bool:
         """True when this (plain) file no longer starts with the line it was known by."""
@@ -103,11 +96,7 @@ class LogFile:
         return fp != self.file_id and fp != ""
 
     def current_name(self) -> str | None:
-        """Where the file is now, from /proc (Linux); ``... (deleted)`` once unlinked."""
-        try:
-            return os.readlink(f"/proc/self/fd/{self.fileobj.fileno()}")
-        except (OSError, ValueError):
-            return None
+        return current_name(self.fileobj)
 
     def close(self) -> None:
         for f in (self.raw, self.fileobj):
@@ -115,6 +104,93 @@ class LogFile:
                 f.close()
             except OSError:
                 pass
+
+
+@dataclass(eq=False)
+class Blank:
+    """A matched file without a complete first line yet, held open by its descriptor.
+
+    It has no identity and nothing to read, but it is followed like a ``LogFile``: the
+    writer that holds it may fill it after it was renamed or deleted (an empty file
+    rotated away, a file copytruncated and then renamed), and what it then holds is read.
+    """
+
+    path: str
+    fileobj: io.FileIO
+    dev: int
+    inode: int
+    size: int = 0  # bytes of an unterminated first line, as last seen
+    rotated_at: float | None = None  # monotonic time the path stopped pointing here
+    last_data: float = 0.0  # monotonic time its size last changed
+    origin: str = ""  # the path it was at
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            self.origin = self.path
+
+    @property
+    def key(self) -> Key:
+        return (self.dev, self.inode)
+
+    def fstat(self) -> os.stat_result | None:
+        try:
+            return os.fstat(self.fileobj.fileno())
+        except (OSError, ValueError):
+            return None
+
+    def head_fingerprint(self) -> str | None:
+        return head_fingerprint(self.fileobj)
+
+    def current_name(self) -> str | None:
+        return current_name(self.fileobj)
+
+    def close(self) -> None:
+        try:
+            self.fileobj.close()
+        except OSError:
+            pass
+
+
+def hold(path: str) -> Blank:
+    """Open ``path`` as a ``Blank``; raises OSError, or PathError for a directory."""
+    raw = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by the Blank
+    return _blank(raw, path)
+
+
+def hold_again(f: LogFile) -> Blank:
+    """The file open as ``f``, on a descriptor of its own, as a ``Blank`` (it restarts)."""
+    return _blank(io.FileIO(os.dup(f.fileobj.fileno()), "rb"), f.path)
+
+
+def _blank(raw: io.FileIO, path: str) -> Blank:
+    try:
+        st = os.fstat(raw.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise PathError("is a directory")
+    except BaseException:
+        raw.close()
+        raise
+    return Blank(path, raw, st.st_dev, st.st_ino, st.st_size)
+
+
+def head_fingerprint(fileobj: io.FileIO) -> str | None:
+    """The fingerprint of an open plain file's first line now.
+
+    None when there is no complete first line (yet, or any more: it was truncated);
+    ``""`` when it cannot be read now (an I/O error: nothing can be concluded).
+    """
+    try:
+        return fingerprint(os.pread(fileobj.fileno(), FIRST_LINE_MAX, 0))
+    except (OSError, ValueError):
+        return ""
+
+
+def current_name(fileobj: io.FileIO) -> str | None:
+    """Where an open file is now, from /proc (Linux); ``... (deleted)`` once unlinked."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fileobj.fileno()}")
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +202,7 @@ class Peek:
     size: int
     mtime: float
     compressed: bool
+    length: int  # bytes of content: the size, or a gzip's uncompressed size (mod 2**32)
 
 
 def peek(path: str) -> Peek:
@@ -136,14 +213,16 @@ def peek(path: str) -> Peek:
             raise PathError("is a directory")
         head = os.pread(raw.fileno(), FIRST_LINE_MAX, 0)
         compressed = head[:2] == GZIP_MAGIC
+        length = st.st_size
         if compressed:
+            length = gzip_isize(raw.fileno(), st.st_size) or 0
             try:
                 with gzip.GzipFile(fileobj=raw) as gz:
                     head = gz.read(FIRST_LINE_MAX)
             except GZ_ERRORS:
                 head = b""
     key = (st.st_dev, st.st_ino)
-    return Peek(fingerprint(head), key, st.st_size, st.st_mtime, compressed)
+    return Peek(fingerprint(head), key, st.st_size, st.st_mtime, compressed, length)
 
 
 def open_at(path: str, source: str, offset: int, max_line: int, now: float) -> LogFile | None:
@@ -157,15 +236,14 @@ def open_at(path: str, source: str, offset: int, max_line: int, now: float) -> L
     return _open_raw(raw, path, source, offset, max_line, now)
 
 
-def reopen(f: LogFile, source: str, offset: int, max_line: int, now: float) -> LogFile | None:
-    """The file open as ``f``, on a descriptor of its own, identified afresh.
+def open_held(b: Blank, source: str, offset: int, max_line: int, now: float) -> LogFile | None:
+    """The file held as ``b``, on a descriptor of its own, identified afresh.
 
-    For a file whose content was replaced (copytruncate) and which then moved away: its
-    name may be gone, but the descriptor still reads the new content. None when that
-    has no complete first line.
+    Its name may be gone, but the descriptor still reads what it holds now. None when
+    that has no complete first line (yet).
     """
-    raw = io.FileIO(os.dup(f.fileobj.fileno()), "rb")
-    return _open_raw(raw, f.path, source, offset, max_line, now)
+    raw = io.FileIO(os.dup(b.fileobj.fileno()), "rb")
+    return _open_raw(raw, b.path, source, offset, max_line, now)
 
 
 def _open_raw(
