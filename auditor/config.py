@@ -21,6 +21,7 @@ from auditor.outputs.address import (
     check_webhook_url,
     parse_syslog_address,
 )
+from auditor.outputs.headers import Headers, check_header, check_unique
 
 DEFAULT_CONFIG_PATH = Path("/etc/log-auditor/config.toml")
 
@@ -106,7 +107,7 @@ DEFAULT_SHAPES = {"file": "ocsf", "syslog": "native", "webhook": "ocsf"}
 _OUTPUT_KEYS = {
     "file": ("path", "max_bytes", "keep"),
     "syslog": ("address", "facility"),
-    "webhook": ("url", "secret", "secret_file", "timeout", "ca_file"),
+    "webhook": ("url", "secret", "secret_file", "timeout", "ca_file", "headers", "headers_file"),
 }
 
 
@@ -137,6 +138,8 @@ class OutputConfig:
     secret_file: Path | None = None
     timeout: float = 10.0
     ca_file: Path | None = None
+    headers: Headers = ()  # extra request headers, not secret: they are in the config
+    headers_file: Path | None = None  # secret ones, read by outputs.build.load_secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +394,9 @@ def _webhook_output(t: _Table, base: Path | None, common: OutputConfig) -> Outpu
     if secret is not None and not secret:
         raise t.error("secret", "must not be empty")
     ca_file = t.get("ca_file", str)
+    headers_file = t.get("headers_file", str)
+    if headers_file is not None and not headers_file:
+        raise t.error("headers_file", "must not be empty")
     return replace(
         common,
         url=url,
@@ -398,7 +404,26 @@ def _webhook_output(t: _Table, base: Path | None, common: OutputConfig) -> Outpu
         secret_file=_rel(base, secret_file) if secret_file else None,
         timeout=t.positive("timeout", float, common.timeout),
         ca_file=_rel(base, ca_file) if ca_file else None,
+        headers=_webhook_headers(t, t.get("headers", dict, {})),
+        headers_file=_rel(base, headers_file) if headers_file else None,
     )
+
+
+def _webhook_headers(t: _Table, table: dict[str, Any]) -> Headers:
+    """``headers = { "X-Tenant" = "acme" }``: checked like the lines of a headers_file."""
+    out: list[tuple[str, str]] = []
+    for name, value in table.items():
+        if not isinstance(value, str):
+            raise t.error("headers", f"header {name!r}: expected a string value")
+        try:
+            out.append(check_header(name, value))
+        except ValueError as exc:
+            raise t.error("headers", f"header {name!r}: {exc}") from None
+    try:
+        check_unique(tuple(out))
+    except ValueError as exc:
+        raise t.error("headers", str(exc)) from None
+    return tuple(out)
 
 
 def _check_output_keys(t: _Table, kind: str) -> None:

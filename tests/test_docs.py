@@ -105,7 +105,7 @@ def _leaf_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
             name = "rules.override.<rule-id>"
         if (
             isinstance(value, dict)
-            and name not in ("source.fields",)
+            and name not in ("source.fields", "output.headers")
             and not (name.endswith(".params"))
         ):
             out |= _leaf_keys(value, name)

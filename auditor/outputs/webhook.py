@@ -12,6 +12,13 @@ constant time, and refuses timestamps older than a few minutes (replays). Any 2x
 delivery; anything else (another status, a timeout, a dropped connection) is a failure,
 retried with backoff. Redirects are not followed: the signed body goes where it was
 configured to go, or nowhere.
+
+Extra headers for the receiver's own checks (Splunk HEC ``Authorization: Splunk <token>``,
+``Authorization: Bearer <token>``, a tenant header) go on every request too: from the
+output's ``headers`` table (not secret) and its ``headers_file`` (secret: read at start
+and on reload by ``outputs.build.load_secrets``, never logged). They cannot replace the
+headers above, ``Host``, ``Content-Length`` or the framing ones
+(``auditor.outputs.headers.RESERVED``); they may replace ``User-Agent``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from urllib.parse import urlsplit
 
 import auditor
 from auditor.outputs.address import is_loopback
+from auditor.outputs.headers import Headers
 from auditor.outputs.sink import DeliveryError, Item
 
 SIGNATURE_HEADER = "X-Log-Auditor-Signature"
@@ -70,11 +78,18 @@ class WebhookSink:
     batch_size = 1
 
     def __init__(
-        self, url: str, secret: bytes, *, timeout: float, ca_file: Path | None = None
+        self,
+        url: str,
+        secret: bytes,
+        *,
+        timeout: float,
+        ca_file: Path | None = None,
+        headers: Headers = (),
     ) -> None:
         self.url = url
         self.secret = secret
         self.timeout = timeout
+        self._extra = dict(headers)  # checked by the config reader: no reserved name, no CR/LF
         host = urlsplit(url).hostname or ""
         handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
         if is_loopback(host):
@@ -95,6 +110,7 @@ class WebhookSink:
 
     def _post(self, item: Item) -> None:
         headers = signed_headers(self.secret, item.body, str(item.finding["id"]), time.time())
+        headers.update(self._extra)
         req = urllib.request.Request(self.url, data=item.body, headers=headers, method="POST")
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
