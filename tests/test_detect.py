@@ -239,6 +239,12 @@ ODD_TARGETS = [
     "/x?u=$%7Bjndi:ldap://e/a%7D",
     "/" + "A" * 8000,
     "/x/" + "b" * 9000 + "/.git/config?q=1%27%20or%201=1",
+    "/x?" + "q" * 9000 + "/.git/config",
+    "/x?q=caf\u00e9&u=../../etc/passwd",
+    "/x?q=a\nb&u=../../etc/passwd",
+    "/x?next=//evil.example/&f=/./.env",
+    "/etc/passwd?",
+    "/" + "A" * 7895 + "?q=1",
 ]
 
 
@@ -264,6 +270,40 @@ def test_batches_are_sieved_without_losing_a_gated_event() -> None:
             assert i in suspects, (ev.method, ev.path, ev.query, ev.status, ev.user_agent)
     one_by_one = [hit_tuple(h) for ev in events for h in det.observe(ev)]
     assert one_by_one == [hit_tuple(h) for h in Detector(RULESET).observe_many(events)]
+
+
+def url_pieces() -> list[str]:
+    """Literals of the bundled URL gates, and what hides them (case, escapes, '+', '//')."""
+    url = Detector(RULESET)._plan.url
+    lits = [n for n, _ in url.prefixes.items + url.suffixes.items + url.always]
+    lits += [n for group in url.groups.values() for n, _ in group[1]]
+    lits += [n for _, items in url.pairs for n, _ in items]
+    return sorted(set(lits)) + ["%2e", "%252f", "+", "//", "/./", "?", "=", "\u00e9", "\n"]
+
+
+def test_the_sieve_lets_through_every_event_a_url_gate_passes() -> None:
+    """Targets stitched from gate literals and their disguises, the '?' anywhere (the sieve
+    searches paths and queries apart): an event a URL gate passes is a URL suspect, and
+    gating the suspects with or without the URL gates as the sieve says changes nothing."""
+    rnd = random.Random(7)
+    pieces = url_pieces()
+    base = decode_all([clf("192.0.2.1", T0, "GET", "/", 200)])[0]
+    events = []
+    for _ in range(3000):
+        parts = [rnd.choice(pieces) for _ in range(rnd.randrange(1, 4))]
+        parts = [p.upper() if rnd.random() < 0.2 else p for p in parts]
+        target = "/" * rnd.randrange(0, 2) + rnd.choice(["", "a/", "x?"]) + "".join(parts)
+        path, sep, query = target.partition("?")
+        events.append(replace(base, path=path, query=query if sep else None, route=path))
+    det = Detector(RULESET)
+    for lo in range(0, len(events), 700):
+        batch = events[lo : lo + 700]
+        suspects, url = det._suspects(batch)
+        for j, ev in enumerate(batch):
+            full = sorted(det._candidates(ev, 0.0)[0])
+            if full:
+                assert j in suspects, (ev.path, ev.query)
+            assert sorted(det._candidates(ev, 0.0, j in url)[0]) == full, (ev.path, ev.query)
 
 
 # --- whole process: scan in one run vs. many appended chunks ------------------------------

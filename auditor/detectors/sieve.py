@@ -7,9 +7,11 @@ that can pass one, testing every gate in bulk:
 
 - the dict gates (status, method...) and the user-agent/referrer gates once per distinct
   value of the field (a column by ``map``, a ``set``, then ``compress``: in C);
-- the URL gates over all the targets of the batch joined in one string (one ``find`` for
-  '%', one regex search for the literals led by a trigger character, one for the path
-  prefixes...): a match marks the line's event.
+- the URL gates over all the paths of the batch joined in one string, and all its queries
+  in another (one ``find`` for '%', for each trigger character one ``in`` and, if it is
+  there, a search for the literals it leads, one search for the path prefixes...): a
+  match marks the line's event. (A rule literal holding a '?' falls back to one string
+  of ``path?query`` targets.)
 
 The Detector then gates the suspects exactly as before; the others pass no gate, so
 skipping them changes nothing. A URL that needs decoding first ('%', '//'...) makes its
@@ -67,6 +69,19 @@ def _searcher(text: str, rx: re.Pattern[str]) -> Callable[[int], int]:
         return -1 if m is None else m.start()
 
     return next_match
+
+
+def _text(items: list[str], text: str, out: set[int], at: list[int] | None) -> str:
+    """``text`` (``items`` joined by newlines), or, when an item is not ASCII (lower-casing
+    may change its length) or holds a newline (the line count would slip), the items
+    joined again with those blanked and their events (``at[i]``, or ``i``) marked."""
+    if text.isascii() and text.count("\n") == len(items) - 1:
+        return text
+    for i, item in enumerate(items):
+        if not item.isascii() or "\n" in item:
+            out.add(i if at is None else at[i])
+            items[i] = ""
+    return "\n".join(items)
 
 
 def _joined(items: list[str], lengths: list[int], out: set[int], longest: int) -> str:
@@ -136,6 +151,22 @@ class Sieve:
             searches.append(url.always_rx)
         self.searches = searches
         self.min_length = plan.min_length
+        # No literal holds a '?': each lies inside the path or inside the query, so the
+        # two are searched as two texts, without building "path?query" for every event.
+        # Each trigger character is looked for first ('in': memchr, in C), and its own
+        # literal-led regex runs only over a text that has it (sre skips to a leading
+        # literal fast; a class of twenty characters costs a test per character).
+        needles = [n for n, _ in url.prefixes.items + url.suffixes.items + url.always]
+        needles += [n for group in url.groups.values() for n, _ in group[1]]
+        needles += [n for _, items in url.pairs for n, _ in items]
+        self.split = not any("?" in n for n in needles)
+        self.leads = [
+            (ch, None if rx.pattern == re.escape(ch) else rx)
+            for ch, (rx, _) in sorted(url.groups.items())
+        ]
+        self.path_marks = ["%", "//", "/./"] + (["+"] if url.space else [])
+        self.query_marks = ["%"] + (["+"] if url.space else [])
+        self.anywhere = [url.always_rx] if url.always_rx is not None else []
 
     def patterns(self) -> list[str]:
         rxs = [self.prefix_rx, *self.searches]
@@ -161,15 +192,81 @@ class Sieve:
                 out.update(compress(range(n), map(is_not, values, repeat(None))))
         if self.url_on or self.relative:
             paths = list(map(_PATH, events))
+            joined = "\n".join(paths)
             if self.relative and n:
-                joined = "\n".join(paths)
                 lines = joined.count("\n")
                 if not (joined[:1] == "/" and joined.count("\n/") == lines == n - 1):
                     starts = map(str.startswith, paths, repeat("/"))
                     out.update(compress(range(n), map(not_, starts)))
-            if self.url_on:
+            if self.url_on and self.split:
+                self._split_url(paths, joined, list(map(_QUERY, events)), url)
+            elif self.url_on:
                 self._url(events, paths, url)
         return out, url
+
+    def _split_url(
+        self, paths: list[str], joined: str, queries: list[str | None], out: set[int]
+    ) -> None:
+        """``_url`` over the paths and the queries as two texts (see ``split``)."""
+        n = len(paths)
+        has_query = list(map(is_not, queries, repeat(None)))
+        at = list(compress(range(n), has_query))  # query line -> event
+        items: list[str] = list(compress(queries, has_query))  # type: ignore[arg-type]
+        longest = max(map(len, paths), default=0) + max(map(len, items), default=-1) + 1
+        if longest >= min(self.min_length, MAX_SCAN + 1):  # a long target (rare)
+            joined = self._long_targets(paths, items, at, out)
+        ptext = _text(paths, joined, out, None)
+        qtext = _text(items, "\n".join(items), out, at) if items else ""
+        qout: set[int] = set()
+        # Escapes, '+' for a space, '//' or '/./' need decoding first: the full gate decides.
+        for needle in self.path_marks:
+            _mark(ptext, _finder(ptext, needle), out)
+        for needle in self.query_marks if qtext else ():
+            _mark(qtext, _finder(qtext, needle), qout)
+        low = ptext.lower()
+        qlow = qtext.lower()
+        for text, dest in ((low, out), (qlow, qout)):
+            for bigram in self.pairs:
+                _mark(text, _finder(text, bigram), dest)
+            for ch, rx in self.leads:
+                if ch in text:
+                    _mark(text, _finder(text, ch) if rx is None else _searcher(text, rx), dest)
+            for rx in self.anywhere:
+                _mark(text, _searcher(text, rx), dest)
+        if self.suffix_rx is not None:  # path suffixes: the gate looks at the path only
+            _mark(low, _searcher(low, self.suffix_rx), out)
+        if self.prefix_rx is not None:
+            nl_low = "\n" + low  # line 0 is empty: lines count from -1
+            search = _searcher(nl_low, self.prefix_rx)
+
+            def path_start(pos: int) -> int:  # the match starts at the newline before it
+                at = search(max(pos - 1, 0))
+                return -1 if at < 0 else at + 1
+
+            _mark(nl_low, path_start, out, -1)
+        if qout:
+            out.update(at[j] for j in qout)
+
+    def _long_targets(
+        self, paths: list[str], items: list[str], at: list[int], out: set[int]
+    ) -> str:
+        """Mark the events whose target (``path?query``) reaches the length gates, and
+        blank those longer than ``MAX_SCAN`` (a hostile megabyte: the gates look at it
+        alone); the paths joined again."""
+        lengths = list(map(len, paths))
+        for j, i in enumerate(at):
+            lengths[i] += len(items[j]) + 1
+        query_of = dict(zip(at, range(len(at)), strict=True))
+        for i, length in enumerate(lengths):
+            if length >= self.min_length:
+                out.add(i)
+            if length > MAX_SCAN:
+                out.add(i)
+                paths[i] = ""
+                q = query_of.get(i)
+                if q is not None:
+                    items[q] = ""
+        return "\n".join(paths)
 
     def _url(self, events: Sequence[Event], paths: list[str], out: set[int]) -> None:
         # One line per event, its target; a missing query is written "?None" (a harmless
