@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q auditor
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,7 +28,10 @@ fmt: $(STAMP)
 	$(BIN)/ruff format auditor tests benchmarks examples
 	$(BIN)/ruff check --fix auditor tests benchmarks examples
 
+# Byte-compiled first, as a real install (pip install .) leaves it: an editable install
+# does not, and with PYTHONDONTWRITEBYTECODE set every start would compile every module.
 bench: $(STAMP)
+	$(BIN)/python -m compileall -q auditor
 	$(BIN)/python benchmarks/bench_scan.py
 	$(BIN)/python benchmarks/bench_formats.py
 
