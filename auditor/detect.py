@@ -275,8 +275,9 @@ class Detector:
         # A few events are cheaper to look at than to sieve (``observe`` of one).
         suspects: Sequence[int] = range(hi - lo)
         url_suspects = None
+        columns: dict[str, list[Any]] = {}  # fields of events[lo:hi] the sieve read
         if hi - lo > _SIEVE_FROM:
-            suspects, url_suspects = self._suspects(events[lo:hi])
+            suspects, url_suspects = self._suspects(events[lo:hi], columns)
         for j in suspects:
             i = lo + j
             ev = events[i]
@@ -321,17 +322,19 @@ class Detector:
                     if got:
                         out.append((i, order + 3, got))
         if self._all_dets:
-            stretch = Stretch(events, ts, marks, lo, hi, seen, lazy)
+            stretch = Stretch(events, ts, marks, lo, hi, seen, lazy, columns)
             for pos, det in enumerate(self._all_dets, 1):
                 for i, got in det.observe_stretch(stretch):
                     out.append((i, pos, got))
 
-    def _suspects(self, events: Sequence[Event]) -> tuple[list[int], set[int]]:
+    def _suspects(
+        self, events: Sequence[Event], columns: dict[str, list[Any]] | None = None
+    ) -> tuple[list[int], set[int]]:
         """Indexes of the events the per-event loop must see (in order): those that may
         pass a gate, and those the transport, PII or lockout detectors want (``Sieve``),
         and which of them may pass a URL gate. The others can cause no hit there, so
         they are skipped."""
-        out, url = self._sieve.suspects(events)
+        out, url = self._sieve.suspects(events, columns)
         out |= url
         return sorted(out), url
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import accumulate
+from operator import attrgetter
 from typing import Any
 
 from auditor.detectors.fields import EventView, evidence
@@ -51,7 +52,7 @@ class Stretch:
     context a detector needs for allow-lists (rarely: only when it is about to emit).
     """
 
-    __slots__ = ("events", "hi", "lazy", "lo", "marks", "seen", "ts")
+    __slots__ = ("columns", "events", "hi", "lazy", "lo", "marks", "seen", "ts")
 
     def __init__(
         self,
@@ -62,9 +63,20 @@ class Stretch:
         hi: int,
         seen: dict[int, tuple[frozenset[str], EventView | None]],
         lazy: Mapping[str, Any] | None,
+        columns: dict[str, list[Any]] | None = None,
     ) -> None:
         self.events, self.ts, self.marks = events, ts, marks
         self.lo, self.hi, self.seen, self.lazy = lo, hi, seen, lazy
+        self.columns = {} if columns is None else columns
+
+    def column(self, name: str) -> list[Any]:
+        """Field ``name`` of ``events[lo:hi]`` (index ``i - lo``), read once per stretch:
+        the sieve and the detectors share it (each pass over a thousand events that are
+        no longer in the CPU cache costs ~50 ns per event)."""
+        got = self.columns.get(name)
+        if got is None:
+            got = self.columns[name] = list(map(attrgetter(name), self.events[self.lo : self.hi]))
+        return got
 
     def env(self, i: int) -> Env:
         env = Env(self.lazy)

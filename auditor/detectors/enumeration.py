@@ -10,7 +10,6 @@ many 403/404 (someone probing other users' objects) raise the severity.
 from __future__ import annotations
 
 from itertools import compress
-from operator import attrgetter
 from typing import Any
 
 from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
@@ -23,7 +22,6 @@ from auditor.rules import Rule
 IDS, LAST_NUM, RUN, BEST, N, N2XX, NDENIED, LAST_T, FIRST_T, ACTIVE = range(10)
 _MAX_ROUTE = 2048
 _NO_ID = (0, -1)
-_ROUTE = attrgetter("route")
 
 
 def _new(t: float) -> list[Any]:
@@ -88,7 +86,7 @@ class EnumerationDetector(StatefulDetector):
         default_principal = self.default_principal
         window, distinct, max_step = self.window, self.distinct, self.max_step
         # Only the requests of routes with an object id (in C: one shape per distinct route).
-        names = list(map(_ROUTE, events[s.lo : s.hi]))
+        names = s.column("route")
         with_id = {r for r in set(names) if self._shape(r)[1] >= 0}
         if not with_id:
             return out

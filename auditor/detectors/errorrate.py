@@ -19,8 +19,6 @@ from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
 from auditor.rules import Rule
 
-_STATUS = attrgetter("status")
-
 # State per key in the current bucket: [requests, errors, fired, first_error_t]
 REQ, ERR, FIRED, FIRST = range(4)
 
@@ -38,6 +36,7 @@ class ErrorRateDetector(StatefulDetector):
             if self.by in Event.__dataclass_fields__
             else (lambda ev: EventView(ev, 0.0).get(self.by))
         )
+        self.field = self.by if self.by in Event.__dataclass_fields__ else None
         self.bucket: float = p["bucket"]
         self.min_ratio: float = p["min_ratio"]
         self.mad_k: float = p["mad_k"]
@@ -121,9 +120,12 @@ class ErrorRateDetector(StatefulDetector):
 
     def _count_quietly(self, s: Stretch, lo: int, end: int) -> bool:
         """The usual run (one key, no 5xx) counted in C; False (nothing done) otherwise."""
-        run = s.events[lo:end]
-        found = set(map(self.get, run))
-        if len(found) != 1 or any(x is not None and x >= 500 for x in set(map(_STATUS, run))):
+        a, b = lo - s.lo, end - s.lo
+        found = set(
+            s.column(self.field)[a:b] if self.field is not None else map(self.get, s.events[lo:end])
+        )
+        statuses = set(s.column("status")[a:b])
+        if len(found) != 1 or any(x is not None and x >= 500 for x in statuses):
             return False
         k = found.pop()
         if k is None:

@@ -128,7 +128,7 @@ class Sieve:
         by_field: dict[str, list[Callable[[Any], object]]] = {}
         for name, test in tests:
             by_field.setdefault(name, []).append(test)
-        self.columns = [(attrgetter(name), tests) for name, tests in by_field.items()]
+        self.columns = [(name, attrgetter(name), tests) for name, tests in by_field.items()]
         self.known = [attrgetter(name) for name in known]
         self.url_on = url_on
         self.relative = relative  # also mark paths that do not start with '/'
@@ -172,17 +172,22 @@ class Sieve:
         rxs = [self.prefix_rx, *self.searches]
         return [rx.pattern for rx in rxs if rx is not None]
 
-    def suspects(self, events: Sequence[Event]) -> tuple[set[int], set[int]]:
+    def suspects(
+        self, events: Sequence[Event], columns: dict[str, list[Any]] | None = None
+    ) -> tuple[set[int], set[int]]:
         """Indexes (into ``events``) of the events that may pass a gate (see module doc):
         those marked by the tests of whole fields, and those marked by the URL gates
-        (only these need the URL gates run on them)."""
+        (only these need the URL gates run on them). The fields read are left in
+        ``columns`` (by name), for the detectors."""
         n = len(events)
         if self.everything:
             return set(range(n)), set(range(n))
+        if columns is None:
+            columns = {}
         out: set[int] = set()
         url: set[int] = set()
-        for get, tests in self.columns:  # each distinct value of the field tested once
-            values = list(map(get, events))
+        for name, get, tests in self.columns:  # each distinct value of the field tested once
+            values = columns[name] = list(map(get, events))
             hot = {v for v in set(values) if any(test(v) for test in tests)}
             if hot:
                 out.update(compress(range(n), map(hot.__contains__, values)))
@@ -191,7 +196,7 @@ class Sieve:
             if values.count(None) != n:
                 out.update(compress(range(n), map(is_not, values, repeat(None))))
         if self.url_on or self.relative:
-            paths = list(map(_PATH, events))
+            paths = columns["path"] = list(map(_PATH, events))
             joined = "\n".join(paths)
             if self.relative and n:
                 lines = joined.count("\n")
@@ -199,9 +204,10 @@ class Sieve:
                     starts = map(str.startswith, paths, repeat("/"))
                     out.update(compress(range(n), map(not_, starts)))
             if self.url_on and self.split:
-                self._split_url(paths, joined, list(map(_QUERY, events)), url)
+                queries = columns["query"] = list(map(_QUERY, events))
+                self._split_url(list(paths), joined, queries, url)
             elif self.url_on:
-                self._url(events, paths, url)
+                self._url(events, list(paths), url)
         return out, url
 
     def _split_url(

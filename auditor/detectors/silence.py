@@ -9,7 +9,7 @@ event).
 from __future__ import annotations
 
 from collections import deque
-from operator import attrgetter, sub
+from operator import sub
 from statistics import median
 from typing import Any
 
@@ -22,7 +22,6 @@ from auditor.rules import Rule
 # State: [last_t, events, block_start, block_gaps, limit]
 LAST, N, BLOCK, GAPS, LIMIT = range(5)
 BLOCK_EVENTS = 128
-_SOURCE = attrgetter("source")
 _BLOCKS = 64
 
 
@@ -87,7 +86,7 @@ class SilenceDetector(StatefulDetector):
         limit is shorter), so no hit; counts and the block gaps are brought up to date.
         False (nothing done) otherwise."""
         lo, hi = s.lo, s.hi
-        sources = set(map(_SOURCE, s.events[lo:hi]))
+        sources = set(s.column("source"))
         st = self.keys.get(sources.pop()) if len(sources) == 1 else None
         if st is None:
             return False

@@ -30,7 +30,6 @@ from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
 from auditor.rules import Rule
 
-_STATUS = attrgetter("status")
 _BULK = 32  # requests in a run from which counting in C pays
 
 
@@ -58,6 +57,7 @@ class Group:
             if by in Event.__dataclass_fields__
             else (lambda ev: EventView(ev, 0.0).get(by))
         )
+        self.field = by if by in Event.__dataclass_fields__ else None  # a column of events
         self.modes = [r.params["mode"] for r in rules]
         baselines = [r for r in rules if r.params["mode"] == "baseline"]
         self.history = max((r.params["history"] for r in baselines), default=0)
@@ -151,7 +151,10 @@ class Group:
         by request. Otherwise (or for a short run) every request takes the step-by-step
         path.
         """
-        keys = list(map(self.get, s.events[lo:hi]))
+        if self.field is not None:
+            keys = s.column(self.field)[lo - s.lo : hi - s.lo]
+        else:
+            keys = list(map(self.get, s.events[lo:hi]))
         counts = self.counts
         if len(keys) < _BULK or len(counts) + len(keys) > self.max_keys:
             self._count_slowly(det, s, lo, keys, out)
@@ -278,7 +281,7 @@ class VolumeDetector(StatefulDetector):
             end = bisect_left(marks, self.edge, lo, hi)
             ls = self.limited_statuses
             limited_at: list[int] = []
-            if ls and not ls.isdisjoint(map(_STATUS, s.events[lo:end])):  # in C
+            if ls and not ls.isdisjoint(s.column("status")[lo - s.lo : end - s.lo]):  # in C
                 limited_at = [i for i in range(lo, end) if s.events[i].status in ls]
             for g in self.groups:
                 g.count_run(self, s, lo, end, limited_at, out)
