@@ -255,13 +255,19 @@ class Pipeline:
         batch.event_ms = times = epoch_ms(batch.events)
         minutes = batch.minutes
         clients = batch.client_hours
+        src: str | None = None
+        minute = -1
+        m = MinuteStats()
         for ev, ms in zip(batch.events, times, strict=True):
-            src = ev.source
-            minute = ms // 60000
-            key = (src, minute)
-            m = minutes.get(key)
-            if m is None:
-                m = minutes[key] = MinuteStats()
+            # Events come in runs of one source and minute: look the stats up per run.
+            if ms // 60000 != minute or ev.source != src:
+                src = ev.source
+                minute = ms // 60000
+                key = (src, minute)
+                got = minutes.get(key)
+                if got is None:
+                    got = minutes[key] = MinuteStats()
+                m = got
             m.requests += 1
             st = ev.status or 0
             if st < 300:

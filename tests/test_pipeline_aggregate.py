@@ -1,0 +1,77 @@
+"""Per-minute and per-client aggregates match a plain count, whatever the interleaving of
+sources and minutes in a batch (the aggregation looks stats up once per run)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auditor.pipeline import Batch, Pipeline
+from factories import make_event
+
+T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.integers(0, 200),  # seconds after T0: a few minutes, an hour boundary never
+            st.sampled_from([200, 302, 401, 404, 503, None]),
+            st.sampled_from(["http", "https", None]),
+        ),
+        max_size=80,
+    )
+)
+def test_minute_stats_equal_a_plain_count(
+    rows: list[tuple[str, int, int | None, str | None]],
+) -> None:
+    events = [
+        make_event(source=s, timestamp=T0 + timedelta(seconds=sec), status=status, scheme=scheme)
+        for s, sec, status, scheme in rows
+    ]
+    batch = Batch(events=events)
+    Pipeline._aggregate(batch)
+    expected: Counter[tuple[str, int, str]] = Counter()
+    for ev, (s, sec, status, scheme) in zip(events, rows, strict=True):
+        minute = int((T0 + timedelta(seconds=sec)).timestamp()) // 60
+        expected[(s, minute, "requests")] += 1
+        st_ = status or 0
+        band = (
+            "2xx"
+            if 200 <= st_ < 300
+            else "3xx"
+            if 300 <= st_ < 400
+            else "4xx"
+            if 400 <= st_ < 500
+            else "5xx"
+            if st_ >= 500
+            else None
+        )
+        if band:
+            expected[(s, minute, band)] += 1
+        if st_ in (401, 403):
+            expected[(s, minute, "auth")] += 1
+        if scheme == "http":
+            expected[(s, minute, "http")] += 1
+        expected[(s, minute, "bytes")] += ev.bytes_out or 0
+    got: Counter[tuple[str, int, str]] = Counter()
+    for (s, minute), m in batch.minutes.items():
+        for name, value in (
+            ("requests", m.requests),
+            ("2xx", m.status_2xx),
+            ("3xx", m.status_3xx),
+            ("4xx", m.status_4xx),
+            ("5xx", m.status_5xx),
+            ("auth", m.auth_failures),
+            ("http", m.plain_http),
+            ("bytes", m.bytes_out),
+        ):
+            if value:
+                got[(s, minute, name)] += value
+    assert got == +expected
+    assert sum(batch.client_hours.values()) == len(events)
