@@ -622,10 +622,12 @@ class SourceTailer:
         Beside a path that just rotated, a file written since the last check whose first
         line is unknown was never seen at the path: it came and went in between. Of
         several copies of one file, the longest is read; a copy of the file at the path
-        now is not (that file is read there).
+        now is not (that file is read there). One without a complete first line yet is
+        held (its writer may still fill it).
         """
         open_keys = {f.key for f in self.files.values()} | self.blanks.keys()
         cands: dict[str, tuple[int, float, str, str]] = {}  # id -> length, mtime, file, path
+        blank: list[tuple[str, str]] = []  # (file, path)
         for path in set(paths):
             here = _file_id(path)
             for sib in rotated_siblings(path):
@@ -638,6 +640,8 @@ class SourceTailer:
                 except (PathError, OSError):
                     continue
                 fid = p.file_id
+                if fid is None and not p.compressed:
+                    blank.append((sib, path))
                 if fid is None or fid == here or fid in self.files or fid in self.stored:
                     continue
                 if fid not in cands or p.length > cands[fid][0]:
@@ -658,6 +662,20 @@ class SourceTailer:
             self.files[f.file_id] = f
             open_keys.add(f.key)
             self._out.append(Chunk(self.name, [], self._position(f), 0, rotations=1))
+        for sib, origin in blank:
+            try:
+                b = hold(sib)
+            except (PathError, OSError):
+                continue
+            if b.key in open_keys:
+                b.close()
+                continue
+            log.info(
+                "source %s: %s, rotated before it had a complete line, is held", self.name, sib
+            )
+            b.rotated_at, b.origin = now, origin
+            open_keys.add(b.key)
+            self._follow(b, now)
 
     def _resume_orphans(self, found: Mapping[str, os.stat_result], now: float) -> None:
         """After a restart: finish files that rotated away while the daemon was down."""

@@ -1,10 +1,19 @@
 """Soak tests of `log-auditor run` on real files, with real rotations and real SIGKILLs.
 
 ``exactly-once`` (default): a writer appends numbered nginx lines (``GET /item/<n>``) at
-a fixed rate while the file is rotated every ``--rotate-every`` seconds, alternating
-rename+create and copytruncate (older rotated files are gzipped and removed, as
-logrotate's delaycompress does), and the daemon is SIGKILLed and restarted at random
-moments. At the end the store must hold every number exactly once.
+a fixed rate while the file is rotated every ``--rotate-every`` seconds, by turns in the
+kinds of ``--mix`` (default: copytruncate, copytruncate-rename, rename, rename; older
+rotated files are gzipped and removed, as logrotate's delaycompress does), and the daemon
+is SIGKILLed and restarted at random moments. At the end the store must hold every
+number exactly once. The kinds:
+
+* ``rename``: rename + create; the writer reopens the path (nginx's USR1);
+* ``copytruncate``: copy beside it, truncate; the writer goes on (O_APPEND) at offset 0;
+* ``copytruncate-rename``: copytruncate, then the emptied file is renamed away before
+  anything new is written to it and a new, empty file is created at the path; the writer
+  goes on in the renamed file until the next rotation (the next ``rename`` reopens). It
+  writes again once the daemon holds the renamed file open (it saw it empty), or after
+  ``QUIET`` seconds.
 
 ``sustained``: a writer process appends at ``--rate`` lines/s for ``--minutes``; the
 daemon's RSS and the stored line count are sampled every ``--every`` seconds and printed
@@ -12,6 +21,7 @@ as a table (the memory curve), with the ingest rate per interval.
 
     .venv/bin/python benchmarks/soak.py                       # 200k lines, 10 kills
     .venv/bin/python benchmarks/soak.py --lines 20000 --kills 3
+    .venv/bin/python benchmarks/soak.py --mix copytruncate-rename,rename
     .venv/bin/python benchmarks/soak.py sustained --rate 50000 --minutes 10
 """
 
@@ -116,18 +126,45 @@ def stored_count(db: Path) -> int:
         conn.close()
 
 
+ROTATIONS = ("rename", "copytruncate", "copytruncate-rename")
+QUIET = 1.0  # longest wait without a write after a copytruncate-rename
+# After a copytruncate-rename the file at the path is empty (the writer is in the renamed
+# one): a rename follows, which makes the writer reopen, then one of a written file.
+MIX = ("copytruncate", "copytruncate-rename", "rename", "rename")
+
+
+def holds_open(pid: int | None, st: os.stat_result) -> bool:
+    """True when process ``pid`` has the file ``st`` open (Linux /proc)."""
+    if pid is None:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.path.samestat(os.stat(f"/proc/{pid}/fd/{fd}"), st):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 @dataclass(eq=False)
 class RotatingWriter(threading.Thread):
     """Appends numbered lines at ``rate``, rotating every ``rotate_every`` seconds.
 
     Rotations happen between two writes of this thread, so none loses a line by
     construction (the copytruncate race of real logrotate is not what is tested here).
+    They take the kinds of ``mix`` by turns.
     """
 
     log: Path
     total: int
     rate: float
     rotate_every: float
+    mix: tuple[str, ...] = MIX
+    daemon_pid: int | None = None  # the daemon running now (set by the soak)
     written: int = 0
     rotations: Counter[str] = field(default_factory=Counter)
     done: threading.Event = field(default_factory=threading.Event)
@@ -159,23 +196,33 @@ class RotatingWriter(threading.Thread):
 
     def _rotate(self, f: TextIO, k: int) -> TextIO:
         rotated = self.log.with_name(f"{self.log.name}.{k}")
-        if k % 2:
+        kind = self.mix[(k - 1) % len(self.mix)]
+        if kind == "rename":
             f.close()
             os.rename(self.log, rotated)
             f = self.log.open("a")
-            self.rotations["rename"] += 1
         else:
             shutil.copyfile(self.log, rotated)
             os.truncate(self.log, 0)  # O_APPEND: the writer goes on at offset 0
-            self.rotations["copytruncate"] += 1
-        old = self.log.with_name(f"{self.log.name}.{k - 2}")
-        if k > 2 and old.exists():
-            # delaycompress: the file rotated two turns ago is compressed and removed.
-            with old.open("rb") as src, gzip.open(f"{old}.gz", "wb", compresslevel=1) as dst:
-                shutil.copyfileobj(src, dst)
-            shutil.copystat(old, f"{old}.gz")
-            old.unlink()
-            self.rotations["gzip"] += 1
+            if kind == "copytruncate-rename":
+                # Renamed before its next line; the writer still holds it, and writes
+                # again once the daemon has seen it empty (it holds it open then).
+                moved = self.log.with_name(f"{self.log.name}.{k}-moved")
+                os.rename(self.log, moved)
+                self.log.touch()
+                st, deadline = moved.stat(), time.monotonic() + QUIET
+                while not holds_open(self.daemon_pid, st) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        self.rotations[kind] += 1
+        # delaycompress: the files rotated two turns ago are compressed and removed.
+        held = os.fstat(f.fileno())
+        for old in (self.log.with_name(f"{self.log.name}.{k - 2}{x}") for x in ("", "-moved")):
+            if k > 2 and old.exists() and not os.path.samestat(old.stat(), held):
+                with old.open("rb") as src, gzip.open(f"{old}.gz", "wb", compresslevel=1) as dst:
+                    shutil.copyfileobj(src, dst)
+                shutil.copystat(old, f"{old}.gz")
+                old.unlink()
+                self.rotations["gzip"] += 1
         return f
 
 
@@ -213,6 +260,7 @@ def soak(
     kills: int = 10,
     seed: int = 1,
     rules: bool = True,
+    mix: tuple[str, ...] = MIX,
     say: Callable[[str], None] = print,
 ) -> SoakResult:
     """The exactly-once soak; returns what the store holds against what was written."""
@@ -222,8 +270,9 @@ def soak(
     cfg = write_config(work, log, rules=rules)
     db = work / "audit.db"
     err = work / "daemon.err"
-    writer = RotatingWriter(log, total, rate, rotate_every)
+    writer = RotatingWriter(log, total, rate, rotate_every, mix)
     proc = start_daemon(cfg, err)
+    writer.daemon_pid = proc.pid
     wait_registered(db, "soak")
     t0 = time.monotonic()
     writer.start()
@@ -239,6 +288,7 @@ def soak(
         done_kills += 1
         say(f"  SIGKILL {done_kills}/{kills} at {time.monotonic() - t0:.2f}s, restarting")
         proc = start_daemon(cfg, err)
+        writer.daemon_pid = proc.pid
     writer.done.wait()
     write_seconds = time.monotonic() - t0
     t1 = time.monotonic()
@@ -372,6 +422,11 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--rate", type=float, default=None, help="lines/s written")
     ap.add_argument("--rotate-every", type=float, default=2.0)
+    ap.add_argument(
+        "--mix",
+        default=",".join(MIX),
+        help=f"rotation kinds taken by turns, comma-separated, of: {', '.join(ROTATIONS)}",
+    )
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -408,9 +463,13 @@ def main() -> None:
                 )
             return
         rate = args.rate or 20_000
+        mix = tuple(k.strip() for k in args.mix.split(",") if k.strip())
+        if not mix or any(k not in ROTATIONS for k in mix):
+            ap.error(f"--mix: kinds are {', '.join(ROTATIONS)}")
         print(
             f"exactly-once soak: {args.lines:,} lines at {rate:,.0f}/s, rotation every"
-            f" {args.rotate_every}s, {args.kills} SIGKILLs (seed {args.seed}) in {work}"
+            f" {args.rotate_every}s ({', '.join(mix)}), {args.kills} SIGKILLs"
+            f" (seed {args.seed}) in {work}"
         )
         res = soak(
             work,
@@ -420,6 +479,7 @@ def main() -> None:
             kills=args.kills,
             seed=args.seed,
             rules=not args.no_rules,
+            mix=mix,
         )
         print(res.summary())
         if res.missing or res.doubled:

@@ -814,3 +814,48 @@ def test_restarts_around_a_copytruncated_file_renamed_before_its_next_line(
         assert sink3.lines == ["l1 late", "l3"]
     finally:
         r.close()
+
+
+def test_an_empty_file_created_and_rotated_between_checks_is_held(tmp_path: Path) -> None:
+    """Never seen at the path, still empty when found beside it, filled afterwards."""
+    r = Rotator(tmp_path)
+    try:
+        r.do("W")
+        t, sink, _ = make(r.log)
+        check(t)
+        for op in ("RN", "CR", "RO", "RN", "CR"):  # the writer is in access.log.2, empty
+            r.do(op)
+        old = time.time() - 60  # the new file at the path tells of no change since
+        os.utime(r.log, (old, old))
+        check(t)
+        r.do("W")
+        check(t)
+        assert sink.lines == ["l0", "l1"]
+    finally:
+        r.close()
+
+
+def test_a_file_copytruncated_and_renamed_while_stopped_is_read_once_filled(
+    tmp_path: Path,
+) -> None:
+    r = Rotator(tmp_path)
+    try:
+        r.do("W")
+        t, sink, _ = make(r.log)
+        check(t)
+        stored = {fid: p.offset for fid, p in sink.positions.items()}
+        t.close()
+        last_seen = time.time()
+        for op in ("W", "CT", "RN", "CR"):  # while stopped; the writer holds the renamed file
+            r.do(op)
+        old = time.time() - 60  # the new file at the path tells of no change since
+        os.utime(r.log, (old, old))
+        t2, sink2, _ = make(r.log, stored=stored)
+        t2.last_seen = last_seen
+        check(t2)
+        assert sink2.take() == ["l1"]  # from the copy
+        r.do("W")
+        check(t2)
+        assert sink2.take() == ["l2"]
+    finally:
+        r.close()
