@@ -1,0 +1,58 @@
+"""Serialized store rows: one value per Event field, in the Event's field order, and back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from auditor.model import Event, Exposure
+from auditor.store.eventblocks import (
+    BLOCK_MAX,
+    EVENT_COLUMNS,
+    compress_block,
+    serialize_events,
+    unpack,
+)
+from factories import make_event
+
+
+def _distinct_event(source: str = "api") -> Event:
+    """Every field a value of its own, so a swapped pair of fields shows."""
+    values: dict[str, object] = {}
+    for i, f in enumerate(dataclasses.fields(Event)):
+        if f.name in ("timestamp", "exposures"):
+            continue
+        values[f.name] = f"v{i}" if f.name != "source" else source
+    values["exposures"] = (Exposure("email", "query", "to", "a***@example.com", "d1", None),)
+    return make_event(**values)
+
+
+def test_rows_follow_the_event_fields_in_order() -> None:
+    ev = _distinct_event()
+    (block,) = serialize_events([ev], [1234])
+    (row,) = unpack(compress_block(block).data)
+    assert len(row) == len(EVENT_COLUMNS)
+    assert row[0] == 1234
+    names = [f.name for f in dataclasses.fields(Event)]
+    for name, value in zip(names[1:-1], row[1:-1], strict=True):
+        assert value == getattr(ev, name), name
+    assert row[-1] == [
+        {
+            "pii_type": "email",
+            "location": "query",
+            "param": "to",
+            "masked": "a***@example.com",
+            "digest": "d1",
+            "detail": None,
+        }
+    ]
+
+
+def test_blocks_hold_one_source_each_and_at_most_block_max_events() -> None:
+    events = [_distinct_event("a" if i % 3 else "b") for i in range(BLOCK_MAX + 10)]
+    blocks = serialize_events(events, list(range(len(events))))
+    assert all(b.n <= BLOCK_MAX for b in blocks)
+    assert sum(b.n for b in blocks) == len(events)
+    for b in blocks:
+        rows = unpack(compress_block(b).data)
+        assert {r[1] for r in rows} == {b.source}
+        assert (b.first_ms, b.last_ms) == (rows[0][0], rows[-1][0])
