@@ -603,7 +603,8 @@ class Rotator:
     rename away; ``CR`` create an empty file at the path; ``RO`` the writer reopens the
     path; ``RM`` delete the path; ``SH`` rename the newest rotated file again; ``GZ``
     compress the oldest rotated file the writer does not hold and remove it; ``C`` a check
-    of the tailer. Rotated names never repeat.
+    of the tailer; ``CA`` a check, then a minute passes (file times are set back). Rotated
+    names never repeat.
     """
 
     def __init__(self, d: Path) -> None:
@@ -614,6 +615,12 @@ class Rotator:
         self.log.write_text("")
         self.held = self.log.open("a")
         self.seen: set[int] = set()  # inodes at the path at a check
+
+    def age(self) -> None:
+        """A minute passes: every file was last changed well before the next check."""
+        old = time.time() - 60
+        for p in self.d.iterdir():
+            os.utime(p, (old, old))
 
     def checked(self) -> None:
         if self.log.exists():
@@ -703,7 +710,12 @@ def play(tmp_path: Path, ops: str, *, skip: bool = False) -> tuple[list[str], li
                     if skip:
                         continue
                     return None
-                check_now() if op == "C" else r.do(op)
+                if op in ("C", "CA"):
+                    check_now()
+                    if op == "CA":
+                        r.age()
+                else:
+                    r.do(op)
             r.do("W")
             check_now()
             for op in ("CR", "RO"):
@@ -763,7 +775,7 @@ def test_every_short_interleaving_reads_each_line_once(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_random_long_interleavings_read_each_line_once(tmp_path: Path) -> None:
     """Random sequences of 12 operations, copies, shifts and compression included."""
-    ops = ["W", "CT", "CP", "RN", "CR", "RO", "RM", "SH", "GZ", "C"]
+    ops = ["W", "CT", "CP", "RN", "CR", "RO", "RM", "SH", "GZ", "C", "CA"]
     rng = random.Random(7)
     for i in range(2000):
         seq = " ".join(rng.choice(ops) for _ in range(12))
