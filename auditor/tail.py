@@ -7,7 +7,9 @@ at now with what is open:
 
 * **rename + create, delete + recreate, symlink swap**: the path points at another inode
   (or nothing). The old file stays open and is drained first; it is closed once it has
-  been at its end for ``rotate_wait`` seconds (a writer may still hold it). The new file
+  been at its end for ``rotate_wait`` seconds (a writer may still hold it) and the path
+  holds a file with lines (until then its writer may not have moved on: copytruncate
+  never tells it to; a deleted file is not kept for that). The new file
   is read from its beginning. A file created *and* rotated away between two checks is
   found beside the path (written since the last check, unknown first line) and read too;
   so is one created and rotated away while the path did not exist.
@@ -34,6 +36,7 @@ the daemon commits that position in the same transaction as the chunk's events.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import time
@@ -292,7 +295,10 @@ class SourceTailer:
             if f.rotated_at is None:
                 if not f.compressed:
                     continue  # followed for as long as the path names it
-            elif not final and now - max(f.rotated_at, f.last_data) < self.rotate_wait:
+            elif not final and (
+                now - max(f.rotated_at, f.last_data) < self.rotate_wait
+                or (not f.compressed and self._writer_may_be_in(f.origin, f.fileobj))
+            ):
                 continue
             if f.splitter.pending:
                 if f.compressed:
@@ -307,6 +313,22 @@ class SourceTailer:
                         f.splitter.pending,
                     )
             self._close(f)
+
+    def _writer_may_be_in(self, origin: str, fileobj: io.FileIO) -> bool:
+        """True for a rotated file whose writer may not have moved on: nothing with a
+        line in it is at the path it came from, and it still has a name.
+
+        Copytruncate never tells the writer to reopen: a file copytruncated and then
+        renamed stays its writer's file, however quiet the writer is. Once the path holds
+        a file with lines the writer has moved on; a deleted file is not kept (its disk
+        space is freed only once it is closed).
+        """
+        if any(f.path == origin and f.rotated_at is None for f in self.files.values()):
+            return False
+        try:
+            return os.fstat(fileobj.fileno()).st_nlink > 0
+        except (OSError, ValueError):
+            return False
 
     def _close(self, f: LogFile) -> None:
         size = f.fstat_size()
@@ -551,7 +573,11 @@ class SourceTailer:
             self._rotated_paths.add(b.path)
         if self._promote(b, now):
             return
-        if b.rotated_at is not None and now - max(b.rotated_at, b.last_data) >= self.rotate_wait:
+        if (
+            b.rotated_at is not None
+            and now - max(b.rotated_at, b.last_data) >= self.rotate_wait
+            and not self._writer_may_be_in(b.origin, b.fileobj)
+        ):
             if b.size:
                 log.info(
                     "source %s: %s closed with %d bytes of an unterminated first line",

@@ -871,3 +871,36 @@ def test_a_file_copytruncated_and_renamed_while_stopped_is_read_once_filled(
         assert sink2.take() == ["l2"]
     finally:
         r.close()
+
+
+def test_a_quiet_writer_in_a_copytruncated_renamed_file_is_waited_for(tmp_path: Path) -> None:
+    """Copytruncate never tells the writer to reopen: the renamed file stays its file,
+    however long it is quiet, until the path holds a file with lines."""
+    r = Rotator(tmp_path)
+    try:
+        r.do("W")
+        t, sink, clock = make(r.log)
+        check(t)
+        for op in ("CT", "RN", "CR"):
+            r.do(op)
+        check(t)
+        clock.now += 60  # well past rotate_wait
+        check(t)
+        r.do("W")
+        check(t)
+        clock.now += 60
+        check(t)
+        r.do("W")
+        check(t)
+        assert sink.take() == ["l0", "l1", "l2"]
+        # The writer reopens the path: the renamed file is closed rotate_wait later.
+        r.do("RO")
+        r.do("W")
+        check(t)
+        assert sink.take() == ["l3"]
+        assert len(t.files) == 2
+        clock.now += 6
+        check(t)
+        assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
+    finally:
+        r.close()
