@@ -88,7 +88,7 @@ class DaemonConfig:
     max_line_bytes: int = 65536
     poll_interval: float = 1.0
     metrics_listen: str | None = None  # "127.0.0.1:9464"; off by default
-    # Decode in a second process (opt-in until a rare SIGTERM exit by signal is explained).
+    # Decode in a second process (None: when this process may use two or more CPUs).
     decode_worker: bool | None = None
 
 

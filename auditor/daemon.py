@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sqlite3
 import time
@@ -71,6 +72,14 @@ def build_pipeline(config: Config, store: Store, previous: Pipeline | None) -> P
     pipeline = engine.pipeline()
     pipeline.detector = Detector.restore(engine.ruleset, previous.detector.snapshot())
     return pipeline
+
+
+def _cpus() -> int:
+    """CPUs this process may run on (a systemd CPUAffinity= or a container may give one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def scheduled_tasks() -> list[ExtraTask]:
@@ -150,7 +159,7 @@ class Daemon:
             self.metrics,
             batch_lines=d.batch_lines,
             batch_seconds=d.batch_seconds,
-            decode_worker=bool(d.decode_worker),
+            decode_worker=d.decode_worker if d.decode_worker is not None else _cpus() >= 2,
             max_line=d.max_line_bytes,
         )
         self.notifier = Notifier.from_env(env)

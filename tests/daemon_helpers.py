@@ -152,11 +152,13 @@ class Daemon:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
         self._close()
+        if exc_type is not None:  # the test failed inside the block: show the daemon's side
+            print(f"daemon exit code {self.proc.returncode}; its stderr:\n{self.stderr[-20000:]}")
 
     def _close(self) -> None:
         self._reader.join(10)
