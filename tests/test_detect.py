@@ -600,3 +600,22 @@ def decode_url_slow(text: str) -> str:
 def decode_query_slow(text: str) -> str:
     once = unquote_plus(text, errors="replace")
     return unquote_plus(once, errors="replace") if "%" in once else once
+
+
+@pytest.mark.parametrize("kind", ["count", "distinct", "burst"])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_a_window_key_starts_as_the_general_path_would_start_it(kind: str, n: int) -> None:
+    """``Window.add`` builds a new key's state in one step (``_first``): the same state,
+    and the same answer, as ``_new`` then ``_add``."""
+    from auditor.detectors.windows import make_window
+    from auditor.rules import Threshold
+
+    for value in ("/a", None):
+        th = Threshold(kind, n, 10.0, ("client_ip",), "path" if kind == "distinct" else None)
+        fast, slow = make_window(th), make_window(th)
+        got = fast.add("k", 5.0, value)
+        want = slow._add(slow._new(5.0), 5.0, value)
+        slow.keys["k"] = slow._new(5.0)
+        slow._add(slow.keys["k"], 5.0, value)
+        assert got == want
+        assert orjson.dumps(fast.dump()) == orjson.dumps(slow.dump())

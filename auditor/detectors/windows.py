@@ -25,13 +25,15 @@ class Window:
 
     def __init__(self, threshold: Threshold, max_keys: int = 20000) -> None:
         self.th = threshold
+        self.n, self.window = threshold.n, threshold.window  # read per event
         self.max_keys = max_keys
         self.keys: dict[str, list[Any]] = {}
         self.swept = 0.0  # watermark of the last sweep
         self.dirty = True  # changed since the last dump (the Detector keeps the last one)
 
     # subclasses: _new(t) -> state, _add(state, t, value) -> Crossing | None,
-    # _idle(state, now) -> bool, _dump(state) -> list, _load(list) -> state
+    # _idle(state, now) -> bool, _dump(state) -> list, _load(list) -> state, and
+    # _first(t, value) -> what _add makes of _new(t) when that cannot cross, else None
 
     def add(self, key: str, t: float, value: str | None = None) -> Crossing | None:
         self.dirty = True
@@ -40,6 +42,10 @@ class Window:
         if st is None:
             if len(keys) >= self.max_keys:
                 self._evict()
+            first = self._first(t, value)
+            if first is not None:  # most keys are new (one call instead of two)
+                keys[key] = first
+                return None
             st = keys[key] = self._new(t)
         return self._add(st, t, value)
 
@@ -83,6 +89,9 @@ class Window:
     def _new(self, t: float) -> list[Any]:
         raise NotImplementedError
 
+    def _first(self, t: float, value: str | None) -> list[Any] | None:
+        return None
+
     def _add(self, st: list[Any], t: float, value: str | None) -> Crossing | None:
         raise NotImplementedError
 
@@ -108,12 +117,16 @@ class CountWindow(Window):
     def _new(self, t: float) -> list[Any]:
         return [deque(maxlen=self.th.n), t, False]
 
+    def _first(self, t: float, value: str | None) -> list[Any] | None:
+        n = self.n
+        return [deque((t,), maxlen=n), t, False] if n > 1 else None
+
     def _add(self, st: list[Any], t: float, value: str | None) -> Crossing | None:
         last = st[1]
         if last > t:  # noqa: PLR1730 - a branch is cheaper than max() here
             t = last
         times: deque[float] = st[0]
-        window = self.th.window
+        window = self.window
         st[1] = t
         if st[2]:
             if t - last <= window:
@@ -121,7 +134,7 @@ class CountWindow(Window):
             st[2] = False
             times.clear()
         times.append(t)
-        if len(times) == self.th.n and times[0] >= t - window:
+        if len(times) == self.n and times[0] >= t - window:
             first = times[0]
             count = len(times)
             times.clear()
@@ -161,13 +174,18 @@ class DistinctWindow(Window):
     def _new(self, t: float) -> list[Any]:
         return [{}, 0, t, False]
 
+    def _first(self, t: float, value: str | None) -> list[Any] | None:
+        if self.n <= 1:
+            return None
+        return [{} if value is None else {value: t}, 1, t, False]
+
     def _add(self, st: list[Any], t: float, value: str | None) -> Crossing | None:
         last = st[2]
         if last > t:  # noqa: PLR1730 - a branch is cheaper than max() here
             t = last
         st[2] = t
         values: dict[str, float] = st[0]
-        window = self.th.window
+        window = self.window
         if t - last > window:
             st[3] = False
             values.clear()
@@ -178,7 +196,7 @@ class DistinctWindow(Window):
         if value is not None:
             values.pop(value, None)
             values[value] = t
-        n = self.th.n
+        n = self.n
         if len(values) < n:
             return None
         cutoff = t - window
@@ -222,11 +240,14 @@ class BurstWindow(Window):
     def _new(self, t: float) -> list[Any]:
         return [0.0, t, t, 0, False]
 
+    def _first(self, t: float, value: str | None) -> list[Any] | None:
+        return [1.0, t, t, 1, False] if self.n >= 1 and self.window > 0 else None
+
     def _add(self, st: list[Any], t: float, value: str | None) -> Crossing | None:
         last = st[1]
         if last > t:  # noqa: PLR1730 - a branch is cheaper than max() here
             t = last
-        level = st[0] - (t - last) / self.th.window
+        level = st[0] - (t - last) / self.window
         if level <= 0.0:
             level = 0.0
             st[2] = t
@@ -238,7 +259,7 @@ class BurstWindow(Window):
         st[3] += 1
         if st[4]:
             return (1, t)
-        if level > self.th.n:
+        if level > self.n:
             st[4] = True
             return (int(st[3]), float(st[2]))
         return None
