@@ -670,7 +670,11 @@ class SourceTailer:
                     blank.append((sib, path))
                 if fid is None or fid == here or fid in self.files or fid in self.stored:
                     continue
-                if fid not in cands or p.length > cands[fid][0]:
+                # Of equal ones the oldest: a copy is written after what it copies.
+                if fid not in cands or (p.length, -st.st_mtime) > (
+                    cands[fid][0],
+                    -cands[fid][1],
+                ):
                     cands[fid] = (p.length, st.st_mtime, sib, path)
         ordered = sorted(cands.values(), key=lambda c: (c[1], c[2]))
         for i, (_, _, sib, origin) in enumerate(ordered):
@@ -703,8 +707,16 @@ class SourceTailer:
             open_keys.add(b.key)
             self._follow(b, now)
 
+    def _maybe_written(self, mtime: float) -> bool:
+        """Changed since shortly before the daemon was last seen: its writer may be in it."""
+        return self.last_seen is not None and mtime >= self.last_seen - RESUME_MARGIN
+
     def _resume_orphans(self, found: Mapping[str, os.stat_result], now: float) -> None:
-        """After a restart: finish files that rotated away while the daemon was down."""
+        """After a restart: finish files that rotated away while the daemon was down.
+
+        One read to its end is followed too if it changed lately: its writer (one that
+        was never told to reopen, after copytruncate) may still write to it.
+        """
         missing = {fid for fid in self.stored if fid not in self.files}
         if not missing:
             return
@@ -712,16 +724,24 @@ class SourceTailer:
         for path in [*found, *([self.config.path] if self.kind == "file" else [])]:
             places.update(dict.fromkeys(rotated_siblings(path), path))
         open_keys = {f.key for f in self.files.values()} | self.blanks.keys()
-        for cand in sorted(places, key=_mtime):
+        # Of several files with one first line, the longest; then a plain one; then the
+        # oldest (a copy is written after what it copies, which its writer may still hold).
+        best: dict[str, tuple[int, bool, float, str]] = {}
+        for cand in places:
             try:
                 p = peek(cand)
             except (PathError, OSError):
                 continue
-            if p.file_id not in missing or p.key in open_keys:
+            if p.file_id is None or p.file_id not in missing or p.key in open_keys:
                 continue
             offset = self.stored[p.file_id]
-            if not p.compressed and offset >= p.size:
-                continue
+            if not p.compressed and offset >= p.size and not self._maybe_written(p.mtime):
+                continue  # read to its end, and not written to since
+            rank = (p.length, not p.compressed, -p.mtime, cand)
+            if p.file_id not in best or rank > best[p.file_id]:
+                best[p.file_id] = rank
+        for fid, (_, _, _, cand) in sorted(best.items(), key=lambda kv: -kv[1][2]):
+            offset = self.stored[fid]
             try:
                 f = open_at(cand, self.name, offset, self.max_line, now)
             except (PathError, OSError):
