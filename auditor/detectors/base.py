@@ -49,7 +49,8 @@ class Stretch:
     ``ts`` holds the log time of every event, ``marks`` its running maximum (the watermark),
     so ``bisect(marks, x)`` finds where log time first reaches ``x``. ``seen`` holds the
     predicates and views of the events the rules looked at; ``env(i)`` builds the per-event
-    context a detector needs for allow-lists (rarely: only when it is about to emit).
+    context a detector needs for allow-lists (rarely: only when it is about to emit);
+    ``column(name)`` one field of every event, read once for the sieve and all detectors.
     """
 
     __slots__ = ("columns", "events", "hi", "lazy", "lo", "marks", "seen", "ts")
