@@ -460,7 +460,9 @@ class Detector:
     def _fire(self, f: Firing, view: EventView, t: float, hits: list[Hit]) -> None:
         rule, unless, allow, key_of_view, value_of_view, window = f
         if unless is not None:
-            memo = view.memo
+            memo = view._memo
+            if memo is None:
+                memo = view._memo = {}
             for cid, clause in unless:
                 held = memo.get(cid)
                 if held is None:

@@ -72,6 +72,8 @@ def _fused(cond: Condition) -> Callable[[EventView], bool]:
     name, test, op, value = cond.field, cond.test, cond.op, cond.value
     if cond.lowered:
         return lambda v: test(v.lower(name))
+    if name not in FIELDS and op == "eq" and isinstance(value, bool):
+        return lambda v: v.get(name) is value  # a predicate (its test: ``v is value``)
     if name not in DIRECT_FIELDS:
         return lambda v: test(v.get(name))
     get = attrgetter(name)

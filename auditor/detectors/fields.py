@@ -88,6 +88,10 @@ def _target(ev: Event) -> str:
     return ev.path if ev.query is None else f"{ev.path}?{ev.query}"
 
 
+_MISSING = object()  # not computed yet (a field's value may be None)
+_LOWER_KEYS: dict[str, str] = {}  # field -> its key for the lower-cased text in the cache
+
+
 class EventView:
     """One event plus the derived values rules ask for, each computed at most once.
 
@@ -121,8 +125,9 @@ class EventView:
     def get(self, name: str) -> Any:
         """The value of a field (``None`` when the log does not carry it)."""
         cache = self._cache
-        if name in cache:
-            return cache[name]
+        value = cache.get(name, _MISSING)
+        if value is not _MISSING:
+            return value
         getter = _GETTERS.get(name)
         if getter is not None:
             value = getter(self)
@@ -142,10 +147,12 @@ class EventView:
 
     def lower(self, name: str) -> str | None:
         """The lower-cased text of a field, for the case-insensitive operators."""
-        key = "\x00" + name
+        key = _LOWER_KEYS.get(name)
+        if key is None:  # one key string per field: its hash is computed once
+            key = _LOWER_KEYS[name] = "\x00" + name
         cache = self._cache
-        if key in cache:
-            value: str | None = cache[key]
+        value: str | None = cache.get(key, _MISSING)
+        if value is not _MISSING:
             return value
         raw = self.get(name)
         low = raw.lower() if isinstance(raw, str) else None
