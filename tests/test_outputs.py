@@ -25,7 +25,6 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,11 @@ from auditor.outputs.sink import Sink
 from auditor.outputs.syslog import SD_ID, SYSLOG_SEVERITY, SyslogSink
 from auditor.outputs.webhook import (
     FINDING_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    verify,
 )
 from auditor.pipeline import Batch
 from auditor.store import Store
 from daemon_helpers import Daemon, free_port, query, status, wait_for, write_config
+from receivers import Receiver
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 SECRET = b"test-hmac-secret"
@@ -332,66 +329,9 @@ def test_rsyslogd_accepts_the_messages(tmp_path: Path, short_dir: Path) -> None:
 # -- webhook --------------------------------------------------------------------------
 
 
-class _Receiver:
-    """An HTTP receiver on loopback: fails while ``failures`` last, then records requests.
-
-    ``failures`` holds what the next requests get: ``500`` or ``"drop"`` (the connection
-    is closed without a response). ``down`` makes every request fail.
-    """
-
-    def __init__(self, failures: list[int | str] | None = None, port: int = 0) -> None:
-        self.failures = list(failures or [])
-        self.down = False
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.attempts = 0
-        self.lock = threading.Lock()
-        rx = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with rx.lock:
-                    rx.attempts += 1
-                    fail: int | str | None = "drop" if rx.down else None
-                    if fail is None and rx.failures:
-                        fail = rx.failures.pop(0)
-                    if fail is None:
-                        rx.received.append((dict(self.headers.items()), body))
-                if fail == "drop":
-                    self.close_connection = True
-                    return  # no response at all: the client sees the connection close
-                self.send_response(200 if fail is None else int(fail))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def ids(self) -> Counter[str]:
-        with self.lock:
-            return Counter(h[FINDING_HEADER] for h, _ in self.received)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(5)
-
-    def check_signatures(self, secret: bytes = SECRET) -> None:
-        for headers, body in self.received:
-            assert verify(secret, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
-            assert not verify(b"other", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    rx = _Receiver()
+def receiver() -> Iterator[Receiver]:
+    rx = Receiver()
     try:
         yield rx
     finally:
@@ -399,7 +339,7 @@ def receiver() -> Iterator[_Receiver]:
 
 
 def test_webhook_recovers_from_failures_and_delivers_each_finding_once(
-    tmp_path: Path, receiver: _Receiver
+    tmp_path: Path, receiver: Receiver
 ) -> None:
     db = tmp_path / "audit.db"
     add_findings(db, [hit(n) for n in range(12)])
@@ -409,7 +349,7 @@ def test_webhook_recovers_from_failures_and_delivers_each_finding_once(
     runner = deliver(out, db, sink, lambda r: r.stats.delivered == 12)
     assert receiver.ids() == Counter(finding_ids(db))
     assert runner.stats.failed == 5 and runner.stats.pending == 0 and runner.stats.up
-    receiver.check_signatures()
+    receiver.check_signatures(SECRET)
     for headers, body in receiver.received:
         doc = orjson.loads(body)
         assert headers["Content-Type"] == "application/json"
@@ -438,7 +378,7 @@ def test_full_queue_drops_the_oldest_counted_and_journalled(tmp_path: Path) -> N
     journal = query(db, "SELECT detail FROM journal WHERE kind = 'output-dropped'")
     assert len(journal) == 1 and "7 findings skipped" in str(journal[0][0])
     # The five newest are still there; a receiver that comes up gets exactly them.
-    rx = _Receiver(port=port)
+    rx = Receiver(port=port)
     try:
         deliver(out, db, build_sink(out, {"out": b"s"}), lambda r: r.stats.delivered == 5)
         assert rx.ids() == Counter(finding_ids(db)[7:])
@@ -447,7 +387,7 @@ def test_full_queue_drops_the_oldest_counted_and_journalled(tmp_path: Path) -> N
     assert query(db, "SELECT delivered, dropped, pending FROM output_cursor") == [(5, 7, 0)]
 
 
-def test_selection_by_severity_and_category(tmp_path: Path, receiver: _Receiver) -> None:
+def test_selection_by_severity_and_category(tmp_path: Path, receiver: Receiver) -> None:
     db = tmp_path / "audit.db"
     hits = [hit(n, category="scanner-probe" if n % 2 else "pii-in-url") for n in range(16)]
     add_findings(db, hits)
@@ -474,7 +414,7 @@ def test_selection_by_severity_and_category(tmp_path: Path, receiver: _Receiver)
     assert query(db, "SELECT last_rowid FROM output_cursor") == [(top,)]
 
 
-def test_a_new_output_starts_at_the_end_by_default(tmp_path: Path, receiver: _Receiver) -> None:
+def test_a_new_output_starts_at_the_end_by_default(tmp_path: Path, receiver: Receiver) -> None:
     db = tmp_path / "audit.db"
     add_findings(db, [hit(n) for n in range(5)])
     out = output(type="webhook", url=receiver.url, secret="s", start="end")
@@ -644,7 +584,7 @@ def test_daemon_delivers_each_finding_once_across_sigkill_and_sigterm(tmp_path: 
     log = tmp_path / "access.log"
     log.write_text("")
     (tmp_path / "hook.key").write_text(SECRET.decode() + "\n")
-    rx = _Receiver()
+    rx = Receiver()
     rx.down = True
     metrics_port = free_port()
     config = write_config(
@@ -703,7 +643,7 @@ def test_daemon_delivers_each_finding_once_across_sigkill_and_sigterm(tmp_path: 
         st = outputs[0]
         assert (st["name"], st["delivered"], st["dropped"], st["pending"]) == ("hook", 400, 0, 0)
         assert st["failed"] >= 3 and st["last_error"] is None and st["last_delivered_at"]
-        rx.check_signatures()
+        rx.check_signatures(SECRET)
         for headers, body in rx.received:
             assert orjson.loads(body)["id"] == headers[FINDING_HEADER]  # native shape
         assert "Traceback" not in d.stderr
@@ -711,7 +651,7 @@ def test_daemon_delivers_each_finding_once_across_sigkill_and_sigterm(tmp_path: 
         rx.close()
 
 
-def test_sighup_adds_an_output(tmp_path: Path, receiver: _Receiver) -> None:
+def test_sighup_adds_an_output(tmp_path: Path, receiver: Receiver) -> None:
     log = tmp_path / "access.log"
     log.write_text(_finding_lines(range(3)))
     config = write_config(tmp_path, [{"name": "api", "path": str(log)}], rules=True)
@@ -773,7 +713,7 @@ def test_tcp_syslog_reconnects_after_the_receiver_hung_up(tmp_path: Path) -> Non
         server.close()
 
 
-def test_deleted_newest_findings_do_not_hide_new_ones(tmp_path: Path, receiver: _Receiver) -> None:
+def test_deleted_newest_findings_do_not_hide_new_ones(tmp_path: Path, receiver: Receiver) -> None:
     """Retention may delete the newest findings; SQLite then reuses their rowids."""
     db = tmp_path / "audit.db"
     add_findings(db, [hit(n) for n in range(5)])

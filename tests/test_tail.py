@@ -816,16 +816,7 @@ def test_every_short_interleaving_reads_each_line_once(tmp_path: Path) -> None:
 def test_random_long_interleavings_read_each_line_once(tmp_path: Path) -> None:
     """Random sequences of 12 operations, copies, shifts and compression included."""
     ops = ["W", "CT", "CP", "RN", "CR", "RO", "RM", "SH", "GZ", "C", "CA"]
-    rng = random.Random(7)
-    for i in range(2000):
-        seq = " ".join(rng.choice(ops) for _ in range(12))
-        d = tmp_path / str(i)
-        d.mkdir()
-        played = play(d, seq, skip=True)
-        shutil.rmtree(d)
-        assert played is not None
-        read, written = played
-        assert sorted(read) == sorted(written), seq
+    _play_random_sequences(tmp_path, ops, seed=7, count=2000)
 
 
 def test_at_a_restart_the_file_its_writer_holds_is_resumed_not_its_copy(tmp_path: Path) -> None:
@@ -842,8 +833,14 @@ def test_random_interleavings_with_sigkills_read_each_line_once(tmp_path: Path) 
     (no deletes and no passing minutes: a file deleted or left alone while the daemon
     is down is not owed)."""
     ops = ["W", "CT", "CP", "RN", "CR", "RO", "SH", "GZ", "C", "K", "KL", "KH"]
-    rng = random.Random(21)
-    for i in range(1500):
+    _play_random_sequences(tmp_path, ops, seed=21, count=1500)
+
+
+def _play_random_sequences(tmp_path: Path, ops: list[str], *, seed: int, count: int) -> None:
+    """``count`` random sequences of 12 of ``ops``, each in a directory of its own: every
+    line written is read exactly once."""
+    rng = random.Random(seed)
+    for i in range(count):
         seq = " ".join(rng.choice(ops) for _ in range(12))
         d = tmp_path / str(i)
         d.mkdir()

@@ -11,9 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -26,50 +24,15 @@ from auditor.outputs.headers import parse_header_lines
 from auditor.outputs.sink import Item
 from auditor.outputs.webhook import FINDING_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from daemon_helpers import Daemon, query, status, wait_for, without_file_access_override
+from receivers import Receiver
 
 HMAC_KEY = "hmac-key-for-tests"
 TOKEN = "hec-9f3c2b7e-token-value"  # stands for the secret in the headers file
 
 
-class _Receiver:
-    """An HTTP collector on loopback that records each request's headers and body."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
-        rx = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with rx.lock:
-                    rx.received.append((dict(self.headers.items()), body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/collector"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def requests(self) -> list[tuple[dict[str, str], bytes]]:
-        with self.lock:
-            return list(self.received)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(5)
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    rx = _Receiver()
+def receiver() -> Iterator[Receiver]:
+    rx = Receiver()
     try:
         yield rx
     finally:
@@ -161,7 +124,7 @@ def test_headers_are_for_webhooks_only() -> None:
 
 
 def test_config_and_file_headers_arrive_beside_the_signed_ones(
-    tmp_path: Path, receiver: _Receiver
+    tmp_path: Path, receiver: Receiver
 ) -> None:
     _write(tmp_path / "hec.headers", f"# HEC token\nAuthorization: Splunk {TOKEN}\n")
     config = _write(
@@ -325,7 +288,7 @@ def _finding_lines(first: int, n: int) -> str:
 
 
 def test_the_daemon_sends_them_and_rereads_the_file_on_reload(
-    tmp_path: Path, receiver: _Receiver
+    tmp_path: Path, receiver: Receiver
 ) -> None:
     log = tmp_path / "access.log"
     log.write_text(_finding_lines(100, 3))

@@ -241,17 +241,23 @@ class Sieve:
                 _mark(text, _searcher(text, rx), dest)
         if self.suffix_rx is not None:  # path suffixes: the gate looks at the path only
             _mark(low, _searcher(low, self.suffix_rx), out)
-        if self.prefix_rx is not None:
-            nl_low = "\n" + low  # line 0 is empty: lines count from -1
-            search = _searcher(nl_low, self.prefix_rx)
-
-            def path_start(pos: int) -> int:  # the match starts at the newline before it
-                at = search(max(pos - 1, 0))
-                return -1 if at < 0 else at + 1
-
-            _mark(nl_low, path_start, out, -1)
+        self._mark_prefixes(low, out)
         if qout:
             out.update(at[j] for j in qout)
+
+    def _mark_prefixes(self, low: str, out: set[int]) -> None:
+        """Mark the lines of ``low`` (lower-cased, one event a line) that start with a
+        gated path prefix."""
+        if self.prefix_rx is None:
+            return
+        nl_low = "\n" + low  # line 0 is empty: lines count from -1
+        search = _searcher(nl_low, self.prefix_rx)
+
+        def path_start(pos: int) -> int:  # the match starts at the newline before it
+            at = search(max(pos - 1, 0))
+            return -1 if at < 0 else at + 1
+
+        _mark(nl_low, path_start, out, -1)
 
     def _long_targets(
         self, paths: list[str], items: list[str], at: list[int], out: set[int]
@@ -289,15 +295,7 @@ class Sieve:
         low = text.lower()
         for rx in self.searches:
             _mark(low, _searcher(low, rx), out)
-        if self.prefix_rx is not None:
-            nl_low = "\n" + low  # line 0 is empty: lines count from -1
-            search = _searcher(nl_low, self.prefix_rx)
-
-            def path_start(pos: int) -> int:  # the match starts at the newline before it
-                at = search(max(pos - 1, 0))
-                return -1 if at < 0 else at + 1
-
-            _mark(nl_low, path_start, out, -1)
+        self._mark_prefixes(low, out)
         if lengths and max(lengths) >= self.min_length:
             least = self.min_length
             out.update(i for i, length in enumerate(lengths) if length >= least)

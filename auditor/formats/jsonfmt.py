@@ -685,20 +685,13 @@ class JsonParser(DictParser):
         schemas = self.schemas
         decoders: _Compiled[JsonDecode] = _Compiled(lambda k: compile_decoder(schemas[k], k))
         names = {k: (KIND_NAMES[k] if self.kind_names else self.name) for k in schemas}
-        loads = orjson.loads
-        bad_json = orjson.JSONDecodeError
         if only is not None:
             return _bind_one(decoders[only], ctx, names[only])
 
         def decode(text: str, line: Line) -> Event | None:
             # ``raw`` and ``build_event`` in one: the schema's generated decoder
-            if text[:1] != "{":
-                return None
-            try:
-                obj = loads(text)
-            except bad_json:
-                return None
-            if obj.__class__ is not dict:
+            obj = _json_object(text)
+            if obj is None:
                 return None
             kind = _which(obj)
             if kinds is not None and kind not in kinds:
@@ -710,18 +703,20 @@ class JsonParser(DictParser):
 
 def _bind_one(decoder: JsonDecode, ctx: Ctx, name: str) -> BoundDecode:
     """``JsonParser.bind`` for a parser of one schema: no per-line choice of decoder."""
-    loads = orjson.loads
-    bad_json = orjson.JSONDecodeError
 
     def decode(text: str, line: Line) -> Event | None:
-        if text[:1] != "{":
-            return None
-        try:
-            obj = loads(text)
-        except bad_json:
-            return None
-        if obj.__class__ is not dict:
-            return None
-        return decoder(obj, ctx, line, name)
+        obj = _json_object(text)
+        return None if obj is None else decoder(obj, ctx, line, name)
 
     return decode
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object a line holds, or None (not JSON, or JSON but not an object)."""
+    if text[:1] != "{":
+        return None
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if obj.__class__ is dict else None
