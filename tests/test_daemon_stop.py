@@ -67,8 +67,8 @@ def test_a_stop_asked_while_starting_stops_before_reading(tmp_path: Path) -> Non
 def test_sigterm_before_the_event_loop_is_noted_not_fatal() -> None:
     code = (
         "import os, signal\n"
-        "from auditor.cli.run import _note_stop_signals\n"
-        "asked = _note_stop_signals()\n"
+        "from auditor.cli import note_stop_signals\n"
+        "asked = note_stop_signals()\n"
         "assert not asked()\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
         "assert asked(), 'not noted'\n"

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from auditor.cli import cli
+from auditor.cli import cli, early_stop_asked, note_stop_signals
 from auditor.config import DEFAULT_CONFIG_PATH, load_config
 from auditor.errors import AuditorError
 from auditor.sdnotify import setup_logging
@@ -46,9 +46,12 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     systemd (Type=notify) it reports readiness, status and watchdog pings. Positions
     commit with their events, so a restart (even after SIGKILL) resumes exactly.
     """
-    # From here on a SIGTERM stops the daemon cleanly (exit 0), also one that comes while
-    # it starts; before, the process is still Python starting up and dies by it.
-    stop_asked = None if once else _note_stop_signals()
+    # A SIGTERM/SIGINT stops the daemon cleanly (exit 0), also one that comes while it
+    # starts: noted since the CLI's first line (auditor.cli), or from here on when this
+    # command runs some other way (a test's CliRunner).
+    stop_asked = early_stop_asked or note_stop_signals()
+    if once:
+        _default_stop_signals(stop_asked)
     # `kill -USR1` prints every thread's stack to stderr (a daemon that seems stuck).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from auditor.daemon import run
@@ -64,7 +67,8 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
 
     tune_for_ingest()
     try:
-        code, busy = _run(run(config, config_path=path, once=once, stop_asked=stop_asked))
+        main = run(config, config_path=path, once=once, stop_asked=stop_asked)
+        code, busy = _run(main if once else _noting_stop_after(main))
     except KeyboardInterrupt:
         code, busy = 0, False
     except Exception as exc:
@@ -83,17 +87,23 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     sys.exit(code)
 
 
-def _note_stop_signals() -> Callable[[], bool]:
-    """Note SIGTERM/SIGINT until the daemon's event loop takes them over (its default
-    action would kill the process mid-start); the daemon asks whether one came."""
-    asked: list[int] = []
+def _default_stop_signals(stop_asked: Callable[[], bool]) -> None:
+    """``run --once`` is one pass, like ``scan``: the signals' default actions again; a
+    stop asked while it started ends it here, before anything is read (exit 0)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if stop_asked():
+        sys.exit(0)
 
-    def note(signum: int, frame: object) -> None:
-        asked.append(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, note)
-    return lambda: bool(asked)
+async def _noting_stop_after(daemon: Coroutine[Any, Any, int]) -> int:
+    """The daemon, then SIGTERM/SIGINT noted again (it gives them back to their default
+    actions as it ends): a second one while the process exits must not kill it by the
+    signal (exit -15) after a clean stop."""
+    try:
+        return await daemon
+    finally:
+        note_stop_signals()
 
 
 def _run(main: Coroutine[Any, Any, int]) -> tuple[int, bool]:
