@@ -99,7 +99,9 @@ def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int, paren
         if end == END_COMPRESSED and sp.pending:
             lines.extend(sp.feed(b"\n"))  # a finished compressed file: its last line is whole
         batch = pipeline.decode(lines)
-        if end != MORE:
+        if end != MORE or sp.idle:
+            # Between whole lines a splitter holds nothing: the file's next chunk may go to
+            # another worker of the pool, which starts a splitter at that chunk's offset.
             del splitters[file_id]
         _reply(conn, batch, sp.offset, bool(sp.pending))
 
@@ -188,8 +190,9 @@ class DecodeWorker:
         data: bytes,
         end: int = MORE,
     ) -> None:
-        """``offset``: where ``data`` starts in the file (used for a file's first chunk);
-        ``end``: MORE, END_PLAIN or END_COMPRESSED (complete an unterminated last line)."""
+        """``offset``: where ``data`` starts in the file (used when this worker holds no
+        partial line of the file); ``end``: MORE, END_PLAIN or END_COMPRESSED (complete an
+        unterminated last line)."""
         if not self._proc.is_alive():
             raise WorkerError(f"the decode worker died (exit code {self._proc.exitcode})")
         self._tasks.put((file_id, source, spec, path, offset, data, end))
@@ -232,3 +235,35 @@ class DecodeWorker:
         self._tasks.cancel_join_thread()
         self._tasks.close()
         self._conn.close()
+
+
+def pool_size(cpus: int | None) -> int:
+    """Decode workers for a scan: one per core, at most four. On two cores the two workers
+    and this process share them; the scheduler keeps both cores busy, where with one
+    worker each process waits for the other part of the time."""
+    return max(1, min(cpus or 1, 4))
+
+
+class DecodePool:
+    """``n`` decode workers. A scan spreads the chunks of one file over them, cut at line
+    ends (``spread``), and receives the results in the order the chunks were sent."""
+
+    def __init__(self, key: bytes, max_line: int, n: int = 1) -> None:
+        self.workers: list[DecodeWorker] = []
+        try:
+            for _ in range(max(1, n)):
+                self.workers.append(DecodeWorker(key, max_line))
+        except BaseException:
+            self.close()
+            raise
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(w.in_flight for w in self.workers)
+
+    def close(self, timeout: float = 2.0) -> None:
+        for w in self.workers:
+            w.close(timeout)

@@ -134,6 +134,11 @@ class LineSplitter:
         return Line(self.source, self.file, start, end, raw.decode("utf-8", "replace"), truncated)
 
     @property
+    def idle(self) -> bool:
+        """Nothing held back: the last byte fed ended a line (or nothing was fed)."""
+        return not self._buf and not self._skipping
+
+    @property
     def pending(self) -> int:
         """Bytes held back waiting for a newline."""
         return len(self._buf)

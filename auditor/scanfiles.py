@@ -23,7 +23,7 @@ from auditor.decodeworker import (
     END_PLAIN,
     MORE,
     PARALLEL_MIN_BYTES,
-    DecodeWorker,
+    DecodePool,
 )
 from auditor.fileid import FileIdentity, identify, open_log
 from auditor.formats import FormatSpec
@@ -45,6 +45,7 @@ class ParallelDecode:
     key: bytes
     spec_for: Callable[[str], FormatSpec]
     min_bytes: int = PARALLEL_MIN_BYTES
+    workers: int = 1  # decode worker processes
 
 
 @dataclass
@@ -274,13 +275,15 @@ class _Sent:
     source: str
     path: str
     end: int
+    worker: int  # index in the pool
 
 
-def _collect(worker: DecodeWorker, sent: deque[_Sent], batcher: _Batcher, keep: int) -> None:
-    """Receive results until at most ``keep`` chunks are in flight."""
-    while worker.in_flight > keep:
-        got = worker.receive()
+def _collect(pool: DecodePool, sent: deque[_Sent], batcher: _Batcher, keep: int) -> None:
+    """Receive results, in the order the chunks were sent, until at most ``keep`` are in
+    flight."""
+    while len(sent) > keep:
         s = sent.popleft()
+        got = pool.workers[s.worker].receive()
         pos = _position(s.ident, s.source, s.path, got.offset)
         batcher.add_decoded(got.batch, pos)
         if s.end == END_PLAIN and got.pending:
@@ -293,12 +296,21 @@ def scan_file_parallel(
     spec: FormatSpec,
     ident: FileIdentity,
     batcher: _Batcher,
-    worker: DecodeWorker,
+    pool: DecodePool,
     on_bytes: Callable[[int], None],
 ) -> None:
-    """``scan_file`` with splitting and decoding in the worker process. Up to five chunks
-    are in flight, so the worker decodes the next while this process detects and stores."""
+    """``scan_file`` with splitting and decoding in the worker processes, while this one
+    detects and stores; a few chunks per worker are in flight.
+
+    A chunk is cut after its last newline and the rest goes with the next one, so each
+    chunk can go to the next worker in turn (a line with no newline in a whole chunk stays
+    with the worker that holds its start). ``auto`` files stay with one worker: what it
+    detects from a file's first lines carries over to the next chunks."""
     sent: deque[_Sent] = deque()
+    n = len(pool)
+    spread = n > 1 and spec.name != "auto"
+    keep = 4 if n == 1 else 3 * n
+    turn = 0
     try:
         start = batcher.resume_offset(ident.file_id)
         if not ident.compressed and start >= ident.size:
@@ -310,21 +322,32 @@ def scan_file_parallel(
                 _skip(f.read, start)
             else:
                 f.seek(start)
-            chunk = f.read(CHUNK)
-            while chunk:
-                after = f.read(CHUNK)
-                end = MORE if after else end_code
-                worker.send(ident.file_id, source, spec, str(path), start, chunk, end)
-                sent.append(_Sent(ident, source, str(path), end))
-                on_bytes(len(chunk) if not ident.compressed else 0)
-                _collect(worker, sent, batcher, 4)
-                chunk = after
+            offset = start
+            buf = f.read(CHUNK)
+            while buf:
+                more = f.read(CHUNK)
+                end = MORE if more else end_code
+                piece, rest = buf, b""
+                if spread and more:
+                    cut = buf.rfind(b"\n") + 1
+                    if cut:
+                        piece, rest = buf[:cut], buf[cut:]
+                pool.workers[turn].send(ident.file_id, source, spec, str(path), offset, piece, end)
+                sent.append(_Sent(ident, source, str(path), end, turn))
+                offset += len(piece)
+                on_bytes(len(piece) if not ident.compressed else 0)
+                if spread and piece[-1:] == b"\n":
+                    turn = (turn + 1) % n
+                _collect(pool, sent, batcher, keep)
+                buf = rest + more if rest else more
             if sent and sent[-1].end == MORE:  # a file that ended on a chunk boundary
-                worker.send(ident.file_id, source, spec, str(path), start, b"", end_code)
-                sent.append(_Sent(ident, source, str(path), end_code))
+                pool.workers[turn].send(
+                    ident.file_id, source, spec, str(path), offset, b"", end_code
+                )
+                sent.append(_Sent(ident, source, str(path), end_code, turn))
     finally:
         # Whatever was read (also before damage) is kept with its position.
-        _collect(worker, sent, batcher, 0)
+        _collect(pool, sent, batcher, 0)
     if ident.compressed:
         on_bytes(ident.size)
 
@@ -365,7 +388,7 @@ def scan_paths(
 
     worker = None
     if parallel is not None and total >= parallel.min_bytes:
-        worker = DecodeWorker(parallel.key, max_line)
+        worker = DecodePool(parallel.key, max_line, parallel.workers)
     try:
         _scan_all(files, batcher, summary, source_for, max_line, on_bytes, worker, parallel)
     finally:
@@ -390,7 +413,7 @@ def _scan_all(
     source_for: Callable[[Path], str],
     max_line: int,
     on_bytes: Callable[[int], None],
-    worker: DecodeWorker | None = None,
+    worker: DecodePool | None = None,
     parallel: ParallelDecode | None = None,
 ) -> None:
     for path in files:
