@@ -294,11 +294,10 @@ class Daemon:
             for t in self.tailers.values():
                 t.close()
             if committed:
+                # asyncio.timeout, not wait_for, which can drop a cancel on 3.11 (gh-86296).
                 with contextlib.suppress(AuditorError):
-                    await asyncio.wait_for(
-                        self.writer.call(self.writer.store.journal, "stop", None, "signal"),
-                        max(0.1, deadline + 0.5 - time.monotonic()),
-                    )
+                    async with asyncio.timeout(max(0.1, deadline + 0.5 - time.monotonic())):
+                        await self.writer.call(self.writer.store.journal, "stop", None, "signal")
             # The TaskGroup waits for every task: one that swallowed its cancel would
             # hold the exit forever.
             await _end_tasks([*readers, writer_task])

@@ -187,7 +187,10 @@ async def serve(listen: str, render: Callable[[], str]) -> asyncio.Server:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a cancel
+            # (CPython gh-86296).
+            async with asyncio.timeout(5.0):
+                head = await reader.readuntil(b"\r\n\r\n")
             request = head.split(b"\r\n", 1)[0].decode("latin-1")
             method = request.split(" ", 1)[0]
             if method not in ("GET", "HEAD"):

@@ -119,19 +119,19 @@ class OutputRunner:
                 except DeliveryError as exc:
                     attempt += 1
                     self._failed(str(exc), attempt)
-                    await _sleep(stop, backoff(attempt, *self._retry, self._rng))
+                    await sleep_unless_stopped(stop, backoff(attempt, *self._retry, self._rng))
                     continue
                 except (StoreError, sqlite3.Error) as exc:
                     attempt += 1
                     self._failed(f"store: {exc}", attempt)
-                    await _sleep(stop, backoff(attempt, *self._retry, self._rng))
+                    await sleep_unless_stopped(stop, backoff(attempt, *self._retry, self._rng))
                     continue
                 if attempt:
                     log.info("output %s: delivering again", self.out.name)
                     attempt = 0
                 self.stats.up, self.stats.last_error = True, None
                 if step is _Step.IDLE:
-                    await _sleep(stop, self.poll)
+                    await sleep_unless_stopped(stop, self.poll)
         finally:
             self._close()
 
@@ -271,9 +271,14 @@ async def in_daemon_thread(fn: Callable[[], T], name: str) -> T:
     return await fut
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, but wake at once when stopping."""
+async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when stopping.
+
+    asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that comes in the
+    loop turn in which ``stop`` is set (CPython gh-86296), and the task then goes on.
+    """
     try:
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()
     except TimeoutError:
         pass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from auditor.config import Config
 from auditor.outputs.build import build_sink
-from auditor.outputs.delivery import OutputRunner, OutputStats
+from auditor.outputs.delivery import OutputRunner, OutputStats, sleep_unless_stopped
 from auditor.outputs.metrics import render_outputs
 from auditor.store import Store
 from auditor.store.outputs import ensure_cursor
@@ -84,10 +84,7 @@ class Outputs:
                     runner.out.name,
                     RESTART_DELAY,
                 )
-                try:
-                    await asyncio.wait_for(self._stop.wait(), RESTART_DELAY)
-                except TimeoutError:
-                    pass
+                await sleep_unless_stopped(self._stop, RESTART_DELAY)
 
     def rules(self) -> Mapping[str, object]:
         """Rules by id, rebuilt when the daemon's ruleset changes (reload)."""

@@ -248,8 +248,15 @@ def prune_reports(directory: Path, retention_days: int, now: datetime) -> list[s
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less when ``stop`` is set.
+
+    asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that comes in the
+    loop turn in which ``stop`` is set (CPython gh-86296): the daemon cancels this task at
+    shutdown and on reload, and it would then go on running the old schedule.
+    """
     try:
-        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+        async with asyncio.timeout(max(0.0, seconds)):
+            await stop.wait()
     except TimeoutError:
         pass
 
