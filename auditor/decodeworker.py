@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from array import array
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,8 @@ import orjson
 from auditor.errors import AuditorError
 from auditor.formats import FormatSpec, build_decoder
 from auditor.formats.event import _Draft
+from auditor.formats.registry import parser_for
+from auditor.formats.w3c import W3cParser
 from auditor.gctune import tune_for_ingest
 from auditor.lines import LineSplitter, flatten_lines, unflatten_lines
 from auditor.model import Event, Exposure, Line
@@ -244,12 +247,35 @@ def pool_size(cpus: int | None) -> int:
     return max(1, min(cpus or 1, 4))
 
 
+def spreadable(spec: FormatSpec) -> bool:
+    """Whether a file's lines decode alike whichever worker reads them: not ``auto`` (it
+    chooses from a file's first lines and keeps the choice) and not W3C (a ``#Fields:``
+    header names the columns of the lines after it). A bad spec is not: it fails where
+    decoders are built."""
+    try:
+        parser = parser_for(spec)
+    except AuditorError:
+        return False
+    return parser is not None and not isinstance(parser, W3cParser)
+
+
 class DecodePool:
-    """``n`` decode workers. A scan spreads the chunks of one file over them, cut at line
-    ends (``spread``), and receives the results in the order the chunks were sent."""
+    """``n`` decode workers, used like one ``DecodeWorker``: results come back in the
+    order the work was sent.
+
+    A scan spreads the chunks of one file over the workers itself (cut at line ends, see
+    ``auditor.scanfiles.scan_file_parallel``). ``send_lines`` (the daemon's parts of
+    already split lines) sends a part to the next worker in turn when every source in it
+    is ``spreadable``, and otherwise to the first worker, where every part of such a
+    source goes, so its per-file state (``auto``'s choice, W3C columns) lives in one place.
+    ``send_lines`` and ``receive`` may run in different threads (one each)."""
 
     def __init__(self, key: bytes, max_line: int, n: int = 1) -> None:
+        self.key = key
         self.workers: list[DecodeWorker] = []
+        self._order: deque[DecodeWorker] = deque()
+        self._turn = 0
+        self._spread: dict[str, tuple[FormatSpec, bool]] = {}
         try:
             for _ in range(max(1, n)):
                 self.workers.append(DecodeWorker(key, max_line))
@@ -263,6 +289,27 @@ class DecodePool:
     @property
     def in_flight(self) -> int:
         return sum(w.in_flight for w in self.workers)
+
+    def _spreadable(self, source: str, spec: FormatSpec) -> bool:
+        known = self._spread.get(source)
+        if known is None or known[0] != spec:
+            known = self._spread[source] = (spec, spreadable(spec))
+        return known[1]
+
+    def send_lines(self, specs: Mapping[str, FormatSpec], lines: Sequence[Line]) -> None:
+        """``DecodeWorker.send_lines`` on the worker whose turn it is (see the class)."""
+        worker = self.workers[0]
+        if len(self.workers) > 1:
+            sources = {ln.source for ln in lines}
+            if all(s in specs and self._spreadable(s, specs[s]) for s in sources):
+                worker = self.workers[self._turn]
+                self._turn = (self._turn + 1) % len(self.workers)
+        worker.send_lines(specs, lines)
+        self._order.append(worker)
+
+    def receive(self) -> Chunk:
+        """The result of the oldest part sent with ``send_lines``."""
+        return self._order.popleft().receive()
 
     def close(self, timeout: float = 2.0) -> None:
         for w in self.workers:

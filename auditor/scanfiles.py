@@ -24,6 +24,7 @@ from auditor.decodeworker import (
     MORE,
     PARALLEL_MIN_BYTES,
     DecodePool,
+    spreadable,
 )
 from auditor.fileid import FileIdentity, identify, open_log
 from auditor.formats import FormatSpec
@@ -304,11 +305,11 @@ def scan_file_parallel(
 
     A chunk is cut after its last newline and the rest goes with the next one, so each
     chunk can go to the next worker in turn (a line with no newline in a whole chunk stays
-    with the worker that holds its start). ``auto`` files stay with one worker: what it
-    detects from a file's first lines carries over to the next chunks."""
+    with the worker that holds its start). A file whose lines are not ``spreadable``
+    (``auto``, W3C: what the first lines say carries over) stays with one worker."""
     sent: deque[_Sent] = deque()
     n = len(pool)
-    spread = n > 1 and spec.name != "auto"
+    spread = n > 1 and spreadable(spec)
     keep = 4 if n == 1 else 3 * n
     turn = 0
     try:

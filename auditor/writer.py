@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from auditor.decodeworker import DecodeWorker, WorkerError
+from auditor.decodeworker import DecodePool, WorkerError
 from auditor.errors import StoreError
 from auditor.metrics import Metrics
 from auditor.model import Line
@@ -147,13 +147,13 @@ class _Pending:
 
 @dataclass(frozen=True, slots=True)
 class _Submitted:
-    """A batch's lines, sent to the decode worker in parts."""
+    """A batch's lines, sent to the decode workers in parts."""
 
-    worker: DecodeWorker
+    worker: DecodePool
     parts: list[list[Line]]
 
 
-def _close_quietly(worker: DecodeWorker) -> None:
+def _close_quietly(worker: DecodePool) -> None:
     try:
         worker.close()
     except (OSError, ValueError) as exc:  # already dead
@@ -177,6 +177,7 @@ class Writer:
         batch_lines: int,
         batch_seconds: float,
         decode_worker: bool = False,
+        decode_workers: int = 1,
         max_line: int = 65536,
     ) -> None:
         self.db_path = db_path
@@ -196,8 +197,9 @@ class Writer:
         self.batch_estimate = 0.0  # seconds a batch takes (a slowly decaying maximum)
         self._snapshot_at = 0.0  # monotonic time of the last detector snapshot
         self.use_worker = decode_worker
+        self.workers = decode_workers  # processes in the pool, when ``use_worker``
         self.max_line = max_line
-        self._worker: DecodeWorker | None = None  # used from the store thread only
+        self._worker: DecodePool | None = None  # used from the store thread only
         self._worker_retry_at = 0.0
 
     @property
@@ -390,7 +392,7 @@ class Writer:
 
     # -- decoding in a second process -----------------------------------------------------
 
-    def _decode_worker(self) -> DecodeWorker | None:
+    def _decode_worker(self) -> DecodePool | None:
         """The decode worker (started on first use), or None to decode in this process.
 
         Once started, every batch goes through it, small ones too: a source's decoder
@@ -406,14 +408,14 @@ class Writer:
             if time.monotonic() < self._worker_retry_at:
                 return None
             try:
-                self._worker = DecodeWorker(setup.key, self.max_line)
+                self._worker = DecodePool(setup.key, self.max_line, self.workers)
             except OSError as exc:
                 log.warning("cannot start the decode worker (%s); decoding in this process", exc)
                 self._worker_retry_at = time.monotonic() + WORKER_RETRY
                 return None
         return self._worker
 
-    def _retire(self, worker: DecodeWorker, *, failed: bool = False) -> None:
+    def _retire(self, worker: DecodePool, *, failed: bool = False) -> None:
         """Stop using ``worker``; it is closed in the store thread, after the batches
         already given to it (their parts not yet received are then decoded here)."""
         if self._worker is worker:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,9 +58,11 @@ def _cli(*args: str) -> str:
     return out.stdout
 
 
-def test_daemon_with_and_without_the_worker_stores_the_same(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["auto", "nginx-combined"])
+def test_daemon_with_and_without_the_worker_stores_the_same(tmp_path: Path, fmt: str) -> None:
     """Every bundled rule on, the sample logs with their incidents: same events, same
-    findings, whichever process decodes."""
+    findings, whichever process decodes (a named format's parts are spread over the pool
+    of workers, an ``auto`` source's stay with one)."""
     results = []
     for use in (True, False):
         d = tmp_path / ("worker" if use else "inline")
@@ -67,7 +70,7 @@ def test_daemon_with_and_without_the_worker_stores_the_same(tmp_path: Path) -> N
         logs = d / "logs"
         shutil.copytree(SAMPLES, logs)
         sources: list[dict[str, object]] = [
-            {"name": p.stem, "path": str(p), "format": "auto"} for p in sorted(logs.iterdir())
+            {"name": p.stem, "path": str(p), "format": fmt} for p in sorted(logs.iterdir())
         ]
         cfg = write_config(
             d, sources, rules=True, daemon={"decode_worker": use, "batch_lines": 700}
@@ -96,6 +99,7 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path: Path) -> None:
         batch_lines=5000,
         batch_seconds=0.1,
         decode_worker=True,
+        decode_workers=2,
     )
     writer.pipeline = build_pipeline(cfg, store, None)
     text = (SAMPLES / "api-access.log").read_text().splitlines()
@@ -105,8 +109,9 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path: Path) -> None:
         first = writer._process(pending, writer._submit(pending))
         submitted = writer._submit(pending)
         assert submitted is not None
-        submitted.worker._proc.kill()  # dies with parts in flight
-        submitted.worker._proc.join()
+        dead = submitted.worker.workers[1]  # one of the pool dies with parts in flight
+        dead._proc.kill()
+        dead._proc.join()
         second = writer._process(pending, submitted)
         assert writer._worker is None  # dropped, retried later
         third = writer._process(pending, writer._submit(pending))  # in this process

@@ -114,3 +114,33 @@ def test_spread_scan_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     # The held-back fragment became a (cut, unparsed) line; the appended line an event.
     assert len(after["events"]) == len(first["events"]) + 1
     assert after["sources"][0]["lines_read"] == first["sources"][0]["lines_read"] + 2
+
+
+def test_a_w3c_file_stays_with_one_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its ``#Fields:`` header names the columns of every later line: spread over workers,
+    those that never saw it could not parse theirs."""
+    monkeypatch.setattr(auditor.scanfiles, "CHUNK", 4096)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fields = (
+        "#Fields: date time cs-method cs-uri-stem cs-uri-query c-ip c-port cs-version cs-host"
+        " sc-status sc-bytes cs-bytes time-taken"
+    )
+    rows = [
+        f"2026-11-20 09:{n // 60 % 60:02d}:{n % 60:02d} GET /w3c/{n} - 192.0.2.{n % 250 + 1}"
+        f" 50123 HTTP/1.1 shop.example.com {404 if n % 7 else 200} 5120 310 42"
+        for n in range(2000)
+    ]
+    (logs / "u_ex261120.log").write_text("\n".join(["#Software: IIS 10.0", fields, *rows]) + "\n")
+    dumps = []
+    for workers in (0, 2):
+        db = tmp_path / f"w{workers}.db"
+        if workers:
+            (tmp_path / f"w{workers}.db.key").write_bytes((tmp_path / "w0.db.key").read_bytes())
+        monkeypatch.setenv("LOG_AUDITOR_CONFIG", "")
+        monkeypatch.setenv("LOG_AUDITOR_PARALLEL_MIN_BYTES", "0" if workers else str(1 << 60))
+        monkeypatch.setenv("LOG_AUDITOR_DECODE_WORKERS", str(max(workers, 1)))
+        run("scan", "--db", str(db), "--quiet", "--format", "w3c", str(logs))
+        dumps.append(dump(db))
+    assert len(dumps[0]["events"]) == 2000
+    assert dumps[1] == dumps[0]
