@@ -113,9 +113,11 @@ def check_config_cmd(config_path: Path, quiet: bool) -> None:
     check_formats(config)
     check_metrics(config)
     check_schedules(config)
-    load_secrets(config)  # outputs: secret_file readable and not empty, ca_file loads
+    # outputs: secret_file readable and not empty, headers_file good, ca_file loads
+    secret_warnings: list[str] = []
+    load_secrets(config, warn=secret_warnings.append)
     n_rules = count_rules(config)
     if not quiet:
-        for text in warnings(config):
+        for text in [*warnings(config), *secret_warnings]:
             click.echo(f"log-auditor: warning: {config_path}: {text}", err=True)
     click.echo(f"config OK: {len(config.sources)} sources, {n_rules} rules")

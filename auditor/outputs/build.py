@@ -4,8 +4,9 @@
 ``secret_file``, a ``ca_file`` that does not load, or a ``headers_file`` that cannot be read
 or has a bad line is a ``ConfigError`` naming the file and key (and the line), so a bad
 output never starts the daemon. Secrets (the HMAC key, the headers file's values) never
-appear in a message; a headers file open to group or others is a warning, as for the
-redaction key.
+appear in a message. A ``secret_file`` or ``headers_file`` open to group or others is a
+warning (one line, as ssh says of a key; as for the redaction key): on stderr through
+the log at start and reload, through ``check-config``'s own warnings there.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import ssl
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from auditor.config import Config, OutputConfig
@@ -28,6 +29,9 @@ from auditor.outputs.webhook import WebhookSink
 log = logging.getLogger(__name__)
 
 MAX_HEADERS_FILE_BYTES = 64 << 10
+MAX_SECRET_FILE_BYTES = 64 << 10
+
+Warn = Callable[[str], None]  # takes "key 'output[0].secret_file': ..." (no file prefix)
 
 
 def _key_error(config: Config, out: OutputConfig, key: str, what: str) -> ConfigError:
@@ -39,23 +43,35 @@ def headers_key(output_name: str) -> str:
     return f"{output_name}:headers"
 
 
-def _read_headers_file(config: Config, out: OutputConfig) -> Headers:
-    path = out.headers_file
-    assert path is not None
+def _read_owner_file(
+    config: Config, out: OutputConfig, key: str, path: Path, limit: int, warn: Warn
+) -> bytes:
+    """The first ``limit + 1`` bytes of a secret file; a warning when group or others may
+    open it (its secret is then not only this user's)."""
     try:
         # O_NONBLOCK: a FIFO put there must not hang the start.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise _key_error(config, out, "headers_file", f"{path} is not a regular file")
-            data = os.read(fd, MAX_HEADERS_FILE_BYTES + 1)
+                raise _key_error(config, out, key, f"{path} is not a regular file")
+            data = os.read(fd, limit + 1)
         finally:
             os.close(fd)
     except OSError as exc:
-        raise _key_error(
-            config, out, "headers_file", f"cannot read {path}: {exc.strerror}"
-        ) from None
+        raise _key_error(config, out, key, f"cannot read {path}: {exc.strerror}") from None
+    if st.st_mode & 0o077:
+        mode = stat.S_IMODE(st.st_mode)
+        warn(
+            f"key '{out.where}.{key}': {path} is open to group/others (mode {mode:o}); chmod 600 it"
+        )
+    return data
+
+
+def _read_headers_file(config: Config, out: OutputConfig, warn: Warn) -> Headers:
+    path = out.headers_file
+    assert path is not None
+    data = _read_owner_file(config, out, "headers_file", path, MAX_HEADERS_FILE_BYTES, warn)
     if len(data) > MAX_HEADERS_FILE_BYTES:
         raise _key_error(
             config, out, "headers_file", f"{path} is larger than {MAX_HEADERS_FILE_BYTES} bytes"
@@ -78,22 +94,16 @@ def _read_headers_file(config: Config, out: OutputConfig) -> Headers:
         if name.lower() in inline:
             what = f"{path}: header {name} is also set in '{out.where}.headers'"
             raise _key_error(config, out, "headers_file", what)
-    if st.st_mode & 0o077:
-        log.warning(
-            "%s: key '%s.headers_file': %s is open to group/others (mode %o); chmod 600 it",
-            config.file,
-            out.where,
-            path,
-            stat.S_IMODE(st.st_mode),
-        )
     return headers
 
 
-def load_secrets(config: Config) -> dict[str, bytes]:
+def load_secrets(config: Config, *, warn: Warn | None = None) -> dict[str, bytes]:
     """Each webhook output's HMAC secret by output name, its file headers by ``headers_key``.
 
-    One flat mapping, so that a reload that changed either restarts the outputs.
+    One flat mapping, so that a reload that changed either restarts the outputs. Warnings
+    go to ``warn``, by default to the log (naming the config file).
     """
+    found: list[str] = []  # given only once every file is good: an error is one line
     secrets: dict[str, bytes] = {}
     for out in config.outputs:
         if out.type != "webhook":
@@ -101,17 +111,19 @@ def load_secrets(config: Config) -> dict[str, bytes]:
         if out.secret is not None:
             secrets[out.name] = out.secret.encode()
         elif out.secret_file is not None:
-            try:
-                text = out.secret_file.read_bytes().strip()
-            except OSError as exc:
-                raise _key_error(
-                    config, out, "secret_file", f"cannot read {out.secret_file}: {exc.strerror}"
-                ) from None
-            if not text:
-                raise _key_error(config, out, "secret_file", f"{out.secret_file} is empty")
-            secrets[out.name] = text
+            path = out.secret_file
+            data = _read_owner_file(
+                config, out, "secret_file", path, MAX_SECRET_FILE_BYTES, found.append
+            )
+            if len(data) > MAX_SECRET_FILE_BYTES:
+                what = f"{path} is larger than {MAX_SECRET_FILE_BYTES} bytes"
+                raise _key_error(config, out, "secret_file", what)
+            key = data.strip()
+            if not key:
+                raise _key_error(config, out, "secret_file", f"{path} is empty")
+            secrets[out.name] = key
         if out.headers_file is not None:
-            headers = _read_headers_file(config, out)
+            headers = _read_headers_file(config, out, found.append)
             secrets[headers_key(out.name)] = format_header_lines(headers)
         if out.ca_file is not None:
             try:
@@ -120,7 +132,16 @@ def load_secrets(config: Config) -> dict[str, bytes]:
                 raise _key_error(
                     config, out, "ca_file", f"cannot load {out.ca_file}: {exc}"
                 ) from None
+    for text in found:
+        (warn or _log_warning(config))(text)
     return secrets
+
+
+def _log_warning(config: Config) -> Warn:
+    def warn(text: str) -> None:
+        log.warning("%s: %s", config.file, text)
+
+    return warn
 
 
 def build_sink(out: OutputConfig, secrets: Mapping[str, bytes]) -> Sink:
