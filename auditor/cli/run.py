@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,15 @@ from typing import Any
 import click
 
 from auditor.cli import cli, early_stop_asked, note_stop_signals
-from auditor.config import DEFAULT_CONFIG_PATH, load_config
-from auditor.errors import AuditorError
+from auditor.config import DEFAULT_CONFIG_PATH, Config, load_config
+from auditor.errors import AuditorError, UsageError
 from auditor.sdnotify import setup_logging
 
 log = logging.getLogger("auditor.daemon")
 
 EXIT_GRACE = 0.8  # seconds worker threads still busy at exit (a report being written) get
+ONCE_OUTPUT_SECONDS = 30.0  # run --once: how long its outputs may take to send what it found
+ONCE_OUTPUT_ENV = "LOG_AUDITOR_ONCE_OUTPUT_SECONDS"
 
 
 @cli.command("run")
@@ -35,7 +38,8 @@ EXIT_GRACE = 0.8  # seconds worker threads still busy at exit (a report being wr
 @click.option(
     "--once",
     is_flag=True,
-    help="Read what the sources hold now, commit it and exit (no watching).",
+    help="Read what the sources hold now, commit it, send its findings to the outputs and"
+    " exit (no watching).",
 )
 @click.pass_context
 def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
@@ -61,6 +65,7 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     from auditor.report.schedule import validate_jobs
 
     validate_jobs(config)  # a bad cron line stops the start, not the first report
+    once_seconds = _once_output_seconds() if once else 0.0
     verbose = (ctx.parent.params.get("verbose") or 0) if ctx.parent else 0
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     from auditor.gctune import tune_for_ingest
@@ -68,7 +73,9 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     tune_for_ingest()
     try:
         main = run(config, config_path=path, once=once, stop_asked=stop_asked)
-        code, busy = _run(main if once else _noting_stop_after(main))
+        code, busy = _run(
+            _then_deliver(main, config, once_seconds) if once else _noting_stop_after(main)
+        )
     except KeyboardInterrupt:
         code, busy = 0, False
     except Exception as exc:
@@ -94,6 +101,37 @@ def _default_stop_signals(stop_asked: Callable[[], bool]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if stop_asked():
         sys.exit(0)
+
+
+async def _then_deliver(once: Coroutine[Any, Any, int], config: Config, seconds: float) -> int:
+    """``run --once``: the pass, then its findings go to the outputs as the daemon sends
+    them, for ``seconds`` at most (what is left waits in the store)."""
+    code = await once
+    if code != 0 or not config.outputs:
+        return code
+    from auditor.engine import load_config_rules
+    from auditor.outputs.build import load_secrets
+    from auditor.outputs.service import Outputs
+
+    # Read again as the pass read them (its warnings were given then); the rules add
+    # their description and remediation to OCSF/ECS findings, as in the daemon.
+    secrets = load_secrets(config, warn=lambda text: None)
+    ruleset = load_config_rules(config)
+    await Outputs(lambda: ruleset).deliver_pending(config, secrets, time.monotonic() + seconds)
+    return code
+
+
+def _once_output_seconds() -> float:
+    raw = os.environ.get(ONCE_OUTPUT_ENV, "")
+    if not raw:
+        return ONCE_OUTPUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise UsageError(f"{ONCE_OUTPUT_ENV}: expected seconds (a number >= 0), got {raw!r}")
+    return seconds
 
 
 async def _noting_stop_after(daemon: Coroutine[Any, Any, int]) -> int:

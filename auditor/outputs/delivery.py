@@ -107,8 +107,11 @@ class OutputRunner:
         self._close_requested = False
         self._store: Store | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; the step in flight always completes first."""
+    async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
+        """Deliver until ``stop`` is set; the step in flight always completes first.
+
+        With ``drain`` (``run --once``), also return once nothing is pending.
+        """
         attempt = 0
         with self._state:
             self._close_requested = False
@@ -131,6 +134,8 @@ class OutputRunner:
                     attempt = 0
                 self.stats.up, self.stats.last_error = True, None
                 if step is _Step.IDLE:
+                    if drain:
+                        return
                     await sleep_unless_stopped(stop, self.poll)
         finally:
             self._close()

@@ -23,6 +23,7 @@ from auditor.store.outputs import ensure_cursor
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 5.0  # after an unexpected error in a delivery task
+ONCE_GRACE = 5.0  # run --once: past its deadline, a step in flight gets this long to commit
 
 
 class Outputs:
@@ -73,6 +74,50 @@ class Outputs:
                 task.cancel()
         self._kept = {n: r.stats for n, r in self.runners.items()}
         self.runners = {}
+
+    async def deliver_pending(
+        self, config: Config, secrets: Mapping[str, bytes], deadline: float
+    ) -> bool:
+        """``run --once``: each output sends what waits for it in the store (the findings of
+        the pass, and any a receiver could not take before), as the daemon does, until none
+        is pending or ``deadline`` (then the step in flight commits, for ``ONCE_GRACE`` s
+        at most). Returns whether every output sent everything; what is left waits in the
+        store for the next run."""
+        stop = asyncio.Event()
+        runners = [
+            OutputRunner(out, Path(config.store.path), build_sink(out, secrets), self.rules)
+            for out in config.outputs
+        ]
+        tasks = [
+            asyncio.create_task(r.run(stop, drain=True), name=f"output:{r.out.name}")
+            for r in runners
+        ]
+        if not tasks:
+            return True
+        _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+        stop.set()
+        if late:
+            _, stuck = await asyncio.wait(late, timeout=ONCE_GRACE)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)
+        complete = True
+        for runner, task in zip(runners, tasks, strict=True):
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                log.error("output %s: unexpected error", runner.out.name, exc_info=error)
+            unsent = task in late and (task.cancelled() or runner.stats.pending > 0)
+            if error is not None or unsent:
+                complete = False
+                log.error(
+                    "output %s: %d findings not sent before run --once ended%s;"
+                    " they wait in the store for the next run",
+                    runner.out.name,
+                    runner.stats.pending,
+                    f" ({runner.stats.last_error})" if runner.stats.last_error else "",
+                )
+        return complete
 
     async def _supervise(self, runner: OutputRunner) -> None:
         while not self._stop.is_set():
