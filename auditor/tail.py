@@ -11,8 +11,17 @@ at now with what is open:
   holds a file with lines (until then its writer may not have moved on: copytruncate
   never tells it to; a deleted file is not kept for that). The new file
   is read from its beginning. A file created *and* rotated away between two checks is
-  found beside the path (written since the last check, unknown first line) and read too;
-  so is one created and rotated away while the path did not exist.
+  found beside the path (written since the last check, unknown first line, a rotated
+  name: ``access.log.1``, ``access.log-20261120``, not ``access.log.bak``) and read
+  too; so is one created and rotated away while the path did not exist.
+* **a writer gone for good** (nginx reopened its logs on a quiet server, a copytruncate
+  copy, a stopped application): a rotated file whose path holds no line yet is closed
+  once it has been quiet at its end for ``idle_close`` seconds, and followed by its name
+  (``tailfile.Watched``: a stat per check); if it grows it is opened again where
+  reading stood, and finished before its successor.
+* **twins** (``cp -p``: two files with one first line, length and time), neither seen
+  before: one is read, the other followed by name; if the other one grows and the one
+  read does not, reading goes on in it.
 * **copytruncate**: same inode, but smaller than what was read, or a different first line.
   The unread part is read from the rotated copy, found by fingerprint beside it
   (``access.log.1``, or ``access.log.1.gz``), then the truncated file from offset 0.
@@ -53,14 +62,19 @@ from auditor.tailfile import (
     Key,
     LogFile,
     PathError,
+    Peek,
+    Watched,
     discover,
     hold,
     hold_again,
+    locate,
     open_at,
     open_held,
     peek,
     reason,
+    rotated_name,
     rotated_siblings,
+    same_bytes,
     source_kind,
     watch_root,
 )
@@ -74,6 +88,8 @@ MAX_BACKOFF = 60.0
 MTIME_SLACK = 0.1  # file-system timestamps lag the wall clock by up to a tick
 RESUME_MARGIN = 10.0  # seconds before the last commit a missed file may have been written
 MAX_BLANKS = 64  # files without a first line held open per source (a descriptor each)
+IDLE_CLOSE = 60.0  # seconds a rotated file its writer may hold stays open, quiet at its end
+MAX_WATCHED = 256  # rotated files followed by their name only, per source (a stat each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +136,7 @@ class SourceTailer:
     max_line: int = 65536
     poll_interval: float = 1.0
     rotate_wait: float = ROTATE_WAIT
+    idle_close: float = IDLE_CLOSE
     clock: Callable[[], float] = time.monotonic
     # When the store last saw this source (wall-clock seconds); None on its first start.
     # Absent (the default), a first start is one without stored positions.
@@ -136,6 +153,7 @@ class SourceTailer:
         self.initial = not self.stored if self.first_start is None else self.first_start
         self.known: dict[Key, tuple[str, int]] = {}  # closed or skipped: key -> (id, size)
         self.blanks: dict[Key, Blank] = {}  # held open until they have a first line
+        self.watched: dict[Key, Watched] = {}  # followed by name: let go, or twins
         self._wake = asyncio.Event()
         self._retry: dict[str, tuple[float, float]] = {}  # path -> (retry at, delay)
         self._errors: dict[str, str] = {}
@@ -295,11 +313,14 @@ class SourceTailer:
             if f.rotated_at is None:
                 if not f.compressed:
                     continue  # followed for as long as the path names it
-            elif not final and (
-                now - max(f.rotated_at, f.last_data) < self.rotate_wait
-                or (not f.compressed and self._writer_may_be_in(f.origin, f.fileobj))
-            ):
-                continue
+            elif not final:
+                idle = now - max(f.rotated_at, f.last_data)
+                if idle < self.rotate_wait:
+                    continue
+                if not f.compressed and self._writer_may_be_in(f.origin, f.fileobj):
+                    if idle >= self.idle_close:
+                        self._let_go(f, idle)
+                    continue
             if f.splitter.pending:
                 if f.compressed:
                     # A finished archive: its unterminated last line is complete (as `scan`).
@@ -314,6 +335,48 @@ class SourceTailer:
                     )
             self._close(f)
 
+    def _let_go(self, f: LogFile, idle: float) -> None:
+        """Close a quiet rotated file its writer may still hold; its name is followed.
+
+        Its writer may be gone for good (nginx reopened its logs on a quiet server; the
+        application stopped): a descriptor held until a restart. If it grows, it is
+        opened again at the position of what was read (``_recheck_watched``).
+        """
+        name = f.current_name()
+        if name is None or name.endswith(" (deleted)"):
+            name = f.path
+        log.info(
+            "source %s: %s, read to its end and quiet for %.0f s, is closed; followed by name",
+            self.name,
+            name,
+            idle,
+        )
+        w = Watched(
+            name, f.dev, f.inode, f.file_id, f.read_pos, f.origin, f.rotated_at or 0.0, f.last_data
+        )
+        self._close(f)
+        self._watch(w)
+
+    def _watch(self, w: Watched) -> None:
+        if len(self.watched) >= MAX_WATCHED:
+            oldest = min(self.watched.values(), key=lambda o: o.last_data)
+            log.warning(
+                "source %s: more than %d rotated files followed by name; %s no longer is",
+                self.name,
+                MAX_WATCHED,
+                oldest.path,
+            )
+            del self.watched[oldest.key]
+        self.watched[w.key] = w
+
+    def _open_keys(self) -> set[Key]:
+        """Files open, held or followed by name."""
+        return {f.key for f in self.files.values()} | self.blanks.keys() | self.watched.keys()
+
+    def _moved_on(self, origin: str) -> bool:
+        """True once the path a file was rotated from holds a file with lines."""
+        return any(f.path == origin and f.rotated_at is None for f in self.files.values())
+
     def _writer_may_be_in(self, origin: str, fileobj: io.FileIO) -> bool:
         """True for a rotated file whose writer may not have moved on: nothing with a
         line in it is at the path it came from, and it still has a name.
@@ -323,7 +386,7 @@ class SourceTailer:
         a file with lines the writer has moved on; a deleted file is not kept (its disk
         space is freed only once it is closed).
         """
-        if any(f.path == origin and f.rotated_at is None for f in self.files.values()):
+        if self._moved_on(origin):
             return False
         try:
             return os.fstat(fileobj.fileno()).st_nlink > 0
@@ -331,12 +394,17 @@ class SourceTailer:
             return False
 
     def _close(self, f: LogFile) -> None:
-        size = f.fstat_size()
+        try:
+            st: os.stat_result | None = os.fstat(f.fileobj.fileno())
+        except (OSError, ValueError):
+            st = None
         f.close()
         if self.files.get(f.file_id) is f:
             del self.files[f.file_id]
         self.stored[f.file_id] = f.splitter.offset
-        self.known[f.key] = (f.file_id, size)
+        # A deleted file is not met again; its inode may be, as another file's.
+        if st is not None and st.st_nlink > 0:
+            self.known[f.key] = (f.file_id, st.st_size)
 
     def close(self) -> None:
         for f in list(self.files.values()):
@@ -345,6 +413,7 @@ class SourceTailer:
         for b in list(self.blanks.values()):
             b.close()
         self.blanks.clear()
+        self.watched.clear()
 
     # -- reconcile: runs in a worker thread ----------------------------------------------
 
@@ -361,6 +430,8 @@ class SourceTailer:
                 f.size = f.fstat_size()
         for b in list(self.blanks.values()):
             self._recheck_blank(b, found, by_key, now)
+        for w in list(self.watched.values()):
+            self._recheck_watched(w, now)
         if self._absent:
             # A file may have been created at the path and rotated away since.
             self._rotated_paths.add(self.config.path)
@@ -388,7 +459,7 @@ class SourceTailer:
 
     def _open_found(self, found: Mapping[str, os.stat_result], now: float) -> None:
         """Open the matched files not open (or held) yet, oldest first."""
-        open_keys = {f.key for f in self.files.values()} | self.blanks.keys()
+        open_keys = self._open_keys()
         for path, st in sorted(found.items(), key=lambda kv: (kv[1].st_mtime, kv[0])):
             key = (st.st_dev, st.st_ino)
             if key in open_keys:
@@ -573,11 +644,26 @@ class SourceTailer:
             self._rotated_paths.add(b.path)
         if self._promote(b, now):
             return
-        if (
-            b.rotated_at is not None
-            and now - max(b.rotated_at, b.last_data) >= self.rotate_wait
-            and not self._writer_may_be_in(b.origin, b.fileobj)
-        ):
+        if b.rotated_at is None:
+            return
+        idle = now - max(b.rotated_at, b.last_data)
+        if idle < self.rotate_wait:
+            return
+        if self._writer_may_be_in(b.origin, b.fileobj):
+            if idle >= self.idle_close:
+                name = b.current_name() or b.path
+                log.info(
+                    "source %s: %s, without a complete line and quiet for %.0f s, is closed;"
+                    " followed by name",
+                    self.name,
+                    name,
+                    idle,
+                )
+                self._drop_blank(b)
+                self._watch(
+                    Watched(name, *b.key, None, st.st_size, b.origin, b.rotated_at, b.last_data)
+                )
+        else:
             if b.size:
                 log.info(
                     "source %s: %s closed with %d bytes of an unterminated first line",
@@ -617,6 +703,124 @@ class SourceTailer:
             self._drop_blank(b)
         return done
 
+    # -- files followed by name --------------------------------------------------------------
+
+    def _recheck_watched(self, w: Watched, now: float) -> None:
+        """A file followed by name: gone, written to (open it again), or no longer owed?"""
+        where = locate(w)
+        if where is None:
+            self._unwatch(w, None)  # deleted, or moved out of its directory
+            return
+        w.path, st = where
+        twin = self.files.get(w.file_id) if w.file_id is not None else None
+        if twin is not None and twin.key != w.key and twin.fstat_size() > w.size:
+            # Of two alike files, the other one was written to: its writer's.
+            self._unwatch(w, st)
+            return
+        if st.st_size <= w.size:
+            if (
+                twin is None
+                and now - max(w.rotated_at, w.last_data) >= self.rotate_wait
+                and self._moved_on(w.origin)
+            ):
+                self._unwatch(w, st)  # its writer is in the file now at its path
+            return
+        w.last_data = now
+        if twin is not None and twin.key != w.key:
+            done = self._switch_twin(twin, w, now)
+        else:
+            done = self._reopen(w, now)
+        if done and self.watched.get(w.key) is w:
+            del self.watched[w.key]
+
+    def _unwatch(self, w: Watched, st: os.stat_result | None) -> None:
+        if self.watched.get(w.key) is w:
+            del self.watched[w.key]
+        if st is not None:
+            self.known[w.key] = (w.file_id or "", st.st_size)  # not a new file if matched
+
+    def _reopen(self, w: Watched, now: float) -> bool:
+        """Read a file let go again, from its position: it grew. True when done with ``w``."""
+        try:
+            p = peek(w.path)
+            if p.key != w.key:
+                return False  # renamed again meanwhile: found at the next check
+            if p.file_id is None:
+                b = hold(w.path)
+                if b.key != w.key:
+                    b.close()
+                    return False
+                b.rotated_at, b.origin = w.rotated_at, w.origin
+                log.info("source %s: %s, followed by name, was written to", self.name, w.path)
+                self._follow(b, now)
+                return True
+
+            def opener(offset: int) -> LogFile | None:
+                f = open_at(w.path, self.name, offset, self.max_line, now)
+                if f is not None and f.key != w.key:
+                    f.close()
+                    return None
+                return f
+
+            if p.file_id in self.files:
+                return True  # now a copy of a file being read: nothing new in it
+            log.info("source %s: %s, followed by name, was written to", self.name, w.path)
+            return self._start(p.file_id, opener, rotated_at=w.rotated_at, origin=w.origin)
+        except (PathError, OSError) as exc:
+            log.debug("source %s: %s: %s", self.name, w.path, reason(exc))
+            return False
+
+    def _switch_twin(self, f: LogFile, w: Watched, now: float) -> bool:
+        """``w``, alike ``f`` when found, grew and ``f`` did not: ``w`` is the file its
+        writer holds (``f``, a copy). Reading goes on in ``w`` where it stood in ``f``."""
+        try:
+            g = open_at(w.path, self.name, f.read_pos, self.max_line, now)
+        except (PathError, OSError):
+            return False
+        if g is None or g.key != w.key or g.file_id != f.file_id:
+            if g is not None:
+                g.close()
+            return False
+        if not same_bytes(f.fileobj, g.fileobj, f.read_pos):
+            g.close()
+            log.warning(
+                "source %s: %s starts like %s but holds other lines; not read",
+                self.name,
+                w.path,
+                f.path,
+            )
+            return True
+        log.info(
+            "source %s: %s and %s were alike; %s was written to: reading it instead",
+            self.name,
+            f.path,
+            w.path,
+            w.path,
+        )
+        g.preamble = f.preamble  # what of it was not emitted yet
+        g.splitter = f.splitter  # the same bytes up to here: a partial line carries over
+        g.splitter.file = g.path
+        if f.rotated_at is not None:  # else it is at a path of its own
+            g.rotated_at, g.origin = f.rotated_at, f.origin
+        self._close(f)
+        self.files[g.file_id] = g
+        self._out.append(Chunk(self.name, [], self._position(g), 0))
+        return True
+
+    def _watch_twins(self, f: LogFile, twins: Iterable[tuple[str, Peek]], now: float) -> None:
+        """Follow by name the files alike ``f`` (same first line, length and time)."""
+        for path, p in twins:
+            if p.key == f.key or p.key in self.watched:
+                continue
+            log.info(
+                "source %s: %s and %s are alike; reading the first, watching the second",
+                self.name,
+                f.path,
+                path,
+            )
+            rotated_at = now if f.rotated_at is None else f.rotated_at
+            self._watch(Watched(path, *p.key, p.file_id, p.size, f.origin, rotated_at, now))
+
     def _find_copy(
         self, path: str, file_id: str, offset: int, exclude: Key, now: float
     ) -> LogFile | None:
@@ -649,14 +853,19 @@ class SourceTailer:
         line is unknown was never seen at the path: it came and went in between. Of
         several copies of one file, the longest is read; a copy of the file at the path
         now is not (that file is read there). One without a complete first line yet is
-        held (its writer may still fill it).
+        held (its writer may still fill it). Nothing ties such a file to the log but its
+        name: only a rotated name is taken (a number or a date after the log's name, as
+        ``rotated_name`` reads it), not ``access.log.bak`` or ``access.log-notes.txt``.
         """
-        open_keys = {f.key for f in self.files.values()} | self.blanks.keys()
-        cands: dict[str, tuple[int, float, str, str]] = {}  # id -> length, mtime, file, path
+        open_keys = self._open_keys()
+        alike: dict[str, list[tuple[str, Peek]]] = {}  # id -> its files
+        best: dict[str, tuple[int, float, str, str]] = {}  # id -> length, mtime, file, path
         blank: list[tuple[str, str]] = []  # (file, path)
         for path in set(paths):
             here = _file_id(path)
             for sib in rotated_siblings(path):
+                if not rotated_name(path, sib):
+                    continue
                 try:
                     st = os.stat(sib)
                     key = (st.st_dev, st.st_ino)
@@ -670,13 +879,11 @@ class SourceTailer:
                     blank.append((sib, path))
                 if fid is None or fid == here or fid in self.files or fid in self.stored:
                     continue
+                alike.setdefault(fid, []).append((sib, p))
                 # Of equal ones the oldest: a copy is written after what it copies.
-                if fid not in cands or (p.length, -st.st_mtime) > (
-                    cands[fid][0],
-                    -cands[fid][1],
-                ):
-                    cands[fid] = (p.length, st.st_mtime, sib, path)
-        ordered = sorted(cands.values(), key=lambda c: (c[1], c[2]))
+                if fid not in best or (p.length, -p.mtime) > (best[fid][0], -best[fid][1]):
+                    best[fid] = (p.length, p.mtime, sib, path)
+        ordered = sorted(best.values(), key=lambda c: (c[1], c[2]))
         for i, (_, _, sib, origin) in enumerate(ordered):
             try:
                 f = open_at(sib, self.name, 0, self.max_line, now)
@@ -692,6 +899,11 @@ class SourceTailer:
             self.files[f.file_id] = f
             open_keys.add(f.key)
             self._out.append(Chunk(self.name, [], self._position(f), 0, rotations=1))
+            self._watch_twins(f, _twins(alike[f.file_id], sib), now)
+        self._hold_missed(blank, open_keys, now)
+
+    def _hold_missed(self, blank: list[tuple[str, str]], open_keys: set[Key], now: float) -> None:
+        """Hold the files found beside a rotated path without a complete first line."""
         for sib, origin in blank:
             try:
                 b = hold(sib)
@@ -723,10 +935,12 @@ class SourceTailer:
         places: dict[str, str] = {}  # rotated file -> the path it was rotated from
         for path in [*found, *([self.config.path] if self.kind == "file" else [])]:
             places.update(dict.fromkeys(rotated_siblings(path), path))
-        open_keys = {f.key for f in self.files.values()} | self.blanks.keys()
+        open_keys = self._open_keys()
         # Of several files with one first line, the longest; then a plain one; then the
         # oldest (a copy is written after what it copies, which its writer may still hold).
+        # Alike ones (same length and time: ``cp -p``) are watched until one is written to.
         best: dict[str, tuple[int, bool, float, str]] = {}
+        alike: dict[str, list[tuple[str, Peek]]] = {}
         for cand in places:
             try:
                 p = peek(cand)
@@ -737,6 +951,7 @@ class SourceTailer:
             offset = self.stored[p.file_id]
             if not p.compressed and offset >= p.size and not self._maybe_written(p.mtime):
                 continue  # read to its end, and not written to since
+            alike.setdefault(p.file_id, []).append((cand, p))
             rank = (p.length, not p.compressed, -p.mtime, cand)
             if p.file_id not in best or rank > best[p.file_id]:
                 best[p.file_id] = rank
@@ -760,6 +975,7 @@ class SourceTailer:
             self.files[f.file_id] = f
             open_keys.add(f.key)
             self._out.append(Chunk(self.name, [], self._position(f), 0, rotations=1))
+            self._watch_twins(f, _twins(alike[fid], cand), now)
 
     def _open_new(self, path: str, now: float) -> None:
         """A matched file not open yet: resume it, or start it per the source's ``start``."""
@@ -769,8 +985,13 @@ class SourceTailer:
             # that what is written to it is read even if it is rotated away first.
             self._follow(hold(path), now)
             return
-        if p.file_id in self.files:
-            self.known[p.key] = (p.file_id, p.size)  # a copy of a file being read
+        f = self.files.get(p.file_id)
+        if f is not None:
+            alike = os.fstat(f.fileobj.fileno())
+            if not f.compressed and (alike.st_size, alike.st_mtime) == (p.size, p.mtime):
+                self._watch_twins(f, [(path, p)], now)  # which is written to, if any?
+            else:
+                self.known[p.key] = (p.file_id, p.size)  # a copy of a file being read
             return
         self._start(p.file_id, lambda offset: open_at(path, self.name, offset, self.max_line, now))
 
@@ -837,6 +1058,20 @@ class SourceTailer:
     def _ok(self, path: str) -> None:
         self._retry.pop(path, None)
         self._errors.pop(path, None)
+
+
+def _twins(files: list[tuple[str, Peek]], chosen: str) -> list[tuple[str, Peek]]:
+    """Of ``files`` (one first line), the plain ones alike ``chosen``: same length and
+    modification time (``cp -p``), so which one its writer holds cannot be told yet."""
+    ref = next(p for path, p in files if path == chosen)
+    return [
+        (path, p)
+        for path, p in files
+        if path != chosen
+        and not p.compressed
+        and not ref.compressed
+        and (p.size, p.mtime) == (ref.size, ref.mtime)
+    ]
 
 
 def _file_id(path: str) -> str | None:

@@ -13,6 +13,7 @@ import glob
 import gzip
 import io
 import os
+import re
 import stat
 import zlib
 from dataclasses import dataclass, field
@@ -149,6 +150,65 @@ class Blank:
             self.fileobj.close()
         except OSError:
             pass
+
+
+@dataclass(eq=False)
+class Watched:
+    """A rotated file followed by its name only, without a descriptor.
+
+    A file let go (read to its end, quiet, its writer perhaps gone for good), or the twin
+    of an open file (same first line, length and modification time: which of the two its
+    writer holds cannot be told until one grows). Each check stats it; once it grows it
+    is opened again.
+    """
+
+    path: str  # its name when last seen
+    dev: int
+    inode: int
+    file_id: str | None  # None: without a complete first line when let go
+    size: int  # bytes when last seen: more means it was written to
+    origin: str  # the path it was rotated from
+    rotated_at: float
+    last_data: float  # monotonic time it last grew (or was found, for a twin)
+
+    @property
+    def key(self) -> Key:
+        return (self.dev, self.inode)
+
+
+def locate(w: Watched) -> tuple[str, os.stat_result] | None:
+    """Where ``w``'s file is now (its name, or another beside it: renamed again), or None
+    when it is gone (deleted, or moved out of its directory)."""
+    try:
+        st = os.stat(w.path)
+        if (st.st_dev, st.st_ino) == w.key:
+            return w.path, st
+    except OSError:
+        pass
+    d = os.path.dirname(w.path) or "."
+    try:
+        with os.scandir(d) as it:
+            names = [e.path for e in it if e.inode() == w.inode]
+    except OSError:
+        return None
+    for p in names:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == w.key and stat.S_ISREG(st.st_mode):
+            return p, st
+    return None
+
+
+def same_bytes(a: io.FileIO, b: io.FileIO, end: int, n: int = 4096) -> bool:
+    """True when two open files hold the same ``n`` bytes just before offset ``end``."""
+    start = max(0, end - n)
+    try:
+        x = os.pread(a.fileno(), end - start, start)
+        return len(x) == end - start and x == os.pread(b.fileno(), end - start, start)
+    except (OSError, ValueError):
+        return False
 
 
 def hold(path: str) -> Blank:
@@ -435,6 +495,20 @@ def rotated_siblings(path: str) -> list[str]:
     except OSError:
         return []
     return sorted(os.path.join(d, n) for n in names if n != base and n.startswith(base))
+
+
+# After the log's name: a separator and a digit (``.1``, ``.1.gz``, ``-20261120``,
+# ``.20261120-120000``, ``.4-moved``), or a bare compression suffix.
+_ROTATED_NAME = re.compile(r"[._-][0-9]|\.gz$")
+
+
+def rotated_name(path: str, sibling: str) -> bool:
+    """True when ``sibling``'s name reads as a rotated ``path`` (a number or a date after
+    it), not as another file named after it (``access.log.bak``, ``access.log-notes.txt``).
+    """
+    base = os.path.basename(path)
+    name = os.path.basename(sibling)
+    return name.startswith(base) and _ROTATED_NAME.match(name, len(base)) is not None
 
 
 def reason(exc: BaseException) -> str:

@@ -601,14 +601,15 @@ class Rotator:
     """A log at a path, the writer that holds it open (as nginx does), and rotations.
 
     Operations (one word each): ``W`` the writer appends a numbered line to the file it
-    holds; ``CT`` copytruncate (copy beside it, truncate to 0); ``CP`` copy only; ``RN``
-    rename away; ``CR`` create an empty file at the path; ``RO`` the writer reopens the
-    path; ``RM`` delete the path; ``SH`` rename the newest rotated file again; ``GZ``
-    compress the oldest rotated file the writer does not hold and remove it; ``C`` a check
-    of the tailer; ``CA`` a check, then a minute passes (file times are set back); ``K`` a
-    SIGKILL after everything emitted was committed, ``KL`` one that loses what the last
-    check emitted, ``KH`` the second half of it (a new tailer resumes from the committed
-    positions). Rotated names never repeat.
+    holds; ``CT`` copytruncate (copy beside it, truncate to 0); ``CP`` copy only (``CPP``
+    as ``cp -p``: the same modification time); ``RN`` rename away; ``CR`` create an empty
+    file at the path; ``RO`` the writer reopens the path; ``RM`` delete the path; ``SH``
+    rename the newest rotated file again; ``GZ`` compress the oldest rotated file the
+    writer does not hold and remove it; ``C`` a check of the tailer; ``CA`` a check, then a
+    minute passes (file times are set back); ``Q`` the tailer's clock moves past its
+    ``idle_close`` (twice over); ``K`` a SIGKILL after everything emitted was committed,
+    ``KL`` one that loses what the last check emitted, ``KH`` the second half of it (a new
+    tailer resumes from the committed positions). Rotated names never repeat.
     """
 
     def __init__(self, d: Path) -> None:
@@ -646,7 +647,7 @@ class Rotator:
         return [p for p in self._rotated() if p.stat().st_ino != held]
 
     def can(self, op: str) -> bool:
-        if op in ("CT", "CP", "RN", "RM", "RO"):
+        if op in ("CT", "CP", "CPP", "RN", "RM", "RO"):
             if not self.log.exists():
                 return False
             if op == "RO":
@@ -671,6 +672,8 @@ class Rotator:
             os.truncate(self.log, 0)
         elif op == "CP":
             shutil.copyfile(self.log, self._next())
+        elif op == "CPP":  # cp -p: the copy has the same modification time
+            shutil.copy2(self.log, self._next())
         elif op == "RN":
             self.log.rename(self._next())
         elif op == "CR":
@@ -728,6 +731,8 @@ class Player:
             self.check()
             if op == "CA":
                 self.r.age()
+        elif op == "Q":  # a quiet while: rotated files idle past idle_close are let go
+            self.clock.now += 2 * self.t.idle_close
         elif op == "K":
             self.restart(len(self.sink.items))
         elif op == "KL":  # what the last check emitted was not committed
