@@ -24,6 +24,8 @@ from test_tail import (  # noqa: F401 - _close_tailers: the fixture that closes 
     write,
 )
 
+from auditor.tailfile import rotated_name
+
 COPY_FIRST = [("access.log.2", "access.log.3"), ("access.log.3", "access.log.2")]
 
 
@@ -254,3 +256,20 @@ def test_random_interleavings_with_twins_and_quiet_whiles(tmp_path: Path) -> Non
     disk space is freed only then), and a quiet while passes that."""
     ops = ["W", "CT", "CP", "CPP", "RN", "CR", "RO", "SH", "GZ", "C", "CA", "Q"]
     _play_random_sequences(tmp_path, ops, seed=34, count=2000)
+
+
+def test_rotated_name() -> None:
+    rotated = [
+        "access.log.1",
+        "access.log.1.gz",
+        "access.log-20261120",
+        "access.log-20261120.gz",
+        "access.log.2026-11-20_12-00-00",
+        "access.log.20261120-120000",
+        "access.log_3",
+        "access.log.4-moved",
+        "access.log.gz",
+    ]
+    other = [*UNRELATED, "access.log.empty-notes", "access.log.swp", "access.logs", "access.log1"]
+    assert [n for n in rotated if not rotated_name("/var/log/access.log", n)] == []
+    assert [n for n in other if rotated_name("/var/log/access.log", n)] == []
