@@ -715,6 +715,16 @@ class SourceTailer:
         twin = self.files.get(w.file_id) if w.file_id is not None else None
         if twin is not None and twin.key != w.key and twin.fstat_size() > w.size:
             # Of two alike files, the other one was written to: its writer's.
+            if st.st_size > w.size:
+                log.warning(
+                    "source %s: %s and %s, alike, were both written to; %d bytes of the"
+                    " second after offset %d are not read",
+                    self.name,
+                    twin.path,
+                    w.path,
+                    st.st_size - w.size,
+                    w.size,
+                )
             self._unwatch(w, st)
             return
         if st.st_size <= w.size:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import IO
 
+import pytest
 from test_tail import Rotator, _close_tailers, check, make, write  # noqa: F401 - fixture used
 
 
@@ -141,3 +142,24 @@ def test_a_writer_that_appends_for_a_few_seconds_after_the_rename(tmp_path: Path
         assert sink.lines == ["l0", "l1", "l2", "l3", "l4"]
     finally:
         r.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a file let go is looked for in its own directory only: moved out of it, and then"
+    " written to, its new lines are not read (held open, they were)",
+)
+def test_a_file_let_go_moved_to_another_directory_then_written(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write(log, "a0")
+    t, sink, clock = make(log)
+    check(t)
+    log.rename(tmp_path / "access.log.1")
+    check(t)
+    clock.now += 120
+    check(t)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "access.log.1").rename(tmp_path / "old" / "access.log.1")
+    write(tmp_path / "old" / "access.log.1", "late")
+    check(t)
+    assert sink.lines == ["a0", "late"]
