@@ -54,6 +54,13 @@ MARKED = (
 )
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""  # it has ended
+
+
 def _start(config: Path, *, script: bool = False) -> subprocess.Popen[bytes]:
     """`log-auditor run` by its console script, or as `python -m auditor` with the marker."""
     entry = Path(sys.executable).with_name("log-auditor")
@@ -126,9 +133,11 @@ def test_a_stop_after_the_start_still_commits_what_was_read(config: Path) -> Non
     assert count(db) == 20
 
 
-def _handlers_after_import(argv: list[str]) -> str:
+def _handlers_after_import(argv: list[str], handed_down: bool = False) -> str:
     """What SIGTERM's and SIGINT's handlers are right after ``import auditor.cli`` in a
-    process whose command line is ``argv``."""
+    process started with the arguments ``argv[1:]`` (named ``argv[0]``). ``handed_down``:
+    started without them, and given them in ``sys.argv``, as multiprocessing's spawn does
+    for a worker of the console script."""
     code = (
         "import signal, sys\n"
         f"sys.argv = {argv!r}\n"
@@ -139,8 +148,13 @@ def _handlers_after_import(argv: list[str]) -> str:
         "    return 'noted' if callable(h) else str(h)\n"
         "print(name(signal.getsignal(signal.SIGTERM)), name(signal.getsignal(signal.SIGINT)))\n"
     )
+    args = [] if handed_down else argv[1:]
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return out.stdout.strip()
 
@@ -157,6 +171,39 @@ def test_only_run_notes_the_signals_from_the_first_line() -> None:
     assert _handlers_after_import(["/usr/bin/log-auditor", "scan", "run"]) == default
     assert _handlers_after_import(["/usr/bin/log-auditor", "-v", "findings"]) == default
     assert _handlers_after_import(["/usr/bin/other-tool", "run"]) == default
+    # A decode worker of the console script (its parent's sys.argv, not its own arguments).
+    assert _handlers_after_import(["/usr/bin/log-auditor", "run"], handed_down=True) == default
+
+
+def test_the_console_scripts_decode_worker_keeps_the_default_actions(tmp_path: Path) -> None:
+    """The worker ends with its parent; it must not take `run`'s noting of SIGTERM along
+    (multiprocessing's spawn runs the console script again in it, with the parent's argv)."""
+    if not Path(sys.executable).with_name("log-auditor").exists():
+        pytest.skip("no console script")
+    log = tmp_path / "access.log"
+    log.write_text("")
+    config = write_config(
+        tmp_path, [{"name": "api", "path": str(log)}], daemon={"decode_worker": True}
+    )
+    proc = _start(config, script=True)
+    db = tmp_path / "audit.db"
+    try:
+        wait_for(lambda: _catches(proc.pid, signal.SIGTERM), 60, what="the daemon's handler")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        workers: list[int] = []
+
+        def worker_started() -> bool:
+            workers[:] = [int(c) for c in children.read_text().split()]
+            return any("spawn_main" in _cmdline(c) for c in workers)
+
+        append(log, range(2000))
+        wait_for(lambda: count(db) == 2000, 60, what="the lines")
+        wait_for(worker_started, 30, what="the decode worker")
+        for pid in workers:
+            assert not _catches(pid, signal.SIGTERM), _cmdline(pid)
+    finally:
+        code, err = _stop_after(proc, 0.0, signal.SIGTERM)
+    assert code == 0, err
 
 
 def test_run_once_stopped_while_starting_exits_0_before_reading(config: Path) -> None:
@@ -164,13 +211,17 @@ def test_run_once_stopped_while_starting_exits_0_before_reading(config: Path) ->
     came while the CLI imported ends it there."""
     code = (
         "import os, signal, sys\n"
-        f"sys.argv = ['log-auditor', 'run', '--once', '--config', {str(config)!r}]\n"
+        "sys.argv[0] = 'log-auditor'\n"
         "import auditor.cli\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
         "auditor.cli.main()\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code, "run", "--once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr

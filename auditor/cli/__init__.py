@@ -24,16 +24,22 @@ def note_stop_signals() -> Callable[[], bool]:
     return lambda: bool(asked)
 
 
-def _is_run_command(argv: list[str]) -> bool:
-    """Whether this process is `log-auditor [-v...] run ...` (the console script or
-    ``python -m auditor``); the group's own options take no value."""
-    if not argv:
+def _is_run_command(argv: list[str], orig_argv: list[str]) -> bool:
+    """Whether this process was started as `log-auditor [-v...] run ...` (the console script
+    or ``python -m auditor``); the group's own options take no value.
+
+    ``argv[1:]`` must be this process's own arguments (the tail of ``orig_argv``): a decode
+    worker (multiprocessing's spawn) runs the console script again with its parent's
+    ``sys.argv`` and keeps the default actions (it ends with its parent).
+    """
+    args = argv[1:]
+    if not argv or orig_argv[len(orig_argv) - len(args) :] != args:
         return False
     entry = os.path.basename(argv[0])
     is_ours = entry == "log-auditor" or (
         entry == "__main__.py" and os.path.basename(os.path.dirname(argv[0])) == "auditor"
     )
-    verb = next((a for a in argv[1:] if not a.startswith("-")), None)
+    verb = next((a for a in args if not a.startswith("-")), None)
     return is_ours and verb == "run"
 
 
@@ -41,7 +47,7 @@ def _is_run_command(argv: list[str]) -> bool:
 # so that a SIGTERM at any moment of `run`'s start-up ends in exit 0. Other commands keep
 # the default actions (Ctrl-C stops a scan at once).
 early_stop_asked: Callable[[], bool] | None = (
-    note_stop_signals() if _is_run_command(sys.argv) else None
+    note_stop_signals() if _is_run_command(sys.argv, sys.orig_argv) else None
 )
 
 # After the handler above (see there).
