@@ -762,7 +762,13 @@ class SourceTailer:
                     return False
                 b.rotated_at, b.origin = w.rotated_at, w.origin
                 log.info("source %s: %s, followed by name, was written to", self.name, w.path)
-                self._follow(b, now)
+                if self._promote(b, now):
+                    return True
+                if b.key in self.blanks or len(self.blanks) >= MAX_BLANKS:
+                    b.close()
+                    return False  # still followed by name
+                b.last_data = now
+                self.blanks[b.key] = b
                 return True
 
             def opener(offset: int) -> LogFile | None:
