@@ -796,7 +796,7 @@ class SourceTailer:
         if g is None or g.key != w.key or g.file_id != f.file_id:
             if g is not None:
                 g.close()
-            return False
+            return self._reopen(w, now)  # no longer alike: another file now
         if not same_bytes(f.fileobj, g.fileobj, f.read_pos):
             g.close()
             log.warning(
