@@ -126,7 +126,9 @@ def _reply(conn: Connection, batch: Batch, offset: int, pending: bool) -> None:
     # zlib runs without the GIL); only the exact timestamps travel beside them, each
     # distinct one once.
     stamps, index = _stamps(batch.events)
+    batch.dropped = len(batch.events)  # until the parent rebuilds them
     batch.events = []
+    batch.event_ms = []
     try:
         conn.send_bytes(
             pickle.dumps((batch, stamps, index, offset, pending), protocol=pickle.HIGHEST_PROTOCOL)
@@ -210,7 +212,9 @@ class DecodeWorker:
         self._tasks.put((LINES, {s: specs[s] for s in wanted if s in specs}, flatten_lines(lines)))
         self.in_flight += 1
 
-    def receive(self) -> Chunk:
+    def receive(self, *, events: bool = True) -> Chunk:
+        """The next result; ``events=False`` leaves its events unbuilt (as rows in
+        ``packed``, counted in ``dropped``): a scan without rules never needs them."""
         try:
             raw = self._conn.recv_bytes()
         except (OSError, EOFError):
@@ -218,7 +222,9 @@ class DecodeWorker:
             raise WorkerError(f"the decode worker died (exit code {code})") from None
         self.in_flight -= 1
         batch, stamps, index, offset, pending = pickle.loads(raw)
-        batch.events = _rebuild(batch.packed or [], stamps, index)
+        if events:
+            batch.events = _rebuild(batch.packed or [], stamps, index)
+            batch.dropped = 0
         return Chunk(batch, offset, pending)
 
     def close(self, timeout: float = 2.0) -> None:

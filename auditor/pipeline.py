@@ -103,6 +103,10 @@ class MinuteStats:
         self.bytes_out += other.bytes_out
 
 
+ExposureKey = tuple[str, str, str, str, str, str, str]
+"""(UTC day, source, pii type, location, route, parameter or "", digest)."""
+
+
 @dataclass(slots=True)
 class Batch:
     events: list[Event] = field(default_factory=list)
@@ -120,6 +124,27 @@ class Batch:
     # What `--format auto` chose or switched to: (source, "fmt (n/m sample lines) in file"),
     # journalled by the writer as kind "format".
     format_choices: list[tuple[str, str]] = field(default_factory=list)
+    # The events' exposures, counted per ExposureKey: [count, first ms, last ms]. None:
+    # not aggregated (a batch made by hand); the store then counts them from ``events``.
+    exposures: dict[ExposureKey, list[int]] | None = None
+    # Events already detected and let go (``events`` emptied to free memory); their rows
+    # are in ``packed``.
+    dropped: int = 0
+
+    @property
+    def n_events(self) -> int:
+        return len(self.events) + self.dropped
+
+    def drop_events(self) -> None:
+        """Let the detected events go: the store needs only their packed rows and the
+        aggregates (a scan would otherwise hold two batches of event objects)."""
+        if self.packed is None:
+            raise ValueError("events not packed yet")
+        if self.exposures is None:
+            self.exposures = count_exposures(self.events, _times(self))
+        self.dropped += len(self.events)
+        self.events = []
+        self.event_ms = []
 
     def counter(self, source: str) -> SourceCounters:
         c = self.counters.get(source)
@@ -128,8 +153,48 @@ class Batch:
         return c
 
 
+def count_exposures(events: Sequence[Event], times: Sequence[int]) -> dict[ExposureKey, list[int]]:
+    """The events' exposures per ``ExposureKey``: [count, first ms, last ms]."""
+    agg: dict[ExposureKey, list[int]] = {}
+    for e, ms in zip(events, times, strict=True):
+        if not e.exposures:
+            continue
+        day = e.timestamp.strftime("%Y-%m-%d")
+        for x in e.exposures:
+            k = (day, e.source, x.pii_type, x.location, e.route, x.param or "", x.digest)
+            cur = agg.get(k)
+            if cur is None:
+                agg[k] = [1, ms, ms]
+            else:
+                cur[0] += 1
+                cur[1] = min(cur[1], ms)
+                cur[2] = max(cur[2], ms)
+    return agg
+
+
+def _merge_exposures(
+    into: dict[ExposureKey, list[int]], more: dict[ExposureKey, list[int]]
+) -> None:
+    for k, v in more.items():
+        cur = into.get(k)
+        if cur is None:
+            into[k] = list(v)
+        else:
+            cur[0] += v[0]
+            cur[1] = min(cur[1], v[1])
+            cur[2] = max(cur[2], v[2])
+
+
 def merge(into: Batch, part: Batch) -> None:
     """Add a later batch to an earlier one (both decoded, neither written yet)."""
+    if part.exposures is not None or into.exposures is not None:
+        if into.exposures is None:
+            into.exposures = count_exposures(into.events, _times(into))
+        more = part.exposures
+        if more is None:
+            more = count_exposures(part.events, _times(part))
+        _merge_exposures(into.exposures, more)
+    into.dropped += part.dropped
     into.events.extend(part.events)
     into.hits.extend(part.hits)
     into.event_ms.extend(part.event_ms)
@@ -150,6 +215,11 @@ def merge(into: Batch, part: Batch) -> None:
         hours[hk] = hours.get(hk, 0) + n
     if part.detector_state is not None:
         into.detector_state = part.detector_state
+
+
+def _times(batch: Batch) -> list[int]:
+    times = batch.event_ms
+    return times if len(times) == len(batch.events) else epoch_ms(batch.events)
 
 
 def epoch_ms(events: Sequence[Event]) -> list[int]:
@@ -289,6 +359,7 @@ class Pipeline:
             if ip is not None:
                 ck = (minute // 60, ip)
                 clients[ck] = clients.get(ck, 0) + 1
+        batch.exposures = count_exposures(batch.events, times)
         Pipeline._event_span(batch, times)
 
     @staticmethod

@@ -135,6 +135,7 @@ class _Batcher:
         chunk by chunk, so the worker is never idle for a whole batch's detection."""
         part.positions = [pos]
         self.pipeline.detect(part, snapshot=False)
+        part.drop_events()
         if self.decoded is None:
             self.decoded = part
         else:
@@ -163,7 +164,7 @@ class _Batcher:
             batch = self._take_decoded()
             self.wait()
             self.inflight = self.executor.submit(write_batch, self.store, batch)
-            self.summary.events += len(batch.events)
+            self.summary.events += batch.n_events
             self.summary.hits += len(batch.hits)
             self.summary.unparsed += sum(c.lines_unparsed for c in batch.counters.values())
             for p in batch.positions:
@@ -284,7 +285,7 @@ def _collect(pool: DecodePool, sent: deque[_Sent], batcher: _Batcher, keep: int)
     flight."""
     while len(sent) > keep:
         s = sent.popleft()
-        got = pool.workers[s.worker].receive()
+        got = pool.workers[s.worker].receive(events=batcher.pipeline.detector is not None)
         pos = _position(s.ident, s.source, s.path, got.offset)
         batcher.add_decoded(got.batch, pos)
         if s.end == END_PLAIN and got.pending:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,10 @@ def dump(db: Path) -> dict[str, list[dict[str, Any]]]:
         for row in rows:
             row.pop("id", None)
         out[what] = sorted(rows, key=lambda d: orjson.dumps(d, option=orjson.OPT_SORT_KEYS))
+    with sqlite3.connect(db) as conn:  # what the report counts leaks from, and traffic
+        for table in ("exposures", "minute_stats", "client_hours"):
+            rows = conn.execute(f"SELECT * FROM {table}").fetchall()
+            out[table] = sorted(({"row": list(r)} for r in rows), key=repr)
     status = orjson.loads(run("status", "--db", str(db), "--json"))
     out["sources"] = [
         {k: s[k] for k in ("lines_read", "lines_parsed", "lines_unparsed", "lines_truncated")}
@@ -91,7 +96,7 @@ def test_spread_scan_equals_one_process_scan(
             (tmp_path / f"w{workers}.db.key").write_bytes((tmp_path / "w0.db.key").read_bytes())
         scan(monkeypatch, db, logs, workers)
         dumps.append(dump(db))
-    assert dumps[0]["events"] and dumps[0]["findings"]
+    assert dumps[0]["events"] and dumps[0]["findings"] and dumps[0]["exposures"]
     for d in dumps[1:]:
         assert d == dumps[0]
 

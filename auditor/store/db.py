@@ -21,7 +21,7 @@ from sqlite_utils import Database
 
 from auditor.errors import StoreError
 from auditor.model import Event, Hit
-from auditor.pipeline import Batch, Position
+from auditor.pipeline import Batch, ExposureKey, Position, count_exposures
 from auditor.store.eventblocks import compress_block, serialize_events
 from auditor.store.report_queries import client_days_through
 from auditor.store.schema import migrations
@@ -133,15 +133,19 @@ class Store:
     def _write(self, batch: Batch) -> None:
         c = self.conn
         now = _now_ms()
-        if batch.events:
+        if batch.events or batch.packed:
             blocks = batch.packed
-            if blocks is None:
+            exposures = batch.exposures
+            if blocks is None or exposures is None:
                 times = batch.event_ms
                 if len(times) != len(batch.events):
                     times = [_ms(e) for e in batch.events]
-                blocks = serialize_events(batch.events, times)
+                if blocks is None:
+                    blocks = serialize_events(batch.events, times)
+                if exposures is None:
+                    exposures = count_exposures(batch.events, times)
             c.executemany(_INSERT_BLOCK, [compress_block(b) for b in blocks])
-            self._write_exposures(batch.events)
+            self._write_exposures(exposures)
         if batch.hits:
             self._fold_hits(batch.hits, now)
         for pos in batch.positions:
@@ -274,22 +278,7 @@ class Store:
             (str(upto_day),),
         )
 
-    def _write_exposures(self, events: list[Event]) -> None:
-        agg: dict[tuple[str, str, str, str, str, str, str], list[int]] = {}
-        for e in events:
-            if not e.exposures:
-                continue
-            ms = _ms(e)
-            day = e.timestamp.strftime("%Y-%m-%d")
-            for x in e.exposures:
-                k = (day, e.source, x.pii_type, x.location, e.route, x.param or "", x.digest)
-                cur = agg.get(k)
-                if cur is None:
-                    agg[k] = [1, ms, ms]
-                else:
-                    cur[0] += 1
-                    cur[1] = min(cur[1], ms)
-                    cur[2] = max(cur[2], ms)
+    def _write_exposures(self, agg: dict[ExposureKey, list[int]]) -> None:
         if agg:
             self.conn.executemany(
                 "INSERT INTO exposures VALUES (?,?,?,?,?,?,?,?,?,?)"
