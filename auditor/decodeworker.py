@@ -1,23 +1,27 @@
-"""A second process that splits, decodes and packs lines while this one detects and stores.
+"""Worker processes that split, decode and pack lines while this one detects and stores.
 
 One Python thread can parse, redact, detect and store about 30,000 lines a second; the
 machine has more cores than that. Decoding keeps no state across lines except per file
-(the line splitter, a detected format), so one worker process that sees every chunk of
-every file in order can do it, while detection, which needs every event in log order,
-stays here. Chunks go out as raw bytes; the worker sends back per chunk the decoded
-events (pickled: each distinct timestamp object is shared, so pickled once), the counters
-and aggregates, and the events already serialized into store blocks.
+(the line splitter, ``auto``'s choice, W3C columns), so the chunks of a file can go to
+several workers (``DecodePool``) when each chunk starts at a line and the format keeps no
+per-file state (``spreadable``); detection, which needs every event in log order, stays
+here. Chunks go out as raw bytes (``scan``) or split lines (the daemon); a worker sends
+back per chunk the counters and aggregates and the events serialized into store blocks,
+plus their exact timestamps, each distinct one once; this process rebuilds the events
+from the rows when it detects.
 
-Only ``scan`` of large inputs uses it (``PARALLEL_MIN_BYTES``): starting a process costs a
-few hundred milliseconds.
+``scan`` uses workers for large inputs (``PARALLEL_MIN_BYTES``: starting a process costs
+a few hundred milliseconds), the daemon when ``decode_worker`` is on.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
+import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 from array import array
@@ -26,8 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
-from multiprocessing.queues import Queue
-from typing import Any
 
 import orjson
 
@@ -62,7 +64,21 @@ class Chunk:
     pending: bool  # a partial last line waits
 
 
-def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int, parent: int) -> None:
+def child_main() -> None:
+    """The worker process's entry: ``python -c "from auditor.decodeworker import
+    child_main; child_main()" TASK_FD RESULT_FD MAX_LINE PARENT_PID``. The redaction key
+    comes first on the task pipe (never in the command line or the environment)."""
+    task_fd, result_fd, max_line, parent = (int(a) for a in sys.argv[1:5])
+    tasks = Connection(task_fd, writable=False)
+    conn = Connection(result_fd, readable=False)
+    try:
+        key = tasks.recv_bytes()
+    except (EOFError, OSError):
+        return
+    _serve(tasks, conn, key, max_line, parent)
+
+
+def _serve(tasks: Connection, conn: Connection, key: bytes, max_line: int, parent: int) -> None:
     """The worker's loop (runs in the child process); ``parent``: the parent's pid."""
     # Ctrl-C reaches the terminal's whole process group: the parent, which stops this
     # worker itself once its last batch is decoded, decides (no traceback from here).
@@ -82,8 +98,8 @@ def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int, paren
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     while True:
         try:
-            msg = tasks.get()
-        except (EOFError, OSError):
+            msg = pickle.loads(tasks.recv_bytes())
+        except (EOFError, OSError):  # the parent closed its end, or is gone
             return
         if msg is None:
             return
@@ -110,9 +126,9 @@ def _serve(tasks: Queue[Any], conn: Connection, key: bytes, max_line: int, paren
 
 
 def _exit_with_parent(parent: int) -> None:
-    """A killed parent never says goodbye, and a read of a message it was writing when it
-    died would wait forever (this process holds the queue's write end too, so no
-    end-of-file comes): exit as soon as the parent is gone, wherever the loop is."""
+    """A killed parent never says goodbye: its end of the task pipe closes (this process
+    holds no write end of it, so a read then ends), but a decode under way would still run
+    to its end first. Exit as soon as the parent is gone, wherever the loop is."""
     while os.getppid() == parent:
         time.sleep(PARENT_CHECK)
     os._exit(0)
@@ -169,21 +185,59 @@ def _rebuild(blocks: list[Block], stamps: list[datetime], index: array[int]) -> 
 
 class DecodeWorker:
     """The parent's handle: ``send`` chunks in file order, ``receive`` their results in the
-    same order. Keep a few chunks in flight so both processes stay busy."""
+    same order. Keep a few chunks in flight so both processes stay busy.
+
+    The worker is a plain ``python`` child started with ``subprocess`` and two pipes, not
+    a ``multiprocessing`` process: spawn also starts a resource-tracker process (13 MiB
+    for nothing here) and runs the parent's main script again in the child (the console
+    script: click and the whole CLI imported in every worker)."""
 
     def __init__(self, key: bytes, max_line: int) -> None:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        # Chunks go through a queue (its feeder thread writes), results come back on a
-        # pipe: a send never waits on a receive, so the two processes cannot deadlock.
-        self._tasks: Queue[Any] = ctx.Queue()
-        self._conn, child = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(
-            target=_serve, args=(self._tasks, child, key, max_line, os.getpid()), daemon=True
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+                    "-c",
+                    "from auditor.decodeworker import child_main; child_main()",
+                    str(task_r),
+                    str(result_w),
+                    str(max_line),
+                    str(os.getpid()),
+                ],
+                pass_fds=(task_r, result_w),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (task_w, result_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(task_r)
+            os.close(result_w)
+        self._conn = Connection(result_r, writable=False)
+        # Chunks are written by a thread of their own: a send never waits on a receive,
+        # so the two processes cannot deadlock on full pipes.
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._feeder = threading.Thread(
+            target=_feed, args=(Connection(task_w, readable=False), self._outbox), daemon=True
         )
-        self._proc.start()
-        child.close()
+        self._feeder.start()
+        self._outbox.put(key)
         self.key = key
         self.in_flight = 0
+
+    def _alive(self) -> None:
+        code = self._proc.poll()
+        if code is not None:
+            raise WorkerError(f"the decode worker died (exit code {code})")
+
+    def _put(self, msg: object) -> None:
+        self._alive()
+        self._outbox.put(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+        self.in_flight += 1
 
     def send(
         self,
@@ -198,19 +252,13 @@ class DecodeWorker:
         """``offset``: where ``data`` starts in the file (used when this worker holds no
         partial line of the file); ``end``: MORE, END_PLAIN or END_COMPRESSED (complete an
         unterminated last line)."""
-        if not self._proc.is_alive():
-            raise WorkerError(f"the decode worker died (exit code {self._proc.exitcode})")
-        self._tasks.put((file_id, source, spec, path, offset, data, end))
-        self.in_flight += 1
+        self._put((file_id, source, spec, path, offset, data, end))
 
     def send_lines(self, specs: Mapping[str, FormatSpec], lines: Sequence[Line]) -> None:
         """Decode lines already split (the daemon's); ``specs``: the format of each source
         among them (a changed one rebuilds that source's decoder in the worker)."""
-        if not self._proc.is_alive():
-            raise WorkerError(f"the decode worker died (exit code {self._proc.exitcode})")
         wanted = {ln.source for ln in lines}
-        self._tasks.put((LINES, {s: specs[s] for s in wanted if s in specs}, flatten_lines(lines)))
-        self.in_flight += 1
+        self._put((LINES, {s: specs[s] for s in wanted if s in specs}, flatten_lines(lines)))
 
     def receive(self, *, events: bool = True) -> Chunk:
         """The next result; ``events=False`` leaves its events unbuilt (as rows in
@@ -218,7 +266,10 @@ class DecodeWorker:
         try:
             raw = self._conn.recv_bytes()
         except (OSError, EOFError):
-            code = self._proc.exitcode
+            try:
+                code = self._proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = None
             raise WorkerError(f"the decode worker died (exit code {code})") from None
         self.in_flight -= 1
         batch, stamps, index, offset, pending = pickle.loads(raw)
@@ -230,20 +281,27 @@ class DecodeWorker:
     def close(self, timeout: float = 2.0) -> None:
         """Ask the worker to finish; kill it if it has not within ``timeout`` seconds (it
         keeps nothing worth waiting for: it may be blocked sending results nobody reads)."""
-        if self._proc.is_alive():
-            try:
-                self._tasks.put(None)
-            except ValueError:  # closed already
-                pass
-            self._proc.join(timeout=timeout)
-        if self._proc.is_alive():
+        self._outbox.put(None)  # the feeder closes the task pipe: the worker reads its end
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
             self._proc.kill()
-            self._proc.join()
-        # The worker is gone: chunks still buffered for it are dropped, not flushed (the
-        # queue's pipe has a reader in this process too, so a flush could wait forever).
-        self._tasks.cancel_join_thread()
-        self._tasks.close()
+            self._proc.wait()
+        # The worker is gone: a chunk the feeder was still writing fails (broken pipe) and
+        # the rest are dropped with the feeder.
+        self._feeder.join(timeout=timeout)
         self._conn.close()
+
+
+def _feed(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
+    """Write the queued messages to the worker, in order, until ``None``; then close."""
+    try:
+        while (data := outbox.get()) is not None:
+            conn.send_bytes(data)
+    except OSError:  # the worker is gone
+        pass
+    finally:
+        conn.close()
 
 
 def pool_size(cpus: int | None) -> int:

@@ -111,7 +111,7 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path: Path) -> None:
         assert submitted is not None
         dead = submitted.worker.workers[1]  # one of the pool dies with parts in flight
         dead._proc.kill()
-        dead._proc.join()
+        dead._proc.wait()
         second = writer._process(pending, submitted)
         assert writer._worker is None  # dropped, retried later
         third = writer._process(pending, writer._submit(pending))  # in this process

@@ -194,7 +194,7 @@ def test_the_console_scripts_decode_worker_keeps_the_default_actions(tmp_path: P
 
         def worker_started() -> bool:
             workers[:] = [int(c) for c in children.read_text().split()]
-            return any("spawn_main" in _cmdline(c) for c in workers)
+            return any("child_main" in _cmdline(c) for c in workers)
 
         append(log, range(2000))
         wait_for(lambda: count(db) == 2000, 60, what="the lines")
