@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.config import Config, SourceConfig, load_config
-from auditor.decodeworker import pool_size
+from auditor.decodeworker import workers_wanted
 from auditor.errors import AuditorError, ConfigError
 from auditor.metrics import Metrics, SourceLive, parse_listen, serve
 from auditor.outputs.build import load_secrets
@@ -161,7 +161,7 @@ class Daemon:
             batch_lines=d.batch_lines,
             batch_seconds=d.batch_seconds,
             decode_worker=d.decode_worker if d.decode_worker is not None else _cpus() >= 2,
-            decode_workers=pool_size(_cpus()),
+            decode_workers=workers_wanted(),
             max_line=d.max_line_bytes,
         )
         self.notifier = Notifier.from_env(env)

@@ -4,6 +4,7 @@ and a worker that dies mid-batch loses nothing (the rest is decoded in this proc
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -49,6 +50,7 @@ def test_flattened_lines_come_back_equal(lines: list[Line]) -> None:
 def _cli(*args: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "auditor", *args],
+        env={**os.environ, "LOG_AUDITOR_DECODE_WORKERS": "2"},  # a pool, whatever the CPUs
         check=False,
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ import click
 from auditor.cli import cli
 from auditor.cli.common import config_option, db_option, resolve_config, resolve_db
 from auditor.config import Config
-from auditor.decodeworker import PARALLEL_MIN_BYTES, pool_size
+from auditor.decodeworker import PARALLEL_MIN_BYTES, workers_wanted
 from auditor.engine import build_engine, check_format_name, format_spec
 from auditor.formats import FormatSpec
 from auditor.gctune import tune_for_ingest
@@ -98,7 +98,7 @@ def scan_cmd(
                 engine.redactor.key,
                 lambda name: engine.specs.get(name) or FormatSpec("auto"),
                 _parallel_min_bytes(),
-                _decode_workers(),
+                workers_wanted(detecting=bool(engine.ruleset.rules)),
             ),
         )
     finally:
@@ -135,15 +135,6 @@ def scan_cmd(
                 "once its newline arrives",
                 err=True,
             )
-
-
-def _decode_workers() -> int:
-    """Decode worker processes: ``pool_size`` of the cores this process may use;
-    ``LOG_AUDITOR_DECODE_WORKERS`` sets the number (for tests and benchmarks)."""
-    raw = os.environ.get("LOG_AUDITOR_DECODE_WORKERS", "")
-    if raw.isdigit() and int(raw) > 0:
-        return int(raw)
-    return pool_size(len(os.sched_getaffinity(0)))
 
 
 def _parallel_min_bytes() -> int:
