@@ -1,8 +1,11 @@
 """`make bench`: whole-process `log-auditor scan` of generated nginx-combined lines.
 
 Runs each command several times on the same file (a fresh store each time), reports the
-median wall time, lines/s and peak RSS, side by side with goaccess on the same file in the
-same run, and the cost of detection (all bundled rules vs. none).
+median wall time, lines/s and peak memory, side by side with goaccess on the same file in
+the same run, and the cost of detection (all bundled rules vs. none). Memory is that of
+the whole process tree (the scan and its decode workers), sampled every 50 ms: peak RSS
+of the main process, peak RSS summed over the tree, and peak PSS of the tree (shared pages
+divided among the processes: the fairest total).
 
     .venv/bin/python benchmarks/bench_scan.py [--lines N] [--runs K]
 """
@@ -23,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gen_lines import lines
+from procmem import PeakSampler, TreeMemory
 
 
 def ensure_input(n: int) -> Path:
@@ -44,18 +48,22 @@ def ensure_input(n: int) -> Path:
     return path
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process."""
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, TreeMemory]:
+    """Wall seconds and peak memory (KiB) of one command and its children."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, env=env)
+        sampler = PeakSampler(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        peak = sampler.stop()
         errf.seek(0)
         err = errf.read().decode(errors="replace")[-2000:]
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"command failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss
+    # The kernel's own peak of the main process, in case the sampler missed it.
+    main = max(peak.main_rss, usage.ru_maxrss)
+    return wall, TreeMemory(main, max(peak.rss, main), peak.pss, peak.processes)
 
 
 def main() -> None:
@@ -90,7 +98,7 @@ def main() -> None:
             "nginx-combined",
         ],
     }
-    results: dict[str, list[tuple[float, int]]] = {k: [] for k in variants}
+    results: dict[str, list[tuple[float, TreeMemory]]] = {k: [] for k in variants}
     goaccess = shutil.which("goaccess")
     if goaccess:
         results["goaccess --log-format=COMBINED -o out.json"] = []
@@ -119,13 +127,23 @@ def main() -> None:
         f"input: {src} ({args.lines:,} lines, {src.stat().st_size / 1e6:.1f} MB), "
         f"{args.runs} runs, median"
     )
-    print(f"{'command':48} {'wall s':>8} {'lines/s':>10} {'peak RSS MiB':>13}")
+    print(
+        f"{'command':48} {'wall s':>8} {'lines/s':>10} {'best':>10}"
+        f" {'RSS main':>9} {'RSS tree':>9} {'PSS tree':>9} (MiB, peak)"
+    )
     medians: dict[str, float] = {}
     for name, samples in results.items():
         wall = statistics.median(s[0] for s in samples)
-        rss = statistics.median(s[1] for s in samples) / 1024
+        best = min(s[0] for s in samples)
+        mem = [s[1] for s in samples]
+        main = statistics.median(m.main_rss for m in mem) / 1024
+        rss = statistics.median(m.rss for m in mem) / 1024
+        pss = statistics.median(m.pss for m in mem) / 1024
         medians[name] = wall
-        print(f"{name:48} {wall:8.2f} {args.lines / wall:10,.0f} {rss:13.1f}")
+        print(
+            f"{name:48} {wall:8.2f} {args.lines / wall:10,.0f} {args.lines / best:10,.0f}"
+            f" {main:9.1f} {rss:9.1f} {pss:9.1f}"
+        )
     all_rules = medians["log-auditor scan (all rules)"]
     none = medians["log-auditor scan (no rules)"]
     print(

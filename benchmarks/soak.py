@@ -47,6 +47,9 @@ from typing import TextIO
 
 from auditor.store.eventblocks import block_dicts
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procmem import TreeMemory, tree_memory
+
 HERE = Path(__file__).resolve().parent
 TS = "20/Nov/2026:12:00:00 +0000"
 LINE = '198.51.100.7 - - [{ts}] "GET /item/{n} HTTP/1.1" 200 5 "-" "soak"\n'
@@ -364,14 +367,6 @@ print(n)
 """
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for row in f:
-            if row.startswith("VmRSS:"):
-                return int(row.split()[1])
-    return 0
-
-
 def sustained(
     work: Path,
     *,
@@ -381,8 +376,9 @@ def sustained(
     rules: bool = True,
     daemon: str = "",
     say: Callable[[str], None] = print,
-) -> list[tuple[float, int, int, float]]:
-    """Samples of (t, RSS KiB, events stored, lines/s over the interval)."""
+) -> list[tuple[float, TreeMemory, int, float]]:
+    """Samples of (t, memory of the daemon and its workers, events stored, lines/s over
+    the interval)."""
     log = work / "access.log"
     log.touch()
     cfg = write_config(work, log, rules=rules, daemon=daemon)
@@ -395,17 +391,23 @@ def sustained(
         text=True,
     )
     t0 = time.monotonic()
-    samples: list[tuple[float, int, int, float]] = []
+    samples: list[tuple[float, TreeMemory, int, float]] = []
     last_n, last_t = 0, t0
-    say(f"{'t (s)':>7} {'RSS (MiB)':>10} {'stored':>12} {'lines/s':>10}")
+    say(
+        f"{'t (s)':>7} {'RSS main':>9} {'RSS tree':>9} {'PSS tree':>9} (MiB)"
+        f" {'stored':>12} {'lines/s':>10}"
+    )
     while writer.poll() is None:
         time.sleep(every)
         now = time.monotonic()
         n = stored_count(db)
-        r = rss_kib(proc.pid)
+        m = tree_memory(proc.pid)
         lps = (n - last_n) / (now - last_t)
-        samples.append((now - t0, r, n, lps))
-        say(f"{now - t0:7.0f} {r / 1024:10.1f} {n:12,} {lps:10,.0f}")
+        samples.append((now - t0, m, n, lps))
+        say(
+            f"{now - t0:7.0f} {m.main_rss / 1024:9.1f} {m.rss / 1024:9.1f} {m.pss / 1024:9.1f}"
+            f"       {n:12,} {lps:10,.0f}"
+        )
         last_n, last_t = n, now
     out, _ = writer.communicate()
     proc.send_signal(signal.SIGTERM)
@@ -455,12 +457,17 @@ def main() -> None:
             )
             steady = [s for s in samples if s[0] > args.every * 1.5 and s[3] > 0]
             if steady:
-                rss = [s[1] / 1024 for s in samples]
                 avg = sum(s[3] for s in steady) / len(steady)
-                print(
-                    f"ingest {avg:,.0f} lines/s average; RSS min {min(rss):.1f} MiB,"
-                    f" max {max(rss):.1f} MiB, last {rss[-1]:.1f} MiB"
-                )
+                print(f"ingest {avg:,.0f} lines/s average")
+                for label, attr in (
+                    ("RSS main", "main_rss"),
+                    ("RSS tree", "rss"),
+                    ("PSS tree", "pss"),
+                ):
+                    v = [getattr(s[1], attr) / 1024 for s in samples]
+                    print(
+                        f"{label}: min {min(v):.1f} MiB, max {max(v):.1f} MiB, last {v[-1]:.1f} MiB"
+                    )
             return
         rate = args.rate or 20_000
         mix = tuple(k.strip() for k in args.mix.split(",") if k.strip())
