@@ -28,9 +28,10 @@ def _is_run_command(argv: list[str], orig_argv: list[str]) -> bool:
     """Whether this process was started as `log-auditor [-v...] run ...` (the console script
     or ``python -m auditor``); the group's own options take no value.
 
-    ``argv[1:]`` must be this process's own arguments (the tail of ``orig_argv``): a decode
-    worker (multiprocessing's spawn) runs the console script again with its parent's
-    ``sys.argv`` and keeps the default actions (it ends with its parent).
+    ``argv[1:]`` must be this process's own arguments (the tail of ``orig_argv``): a
+    program that runs the console script again with its parent's ``sys.argv`` (as
+    multiprocessing's spawn did with our decode workers, before they became plain ``-c``
+    children) keeps the default actions.
     """
     args = argv[1:]
     if not argv or orig_argv[len(orig_argv) - len(args) :] != args:
