@@ -16,6 +16,7 @@ a few hundred milliseconds), the daemon when ``decode_worker`` is on.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import queue
@@ -195,6 +196,8 @@ class DecodeWorker:
     def __init__(self, key: bytes, max_line: int) -> None:
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
+        for fd in (task_w, result_w):
+            _widen(fd)
         try:
             self._proc = subprocess.Popen(
                 [
@@ -291,6 +294,20 @@ class DecodeWorker:
         # the rest are dropped with the feeder.
         self._feeder.join(timeout=timeout)
         self._conn.close()
+
+
+PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size for unprivileged users
+
+
+def _widen(fd: int) -> None:
+    """Let the pipe hold a whole chunk or result (64 KiB by default). A message larger
+    than the pipe is written in pieces, and each piece, once the reader made room, must
+    take the GIL back from a busy thread of the writing process: a chunk took many
+    switch intervals to go across."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError):  # not Linux, or a lower limit: pieces it is
+        pass
 
 
 def _feed(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
