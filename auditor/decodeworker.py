@@ -186,7 +186,8 @@ def _rebuild(blocks: list[Block], stamps: list[datetime], index: array[int]) -> 
 
 class DecodeWorker:
     """The parent's handle: ``send`` chunks in file order, ``receive`` their results in the
-    same order. Keep a few chunks in flight so both processes stay busy.
+    same order. Keep a few chunks in flight so both processes stay busy (the caller counts
+    them).
 
     The worker is a plain ``python`` child started with ``subprocess`` and two pipes, not
     a ``multiprocessing`` process: spawn also starts a resource-tracker process (13 MiB
@@ -230,7 +231,6 @@ class DecodeWorker:
         self._feeder.start()
         self._outbox.put(key)
         self.key = key
-        self.in_flight = 0
 
     def _alive(self) -> None:
         code = self._proc.poll()
@@ -240,7 +240,6 @@ class DecodeWorker:
     def _put(self, msg: object) -> None:
         self._alive()
         self._outbox.put(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
-        self.in_flight += 1
 
     def send(
         self,
@@ -274,7 +273,6 @@ class DecodeWorker:
             except subprocess.TimeoutExpired:
                 code = None
             raise WorkerError(f"the decode worker died (exit code {code})") from None
-        self.in_flight -= 1
         batch, stamps, index, offset, pending = pickle.loads(raw)
         if events:
             batch.events = _rebuild(batch.packed or [], stamps, index)
@@ -378,10 +376,6 @@ class DecodePool:
 
     def __len__(self) -> int:
         return len(self.workers)
-
-    @property
-    def in_flight(self) -> int:
-        return sum(w.in_flight for w in self.workers)
 
     def _spreadable(self, source: str, spec: FormatSpec) -> bool:
         known = self._spread.get(source)

@@ -393,17 +393,17 @@ def scan_paths(
         done_bytes += n
         progress.update(done_bytes, summary.lines + len(batcher.lines))
 
-    worker = None
+    pool = None
     if parallel is not None and total >= parallel.min_bytes:
-        worker = DecodePool(parallel.key, max_line, parallel.workers)
+        pool = DecodePool(parallel.key, max_line, parallel.workers)
     try:
-        _scan_all(files, batcher, summary, source_for, max_line, on_bytes, worker, parallel)
+        _scan_all(files, batcher, summary, source_for, max_line, on_bytes, pool, parallel)
     finally:
         try:
             batcher.close()
         finally:
-            if worker is not None:
-                worker.close()
+            if pool is not None:
+                pool.close()
         if reader is not store:
             reader.close()
     progress.close()
@@ -420,7 +420,7 @@ def _scan_all(
     source_for: Callable[[Path], str],
     max_line: int,
     on_bytes: Callable[[int], None],
-    worker: DecodePool | None = None,
+    pool: DecodePool | None = None,
     parallel: ParallelDecode | None = None,
 ) -> None:
     for path in files:
@@ -436,12 +436,12 @@ def _scan_all(
         try:
             source = source_for(path)
             if (
-                worker is not None
+                pool is not None
                 and parallel is not None
                 and not _has_preamble(path, batcher.resume_offset(ident.file_id))
             ):
                 spec = parallel.spec_for(source)
-                scan_file_parallel(path, source, spec, ident, batcher, worker, on_bytes)
+                scan_file_parallel(path, source, spec, ident, batcher, pool, on_bytes)
             else:
                 scan_file(path, source, ident, batcher, max_line, on_bytes)
         except (OSError, EOFError, zlib.error) as exc:

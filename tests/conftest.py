@@ -1,13 +1,16 @@
-"""Shared fixtures: the corpus location and the slow-test opt-in."""
+"""Shared fixtures: the corpus location, a webhook receiver on loopback, and the slow-test
+opt-in."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from factories import corpus_dir
+from receivers import Receiver
 
 
 @pytest.fixture
@@ -16,6 +19,16 @@ def corpus() -> Path:
     if c is None:
         pytest.skip("corpus absent: set LOG_AUDITOR_CORPUS or put ../shared/corpus beside the repo")
     return c
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (``receivers.Receiver``), closed after the test."""
+    rx = Receiver()
+    try:
+        yield rx
+    finally:
+        rx.close()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -30,6 +30,19 @@ def line(n: int, prefix: str = "item") -> str:
     return f'198.51.100.7 - - [{TS}] "GET /{prefix}/{n} HTTP/1.1" 200 5 "-" "soak"\n'
 
 
+def _letters(n: int) -> str:
+    return "".join("abcdefghij"[int(d)] for d in str(n))
+
+
+def finding_lines(numbers: range) -> str:
+    """Each line raises its own finding (an e-mail address in the URL of its own route)."""
+    return "".join(
+        f'198.51.100.7 - - [20/Nov/2026:12:00:00 +0000] "GET /f/{_letters(n)}'
+        f'?email=john.doe@example.org HTTP/1.1" 200 5 "-" "curl/8"\n'
+        for n in numbers
+    )
+
+
 def append(path: Path, numbers: Iterable[int], prefix: str = "item") -> None:
     with path.open("a") as f:
         f.write("".join(line(n, prefix) for n in numbers))

@@ -45,7 +45,7 @@ from auditor.outputs.webhook import (
 )
 from auditor.pipeline import Batch
 from auditor.store import Store
-from daemon_helpers import Daemon, free_port, query, status, wait_for, write_config
+from daemon_helpers import Daemon, finding_lines, free_port, query, status, wait_for, write_config
 from receivers import Receiver
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
@@ -329,15 +329,6 @@ def test_rsyslogd_accepts_the_messages(tmp_path: Path, short_dir: Path) -> None:
 # -- webhook --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    rx = Receiver()
-    try:
-        yield rx
-    finally:
-        rx.close()
-
-
 def test_webhook_recovers_from_failures_and_delivers_each_finding_once(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -562,19 +553,6 @@ def test_bad_secret_file_never_starts_the_daemon(tmp_path: Path) -> None:
 # -- end to end: the daemon -----------------------------------------------------------
 
 
-def _letters(n: int) -> str:
-    return "".join("abcdefghij"[int(d)] for d in str(n))
-
-
-def _finding_lines(numbers: range) -> str:
-    """Each line raises its own finding (an e-mail address in the URL of its own route)."""
-    return "".join(
-        f'198.51.100.7 - - [20/Nov/2026:12:00:00 +0000] "GET /f/{_letters(n)}'
-        f'?email=john.doe@example.org HTTP/1.1" 200 5 "-" "curl/8"\n'
-        for n in numbers
-    )
-
-
 def _metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         return str(resp.read().decode())
@@ -613,7 +591,7 @@ def test_daemon_delivers_each_finding_once_across_sigkill_and_sigterm(tmp_path: 
         # 1. The receiver is down: findings wait in the store. SIGKILL the daemon.
         with Daemon(config) as d:
             with log.open("a") as f:
-                f.write(_finding_lines(range(10)))
+                f.write(finding_lines(range(10)))
             wait_for(lambda: stored() == 10, what="10 findings stored")
             wait_for(lambda: rx.attempts >= 3, what="failed attempts")
             assert 'log_auditor_output_up{output="hook"} 0' in _metrics(metrics_port)
@@ -625,7 +603,7 @@ def test_daemon_delivers_each_finding_once_across_sigkill_and_sigterm(tmp_path: 
         with Daemon(config) as d:
             wait_for(lambda: len(rx.received) >= 10, what="the 10 that waited")
             with log.open("a") as f:
-                f.write(_finding_lines(range(10, 400)))
+                f.write(finding_lines(range(10, 400)))
             wait_for(lambda: len(rx.received) >= 30, what="some of the new ones")
             assert d.stop() == 0
         # 3. Started again: the rest, once.
@@ -653,7 +631,7 @@ def test_daemon_delivers_each_finding_once_across_sigkill_and_sigterm(tmp_path: 
 
 def test_sighup_adds_an_output(tmp_path: Path, receiver: Receiver) -> None:
     log = tmp_path / "access.log"
-    log.write_text(_finding_lines(range(3)))
+    log.write_text(finding_lines(range(3)))
     config = write_config(tmp_path, [{"name": "api", "path": str(log)}], rules=True)
     db = tmp_path / "audit.db"
     with Daemon(config) as d:
@@ -666,7 +644,7 @@ def test_sighup_adds_an_output(tmp_path: Path, receiver: Receiver) -> None:
         d.signal(signal.SIGHUP)
         wait_for(lambda: query(db, "SELECT name FROM output_cursor") == [("late",)], what="reload")
         with log.open("a") as f:
-            f.write(_finding_lines(range(3, 6)))
+            f.write(finding_lines(range(3, 6)))
         wait_for(lambda: len(receiver.received) == 3, what="the 3 new findings")
         assert d.stop() == 0
     pii = [str(r[0]) for r in query(db, "SELECT id FROM findings WHERE category = 'pii-in-url'")]
@@ -751,10 +729,10 @@ def test_a_hung_receiver_blocks_neither_ingest_nor_stop(tmp_path: Path) -> None:
     try:
         with Daemon(config) as d:
             with log.open("a") as f:
-                f.write(_finding_lines(range(3)))
+                f.write(finding_lines(range(3)))
             wait_for(lambda: bool(held), what="a request in flight")
             with log.open("a") as f:
-                f.write(_finding_lines(range(3, 200)))
+                f.write(finding_lines(range(3, 200)))
             wait_for(lambda: len(finding_ids(db)) >= 200, what="ingest goes on")
             t0 = time.monotonic()
             assert d.stop() == 0

@@ -10,39 +10,15 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 
 from auditor.outputs.webhook import FINDING_HEADER
-from daemon_helpers import query, write_config
+from daemon_helpers import finding_lines, query, write_config
 from receivers import Receiver
 
 SECRET = "once-hmac-key-5c2e"
-
-
-def _letters(n: int) -> str:
-    return "".join("abcdefghij"[int(d)] for d in str(n))
-
-
-def _finding_lines(numbers: range) -> str:
-    """Each line raises its own finding (an e-mail address in the URL of its own route)."""
-    return "".join(
-        f'198.51.100.7 - - [20/Nov/2026:12:00:00 +0000] "GET /f/{_letters(n)}'
-        f'?email=john.doe@example.org HTTP/1.1" 200 5 "-" "curl/8"\n'
-        for n in numbers
-    )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    rx = Receiver()
-    try:
-        yield rx
-    finally:
-        rx.close()
 
 
 def _setup(tmp: Path, url: str) -> tuple[Path, Path, Path]:
@@ -88,7 +64,7 @@ def _file_ids(path: Path) -> Counter[str]:
 
 def test_run_once_sends_its_findings_to_every_output(tmp_path: Path, receiver: Receiver) -> None:
     config, log, target = _setup(tmp_path, receiver.url)
-    log.write_text(_finding_lines(range(12)))
+    log.write_text(finding_lines(range(12)))
     res = _once(config)
     assert res.returncode == 0, res.stderr
     found = _findings(config)
@@ -103,7 +79,7 @@ def test_run_once_sends_its_findings_to_every_output(tmp_path: Path, receiver: R
     assert _once(config).returncode == 0
     assert receiver.ids() == found and _file_ids(target) == found
     with log.open("a") as f:
-        f.write(_finding_lines(range(12, 20)))
+        f.write(finding_lines(range(12, 20)))
     assert _once(config).returncode == 0
     everything = _findings(config)
     assert sum(everything.values()) > sum(found.values())
@@ -115,7 +91,7 @@ def test_a_dead_receiver_is_given_a_bounded_time_and_its_findings_wait(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     config, log, target = _setup(tmp_path, receiver.url)
-    log.write_text(_finding_lines(range(5)))
+    log.write_text(finding_lines(range(5)))
     receiver.down = True
     res = _once(config, seconds=1)
     assert res.returncode == 0, res.stderr
@@ -136,7 +112,7 @@ def test_a_dead_receiver_is_given_a_bounded_time_and_its_findings_wait(
 
 def test_a_bad_time_bound_is_a_usage_error_before_the_pass(tmp_path: Path) -> None:
     config, log, _ = _setup(tmp_path, "http://127.0.0.1:9/x")
-    log.write_text(_finding_lines(range(3)))
+    log.write_text(finding_lines(range(3)))
     env = {**os.environ, "LOG_AUDITOR_ONCE_OUTPUT_SECONDS": "soon"}
     res = subprocess.run(
         [sys.executable, "-m", "auditor", "run", "--once", "--config", str(config)],

@@ -13,6 +13,7 @@ import itertools
 import shutil
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 from test_tail import (  # noqa: F401 - _close_tailers: the fixture that closes tailers
@@ -27,6 +28,18 @@ from test_tail import (  # noqa: F401 - _close_tailers: the fixture that closes 
 from auditor.tailfile import rotated_name
 
 COPY_FIRST = [("access.log.2", "access.log.3"), ("access.log.3", "access.log.2")]
+
+
+def _read_l0_then_stop(log: Path, held: IO[str]) -> tuple[dict[str, int], float]:
+    """The writer ``held`` writes l0, a tailer reads it and stops: (the positions it
+    committed, when it was last seen), for a tailer started again later."""
+    held.write("l0\n")
+    held.flush()
+    t, sink, _ = make(log)
+    check(t)
+    stored = {fid: p.offset for fid, p in sink.positions.items()}
+    t.close()
+    return stored, time.time()
 
 
 @pytest.mark.parametrize(("copy", "moved"), COPY_FIRST)
@@ -69,13 +82,7 @@ def test_twins_made_while_stopped_the_written_one_is_followed(
 ) -> None:
     log = tmp_path / "access.log"
     with log.open("a") as held:
-        held.write("l0\n")
-        held.flush()
-        t, sink, _ = make(log)
-        check(t)
-        stored = {fid: p.offset for fid, p in sink.positions.items()}
-        t.close()
-        last_seen = time.time()
+        stored, last_seen = _read_l0_then_stop(log, held)
         # While stopped: cp -p, then the original renamed; the writer goes on later.
         shutil.copy2(log, tmp_path / copy)
         log.rename(tmp_path / moved)
@@ -93,13 +100,7 @@ def test_twins_with_an_unread_part_after_a_restart(tmp_path: Path) -> None:
     """The twin read is not the one written: the switch carries on where reading was."""
     log = tmp_path / "access.log"
     with log.open("a") as held:
-        held.write("l0\n")
-        held.flush()
-        t, sink, _ = make(log)
-        check(t)
-        stored = {fid: p.offset for fid, p in sink.positions.items()}
-        t.close()
-        last_seen = time.time()
+        stored, last_seen = _read_l0_then_stop(log, held)
         held.write("l1\nl2\n")
         held.flush()
         shutil.copy2(log, tmp_path / "access.log.2")

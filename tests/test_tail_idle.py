@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from test_tail import Rotator, _close_tailers, check, make, write  # noqa: F401 - fixture used
+from test_tail import Rotator, Sink, _close_tailers, check, make, write  # noqa: F401 - fixture used
+
+from auditor.tail import SourceTailer
 
 
 def held(path: Path, writer: IO[str] | None = None) -> int:
@@ -101,8 +103,9 @@ def test_copytruncate_copy_is_closed_when_the_writer_is_gone(tmp_path: Path) -> 
         r.close()
 
 
-def test_renamed_file_without_a_successor_is_closed(tmp_path: Path) -> None:
-    """Renamed away and no file created at the path (an application stopped)."""
+def _renamed_and_let_go(tmp_path: Path) -> tuple[SourceTailer, Sink]:
+    """access.log (line a0) read, renamed to access.log.1 with nothing at the path, then
+    quiet for two minutes: let go."""
     log = tmp_path / "access.log"
     write(log, "a0")
     t, sink, clock = make(log)
@@ -111,6 +114,12 @@ def test_renamed_file_without_a_successor_is_closed(tmp_path: Path) -> None:
     check(t)
     clock.now += 120
     check(t)
+    return t, sink
+
+
+def test_renamed_file_without_a_successor_is_closed(tmp_path: Path) -> None:
+    """Renamed away and no file created at the path (an application stopped)."""
+    t, sink = _renamed_and_let_go(tmp_path)
     assert held(tmp_path / "access.log.1") == 0
     assert t.stats.open_files == 0
     (tmp_path / "access.log.1").unlink()
@@ -150,14 +159,7 @@ def test_a_writer_that_appends_for_a_few_seconds_after_the_rename(tmp_path: Path
     " written to, its new lines are not read (held open, they were)",
 )
 def test_a_file_let_go_moved_to_another_directory_then_written(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, "a0")
-    t, sink, clock = make(log)
-    check(t)
-    log.rename(tmp_path / "access.log.1")
-    check(t)
-    clock.now += 120
-    check(t)
+    t, sink = _renamed_and_let_go(tmp_path)
     (tmp_path / "old").mkdir()
     (tmp_path / "access.log.1").rename(tmp_path / "old" / "access.log.1")
     write(tmp_path / "old" / "access.log.1", "late")

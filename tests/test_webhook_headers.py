@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -28,15 +27,6 @@ from receivers import Receiver
 
 HMAC_KEY = "hmac-key-for-tests"
 TOKEN = "hec-9f3c2b7e-token-value"  # stands for the secret in the headers file
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    rx = Receiver()
-    try:
-        yield rx
-    finally:
-        rx.close()
 
 
 def _webhook(url: str, extra: str = "") -> str:

@@ -648,13 +648,8 @@ class JsonParser(DictParser):
 
     def raw(self, text: str) -> tuple[str, dict[str, str]] | None:
         """(schema kind, raw fields), or ``None``: ``record`` and the schema in one call."""
-        if text[:1] != "{":
-            return None
-        try:
-            obj = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return None
-        if obj.__class__ is not dict:
+        obj = _json_object(text)
+        if obj is None:
             return None
         kinds = self.kinds
         if kinds is not None and len(kinds) == 1:
