@@ -31,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -42,14 +44,18 @@ from auditor.formats.w3c import W3cParser
 from auditor.gctune import tune_for_ingest
 from auditor.lines import LineSplitter, flatten_lines, unflatten_lines
 from auditor.model import Event, Exposure, Line
-from auditor.pipeline import Batch, Decoder, Pipeline
+from auditor.pipeline import Batch, Decoder, Marks, Pipeline, SieveRules
 from auditor.redact import Redactor
 from auditor.store.eventblocks import Block, serialize_events
+
+if TYPE_CHECKING:
+    from auditor.detect import Detector
 
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MORE, END_PLAIN, END_COMPRESSED = 0, 1, 2
 PARENT_CHECK = 2.0  # seconds between checks that the parent still lives
 LINES = "\x00lines"  # a message of already split lines (the daemon's), not of raw bytes
+RULES = "\x00rules"  # a message of the rules to sieve for (``SieveRules``)
 
 
 class WorkerError(AuditorError):
@@ -89,6 +95,7 @@ def _serve(tasks: Connection, conn: Connection, key: bytes, max_line: int, paren
     specs: dict[str, FormatSpec] = {}
     pipeline = Pipeline(decoders, None)
     splitters: dict[str, LineSplitter] = {}
+    sieve: _Sieve | None = None
     tune_for_ingest()
 
     def use(source: str, spec: FormatSpec) -> None:
@@ -104,11 +111,14 @@ def _serve(tasks: Connection, conn: Connection, key: bytes, max_line: int, paren
             return
         if msg is None:
             return
+        if msg[0] == RULES:
+            sieve = None if msg[1] is None else _load_sieve(msg[1])
+            continue
         if msg[0] == LINES:
             _, source_specs, runs = msg
             for source, spec in source_specs.items():
                 use(source, spec)
-            _reply(conn, pipeline.decode(unflatten_lines(runs)), 0, False)
+            _reply(conn, pipeline.decode(unflatten_lines(runs)), 0, False, sieve)
             continue
         file_id, source, spec, path, offset, data, end = msg
         use(source, spec)
@@ -123,7 +133,7 @@ def _serve(tasks: Connection, conn: Connection, key: bytes, max_line: int, paren
             # Between whole lines a splitter holds nothing: the file's next chunk may go to
             # another worker of the pool, which starts a splitter at that chunk's offset.
             del splitters[file_id]
-        _reply(conn, batch, sp.offset, bool(sp.pending))
+        _reply(conn, batch, sp.offset, bool(sp.pending), sieve)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -135,8 +145,39 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _reply(conn: Connection, batch: Batch, offset: int, pending: bool) -> None:
-    """Send one decoded chunk back, its events serialized into store blocks."""
+@dataclass(frozen=True, slots=True)
+class _Sieve:
+    """The parent's rules, loaded here: ``mark`` sieves a batch's events for them."""
+
+    detector: Detector
+    token: str
+
+    def mark(self, events: list[Event]) -> Marks:
+        return self.detector.sieve(events, self.token)
+
+
+def _load_sieve(rules: SieveRules) -> _Sieve | None:
+    """The parent's rules, if they load here as they did there (same files, same rules);
+    else None: the parent then sieves itself, as without a worker."""
+    from auditor.detect import Detector
+    from auditor.rules import load_rulesets
+
+    try:
+        ruleset = load_rulesets([Path(p) for p in rules.paths], rules.overrides)
+    except (AuditorError, OSError):  # changed since the parent loaded them: its load stands
+        return None
+    if ruleset.sha256 != rules.sha256 or tuple(r.id for r in ruleset.rules) != rules.rule_ids:
+        return None
+    return _Sieve(Detector(ruleset), rules.token)
+
+
+def _reply(
+    conn: Connection, batch: Batch, offset: int, pending: bool, sieve: _Sieve | None = None
+) -> None:
+    """Send one decoded chunk back, its events serialized into store blocks (and sieved
+    for the parent's rules, so that the parent, which detects, need not)."""
+    if sieve is not None and batch.events:
+        batch.marks = sieve.mark(batch.events)
     batch.packed = serialize_events(batch.events, batch.event_ms)
     # The parent rebuilds the events from the rows as serialized for the store (one
     # serialisation, not two; the store compresses them, in a thread of the parent where
@@ -231,6 +272,7 @@ class DecodeWorker:
         self._feeder.start()
         self._outbox.put(key)
         self.key = key
+        self._sieve: SieveRules | None = None
 
     def _alive(self) -> None:
         code = self._proc.poll()
@@ -255,6 +297,12 @@ class DecodeWorker:
         partial line of the file); ``end``: MORE, END_PLAIN or END_COMPRESSED (complete an
         unterminated last line)."""
         self._put((file_id, source, spec, path, offset, data, end))
+
+    def use_sieve(self, rules: SieveRules | None) -> None:
+        """Sieve what is sent from now on for these rules (None: stop sieving)."""
+        if rules is not self._sieve:
+            self._sieve = rules
+            self._put((RULES, rules))
 
     def send_lines(self, specs: Mapping[str, FormatSpec], lines: Sequence[Line]) -> None:
         """Decode lines already split (the daemon's); ``specs``: the format of each source
@@ -382,6 +430,11 @@ class DecodePool:
         if known is None or known[0] != spec:
             known = self._spread[source] = (spec, spreadable(spec))
         return known[1]
+
+    def use_sieve(self, rules: SieveRules | None) -> None:
+        """``DecodeWorker.use_sieve`` on every worker."""
+        for w in self.workers:
+            w.use_sieve(rules)
 
     def send_lines(self, specs: Mapping[str, FormatSpec], lines: Sequence[Line]) -> None:
         """``DecodeWorker.send_lines`` on the worker whose turn it is (see the class)."""

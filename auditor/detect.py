@@ -10,6 +10,7 @@ the events' own timestamps, so the hits do not depend on how the input is batche
 from __future__ import annotations
 
 import logging
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan, cost
 from auditor.detectors.sieve import RowTest, Sieve
 from auditor.detectors.windows import Window, make_window
 from auditor.model import Event, Hit
+from auditor.pipeline import Marks
 from auditor.rules import Allow, Rule, RuleSet
 
 log = logging.getLogger(__name__)
@@ -195,9 +197,11 @@ class Detector:
         """Hits caused by ``event`` (usually none). Never raises on odd event values."""
         return self.observe_many((event,))
 
-    def observe_many(self, events: Sequence[Event]) -> list[Hit]:
+    def observe_many(self, events: Sequence[Event], marks: Marks | None = None) -> list[Hit]:
         """Hits caused by ``events``, in log-time order: what ``observe`` on each event in
         turn returns, concatenated, whatever the batch size (the pipeline's entry point).
+        ``marks``: what ``sieve(events)`` returned, run in another process (the decode
+        worker), so this one need not sieve.
 
         The rules run event by event; each stateful detector then runs over the whole
         stretch between two sweeps in a loop of its own, and the hits are put back in
@@ -207,16 +211,16 @@ class Detector:
         if n == 0:
             return []
         ts = self._times(events)
-        marks = running_max(ts)
+        wms = running_max(ts)  # the watermark after each event
         out: list[tuple[int, int, list[Hit]]] = []
         lo = 0
-        while marks[-1] >= self._next_sweep:
-            i = bisect_left(marks, self._next_sweep, lo)
-            self._stretches(events, ts, marks, lo, i, out)
+        while wms[-1] >= self._next_sweep:
+            i = bisect_left(wms, self._next_sweep, lo)
+            self._stretches(events, ts, wms, lo, i, out, marks)
             self._sweep(ts[i])
             lo = i
-        self._stretches(events, ts, marks, lo, n, out)
-        self._wm = max(self._wm, marks[-1])
+        self._stretches(events, ts, wms, lo, n, out, marks)
+        self._wm = max(self._wm, wms[-1])
         if not out:
             return []
         if len(out) == 1:
@@ -232,12 +236,13 @@ class Detector:
         lo: int,
         hi: int,
         out: list[tuple[int, int, list[Hit]]],
+        sieved: Marks | None = None,
     ) -> None:
         """``events[lo:hi]`` (no sweep falls inside) in stretches of at most ``STRETCH``
         events: a stretch is read a dozen times (a column at a time), which is cheap while
         its events stay in the CPU cache and dear when they must come from memory again."""
         for start in range(lo, hi, STRETCH):
-            self._stretch(events, ts, marks, start, min(start + STRETCH, hi), out)
+            self._stretch(events, ts, marks, start, min(start + STRETCH, hi), out, sieved)
 
     def _times(self, events: Sequence[Event]) -> list[float]:
         """Log time (epoch seconds) of each event; consecutive events often share their
@@ -262,6 +267,7 @@ class Detector:
         lo: int,
         hi: int,
         out: list[tuple[int, int, list[Hit]]],
+        sieved: Marks | None = None,
     ) -> None:
         """Rules (and the detectors that want few events) event by event, for the events
         that can pass a gate or interest such a detector, then each detector that sees
@@ -276,7 +282,13 @@ class Detector:
         suspects: Sequence[int] = range(hi - lo)
         url_suspects = None
         columns: dict[str, list[Any]] = {}  # fields of events[lo:hi] the sieve read
-        if hi - lo > _SIEVE_FROM:
+        if sieved is not None:  # sieved where the events were decoded
+            marked, url_marked = sieved.suspects, sieved.url
+            a = bisect_left(marked, lo)
+            suspects = [i - lo for i in marked[a : bisect_left(marked, hi, a)]]
+            a = bisect_left(url_marked, lo)
+            url_suspects = {i - lo for i in url_marked[a : bisect_left(url_marked, hi, a)]}
+        elif hi - lo > _SIEVE_FROM:
             suspects, url_suspects = self._suspects(events[lo:hi], columns)
         for j in suspects:
             i = lo + j
@@ -326,6 +338,13 @@ class Detector:
             for pos, det in enumerate(self._all_dets, 1):
                 for i, got in det.observe_stretch(stretch):
                     out.append((i, pos, got))
+
+    def sieve(self, events: Sequence[Event], token: str) -> Marks:
+        """The sieve's verdict on ``events`` (see ``_suspects``), for ``observe_many`` in
+        the process that detects them: a decode worker sieves what it decoded."""
+        out, url = self._sieve.suspects(events)
+        out |= url
+        return Marks(array("I", sorted(out)), array("I", sorted(url)), len(events), token)
 
     def _suspects(
         self, events: Sequence[Event], columns: dict[str, list[Any]] | None = None

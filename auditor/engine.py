@@ -6,6 +6,7 @@ rules and the same keyed-hash key.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from auditor.detect import Detector
 from auditor.errors import UsageError
 from auditor.formats import FORMAT_NAMES, FormatSpec, build_decoder
 from auditor.keys import load_or_create_key
-from auditor.pipeline import Decoder, DecodeSetup, Pipeline
+from auditor.pipeline import Decoder, DecodeSetup, Pipeline, SieveRules
 from auditor.redact import Redactor
 from auditor.rules import RuleSet, bundled_rules_dir, load_rulesets
 from auditor.store import Store
@@ -38,12 +39,29 @@ def format_spec(src: SourceConfig) -> FormatSpec:
     return FormatSpec(src.format, log_format=src.log_format, fields=src.fields, scheme=src.scheme)
 
 
-def load_config_rules(config: Config) -> RuleSet:
+def config_rule_paths(config: Config) -> list[Path]:
     paths: list[Path] = []
     if config.rules.bundled:
         paths.append(bundled_rules_dir())
     paths.extend(config.rules.paths)
-    return load_rulesets(paths, config.rules.overrides)
+    return paths
+
+
+def load_config_rules(config: Config) -> RuleSet:
+    return load_rulesets(config_rule_paths(config), config.rules.overrides)
+
+
+def sieve_rules(config: Config, ruleset: RuleSet) -> SieveRules | None:
+    """How a decode worker loads the same rules (None: no rules, nothing to sieve)."""
+    if not ruleset.rules:
+        return None
+    return SieveRules(
+        tuple(str(p) for p in config_rule_paths(config)),
+        dict(config.rules.overrides),
+        ruleset.sha256,
+        tuple(r.id for r in ruleset.rules),
+        uuid.uuid4().hex,
+    )
 
 
 @dataclass
@@ -56,9 +74,11 @@ class Engine:
     detector: Detector
     specs: dict[str, FormatSpec]
     decoders: dict[str, Decoder]
+    sieve: SieveRules | None = None  # for decode workers to sieve for ``detector``
 
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.decoders, self.detector, DecodeSetup(self.redactor.key, self.specs))
+        setup = DecodeSetup(self.redactor.key, self.specs, self.sieve)
+        return Pipeline(self.decoders, self.detector, setup)
 
     def add_source(self, name: str, spec: FormatSpec) -> Decoder:
         """Register a source not in the config (a plain `scan` of a file)."""
@@ -84,4 +104,5 @@ def build_engine(
     decoders: dict[str, Decoder] = {
         name: build_decoder(spec, redactor, name) for name, spec in specs.items()
     }
-    return Engine(config, redactor, ruleset, detector, specs, decoders)
+    sieve = sieve_rules(config, ruleset)
+    return Engine(config, redactor, ruleset, detector, specs, decoders, sieve)

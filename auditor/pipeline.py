@@ -7,6 +7,7 @@ file, so a backfill runs the same code as live tailing. The result is written by
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -15,6 +16,7 @@ from auditor.formats.w3c import is_directive
 from auditor.model import Event, Hit, Line
 
 if TYPE_CHECKING:  # the store package imports this module
+    from auditor.config import RuleOverride
     from auditor.formats.spec import FormatSpec
     from auditor.store.eventblocks import Block
 
@@ -26,9 +28,22 @@ class Detector(Protocol):
 
     def observe(self, event: Event) -> list[Hit]: ...
 
-    def observe_many(self, events: Sequence[Event]) -> list[Hit]: ...
+    def observe_many(self, events: Sequence[Event], marks: Marks | None = None) -> list[Hit]: ...
 
     def snapshot(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """The detector's sieve run where a batch was decoded (``auditor.decodeworker``): the
+    indexes, in order, of the events that may pass a rule gate or interest a per-event
+    detector, and of those the URL gates may pass (see ``auditor.detectors.sieve``).
+    ``token`` names the rules that sieved them (``SieveRules.token``)."""
+
+    suspects: array[int]
+    url: array[int]
+    count: int  # events sieved
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +145,8 @@ class Batch:
     # Events already detected and let go (``events`` emptied to free memory); their rows
     # are in ``packed``.
     dropped: int = 0
+    # The sieve's verdict on ``events``, made by the decode worker (None: sieve here).
+    marks: Marks | None = None
 
     @property
     def n_events(self) -> int:
@@ -215,6 +232,7 @@ def merge(into: Batch, part: Batch) -> None:
         hours[hk] = hours.get(hk, 0) + n
     if part.detector_state is not None:
         into.detector_state = part.detector_state
+    into.marks = None  # marks index one part's events
 
 
 def _times(batch: Batch) -> list[int]:
@@ -246,6 +264,22 @@ class DecodeSetup:
 
     key: bytes  # the redaction key
     specs: Mapping[str, FormatSpec]  # each source's format
+    sieve: SieveRules | None = None  # the rules, to sieve there for this detector
+
+
+@dataclass(frozen=True, slots=True)
+class SieveRules:
+    """Where this process's rules came from, so a decode worker can load the same ones
+    and sieve its events for them (moving that work off the detecting process).
+    ``sha256`` and ``rule_ids`` are what the worker must find on loading them (the files
+    may have changed since); ``token`` is new for each load in this process, so marks
+    made for other rules (before a reload) are never used."""
+
+    paths: tuple[str, ...]
+    overrides: Mapping[str, RuleOverride]
+    sha256: str
+    rule_ids: tuple[str, ...]
+    token: str
 
 
 class Pipeline:
@@ -316,7 +350,16 @@ class Pipeline:
         """Run the detector over the batch's events, in order; fills ``hits`` (and state)."""
         if self.detector is None:
             return
-        batch.hits.extend(self.detector.observe_many(batch.events))
+        marks = batch.marks
+        sieve = self.setup.sieve if self.setup is not None else None
+        if (
+            marks is None
+            or sieve is None
+            or marks.token != sieve.token
+            or marks.count != len(batch.events)
+        ):  # sieved for other rules (before a reload), or not at all: sieve here
+            marks = None
+        batch.hits.extend(self.detector.observe_many(batch.events, marks))
         if snapshot:
             batch.detector_state = self.detector.snapshot()
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from auditor.config import load_config
 from auditor.daemon import build_pipeline
+from auditor.decodeworker import DecodeWorker
 from auditor.lines import flatten_lines, unflatten_lines
 from auditor.metrics import Metrics
 from auditor.model import Line
@@ -129,3 +130,66 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path: Path) -> None:
 
 async def _close(writer: Writer) -> None:
     await writer.close()
+
+
+def _demo_lines() -> list[Line]:
+    text = (SAMPLES / "api-access.log").read_text().splitlines()
+    return [Line("api", "/x.log", i * 1000, i * 1000 + 999, t) for i, t in enumerate(text)]
+
+
+def test_the_worker_sieves_for_the_rules_it_was_given() -> None:
+    """With ``use_sieve`` a worker loads the same rules and sends its decoded events'
+    marks, tagged with the rules' token; rules that load otherwise there (a file changed
+    since) or none: no marks, and the detecting process sieves itself."""
+    from auditor.detect import Detector
+    from auditor.formats import FormatSpec
+    from auditor.pipeline import SieveRules
+    from auditor.rules import bundled_rules_dir, load_rulesets
+
+    ruleset = load_rulesets([bundled_rules_dir()], {})
+    ids = tuple(r.id for r in ruleset.rules)
+    rules = SieveRules((str(bundled_rules_dir()),), {}, ruleset.sha256, ids, "t1")
+    other = SieveRules((str(bundled_rules_dir()),), {}, "0" * 64, ids, "t2")
+    specs = {"api": FormatSpec("nginx-combined")}
+    lines = _demo_lines()
+    worker = DecodeWorker(b"k" * 32, 65536)
+    try:
+        got = []
+        for sieve in (rules, other, None):
+            worker.use_sieve(sieve)
+            worker.send_lines(specs, lines)
+            got.append(worker.receive().batch)
+    finally:
+        worker.close()
+    marks = got[0].marks
+    assert marks is not None and marks.token == "t1"
+    want = Detector(ruleset).sieve(got[0].events, "t1")
+    assert marks == want and 0 < len(marks.suspects) < len(lines)
+    assert got[1].marks is None and got[2].marks is None
+
+
+def test_marks_of_other_rules_are_not_used(tmp_path: Path) -> None:
+    """Marks count only for the rules they were made for (a reload makes new ones): here
+    marks that call every event harmless hide the demo's incidents with the right token,
+    and are ignored with another."""
+    from array import array
+
+    from auditor.pipeline import Marks
+
+    sources: list[dict[str, object]] = [{"name": "api", "path": str(SAMPLES / "x")}]
+    cfg = load_config(write_config(tmp_path, sources, rules=True))
+    store = Store.open(tmp_path / "audit.db")
+    try:
+        pipeline = build_pipeline(cfg, store, None)
+    finally:
+        store.close()
+    assert pipeline.setup is not None and pipeline.setup.sieve is not None
+    token = pipeline.setup.sieve.token
+    hits = []
+    for tok in ("another", token):
+        batch = pipeline.decode(_demo_lines())
+        batch.marks = Marks(array("I"), array("I"), len(batch.events), tok)
+        pipeline.detect(batch)
+        hits.append({h.rule_id for h in batch.hits})
+    assert len(hits[0]) > 5
+    assert hits[1] < hits[0]  # the detectors that see every event still ran

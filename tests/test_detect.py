@@ -306,6 +306,43 @@ def test_the_sieve_lets_through_every_event_a_url_gate_passes() -> None:
             assert sorted(det._candidates(ev, 0.0, j in url)[0]) == full, (ev.path, ev.query)
 
 
+DEMO_LOG = Path(__file__).resolve().parents[1] / "examples" / "logs" / "api-access.log"
+
+
+@pytest.mark.parametrize("size", [1, 16, 17, 333, 5000])
+def test_marks_from_another_detector_give_the_same_hits(size: int) -> None:
+    """A decode worker sieves with its own Detector of the same rules (``Detector.sieve``)
+    and the detecting process uses its marks instead of sieving: the hits are those of its
+    own sieve, whatever the batch size (a stretch of 16 events or fewer is not sieved at
+    home but is with marks). Events: the demo log's incidents and PII, every bundled
+    example, odd and disguised URLs."""
+    from auditor.detectors.examples import Decoders, example_events
+
+    text = DEMO_LOG.read_text().splitlines()
+    events = decode_all(text)
+    decoders = Decoders()
+    for rule in RULESET.rules:
+        for ex in rule.examples:
+            events.extend(example_events(ex, decoders.get(ex.format)))
+    rnd = random.Random(11)
+    pieces = url_pieces()
+    base = events[0]
+    for target in ODD_TARGETS + ["".join(rnd.choices(pieces, k=3)) for _ in range(500)]:
+        path, sep, query = target.partition("?")
+        events.append(replace(base, path=path, query=query if sep else None, route=path[:50]))
+    home, marked, sieving = Detector(RULESET), Detector(RULESET), Detector(RULESET)
+    want: list[tuple[Any, ...]] = []
+    got: list[tuple[Any, ...]] = []
+    for lo in range(0, len(events), size):
+        batch = events[lo : lo + size]
+        want.extend(hit_tuple(h) for h in home.observe_many(batch))
+        marks = sieving.sieve(batch, "t")
+        assert marks.count == len(batch) and set(marks.url) <= set(marks.suspects)
+        got.extend(hit_tuple(h) for h in marked.observe_many(batch, marks))
+    assert got == want
+    assert len(want) > 50
+
+
 # --- whole process: scan in one run vs. many appended chunks ------------------------------
 
 
