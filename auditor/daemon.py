@@ -66,11 +66,11 @@ def build_pipeline(config: Config, store: Store, previous: Pipeline | None) -> P
     from auditor.engine import build_engine
 
     engine = build_engine(config, store, config.store.path)
-    if previous is None or previous.detector is None:
-        return engine.pipeline()
+    pipeline = engine.pipeline()
+    if previous is None or previous.detector is None or pipeline.detector is None:
+        return pipeline
     from auditor.detect import Detector
 
-    pipeline = engine.pipeline()
     pipeline.detector = Detector.restore(engine.ruleset, previous.detector.snapshot())
     return pipeline
 

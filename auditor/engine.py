@@ -77,8 +77,11 @@ class Engine:
     sieve: SieveRules | None = None  # for decode workers to sieve for ``detector``
 
     def pipeline(self) -> Pipeline:
+        """Without rules there is nothing to detect: no detector, so the events are not
+        rebuilt from a worker's rows nor looked at (and the stored state stays as the
+        last rules left it)."""
         setup = DecodeSetup(self.redactor.key, self.specs, self.sieve)
-        return Pipeline(self.decoders, self.detector, setup)
+        return Pipeline(self.decoders, self.detector if self.ruleset.rules else None, setup)
 
     def add_source(self, name: str, spec: FormatSpec) -> Decoder:
         """Register a source not in the config (a plain `scan` of a file)."""
