@@ -51,6 +51,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from auditor.config import SourceConfig
 from auditor.model import Line
@@ -90,6 +91,8 @@ RESUME_MARGIN = 10.0  # seconds before the last commit a missed file may have be
 MAX_BLANKS = 64  # files without a first line held open per source (a descriptor each)
 IDLE_CLOSE = 60.0  # seconds a rotated file its writer may hold stays open, quiet at its end
 MAX_WATCHED = 256  # rotated files followed by their name only, per source (a stat each)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,8 @@ class SourceTailer:
         self._link_dirs: set[str] = set()
         self._unlisted: set[str] = set()  # paths the last listing could not look at
         self._absent = False  # a file source's path did not exist at the last check
+        self._jobs: set[asyncio.Future[Any]] = set()  # worker-thread work in flight
+        self._close_pending = False  # close() came while some was: the last one closes
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -202,7 +207,7 @@ class SourceTailer:
         ``final`` (``run --once``), rotated files are closed as soon as they are drained.
         """
         links = self._link_dirs
-        await asyncio.to_thread(self._reconcile)
+        await self._off_loop(asyncio.to_thread(self._reconcile))
         if self._link_dirs != links and self.on_watch_change is not None:
             self.on_watch_change()
         await self._flush_out()
@@ -223,6 +228,25 @@ class SourceTailer:
         await self._flush_out()
         self._update_stats()
         return busy
+
+    async def _off_loop(self, work: Awaitable[T]) -> T:
+        """Await ``work``, done in a worker thread, which ``close`` then waits for.
+
+        A check cancelled mid-way (stop, reload) leaves its thread running: closing the
+        files under it let ``_reconcile`` open a file again that nobody closed, or a read
+        use a descriptor number already given to another file.
+        """
+        job = asyncio.ensure_future(work)
+        self._jobs.add(job)
+        job.add_done_callback(self._job_done)
+        return await asyncio.shield(job)
+
+    def _job_done(self, job: asyncio.Future[Any]) -> None:
+        self._jobs.discard(job)
+        if not job.cancelled():
+            job.exception()  # seen: its awaiter may have been cancelled meanwhile
+        if self._close_pending and not self._jobs:
+            self._close_now()
 
     async def _flush_out(self) -> None:
         out, self._out = self._out, []
@@ -258,7 +282,7 @@ class SourceTailer:
             return True
         for _ in range(CHUNKS_PER_TURN):
             try:
-                data = await f.reader.read(CHUNK)
+                data = await self._off_loop(f.reader.read(CHUNK))
             except (OSError, *GZ_ERRORS) as exc:
                 if f.compressed:
                     # An archive still being written by the compressor: try again later.
@@ -407,6 +431,14 @@ class SourceTailer:
             self.known[f.key] = (f.file_id, st.st_size)
 
     def close(self) -> None:
+        """Close every file now, or once the worker-thread work in flight has ended."""
+        if self._jobs:
+            self._close_pending = True
+            return
+        self._close_now()
+
+    def _close_now(self) -> None:
+        self._close_pending = False
         for f in list(self.files.values()):
             f.close()
         self.files.clear()

@@ -7,12 +7,18 @@ process to put a stop exactly where a race would put it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-from auditor.config import load_config
+import pytest
+
+from auditor.config import SourceConfig, load_config
 from auditor.daemon import Daemon, _end_tasks
+from auditor.tail import SourceTailer, TailItem
 from daemon_helpers import append, count, write_config
 
 
@@ -95,3 +101,57 @@ def test_a_task_that_swallows_its_cancel_is_cancelled_again() -> None:
         return task
 
     assert asyncio.run(scenario()).cancelled()
+
+
+def _open_paths() -> list[str]:
+    """What this process's descriptors point at."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            out.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return out
+
+
+def test_a_tailer_closed_while_its_cancelled_check_goes_on_leaves_no_file_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop or a reload cancels a tailer's check, whose worker thread goes on: the
+    files are closed once that thread has ended. Closed under it, the thread opened the
+    log again afterwards, and nothing ever closed that descriptor (seen as an unclosed
+    file after the loop-turn stop test above, on a loaded machine)."""
+    log = tmp_path / "access.log"
+    append(log, range(3))
+
+    async def drop(item: TailItem) -> None:
+        pass
+
+    tailer = SourceTailer(SourceConfig(name="api", path=str(log)), drop, {})
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+    reconcile = tailer._reconcile
+
+    def held() -> None:
+        entered.set()
+        release.wait(30)
+        try:
+            reconcile()
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(tailer, "_reconcile", held)
+
+    async def scenario() -> None:
+        check = asyncio.create_task(tailer.check())
+        await asyncio.to_thread(entered.wait, 30)
+        check.cancel()  # what a stop does to the source's task
+        with contextlib.suppress(asyncio.CancelledError):
+            await check
+        tailer.close()  # and then the daemon closes its tailers
+        release.set()
+        await asyncio.to_thread(finished.wait, 30)
+        await _until(lambda: not tailer.files, "the files closed after the thread")
+
+    try:
+        asyncio.run(scenario())
+        assert str(log) not in _open_paths()
+    finally:
+        tailer.close()
