@@ -131,7 +131,7 @@ class Daemon:
             what="the daemon to start",
         )
 
-    def stop(self, timeout: float = 10.0) -> int:
+    def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM once started, and wait; the exit code (and its stderr printed if not 0,
         which pytest shows with a failure)."""
         if self.proc.poll() is None:
@@ -179,7 +179,16 @@ class Daemon:
             self.proc.stderr.close()
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+# Generous, because it is only how long a failure takes to show: on a loaded 2-core
+# machine the daemon's start alone (interpreter, store, rules, decode worker) took several
+# seconds, and each `status` poll is a CLI start of 1-3 s, so 15 s was spent before the
+# awaited state came (the flaky timeouts seen under load).
+WAIT_SECONDS = 60.0
+
+
+def wait_for(
+    cond: Callable[[], bool], timeout: float = WAIT_SECONDS, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():

@@ -27,6 +27,7 @@ from daemon_helpers import (
     assert_exactly_once,
     count,
     free_port,
+    query,
     source_status,
     wait_for,
     without_file_access_override,
@@ -59,8 +60,15 @@ def test_start_end_is_the_default_on_first_start(tmp_path: Path) -> None:
     config = write_config(tmp_path, [{"name": "api", "path": str(log), "start": "end"}])
     db = tmp_path / "audit.db"
     with Daemon(config) as d:
-        wait_for(lambda: source_status(config, "api").get("path") == str(log), what="start")
-        time.sleep(0.5)
+        # The tailer has opened the file at its end once that position is committed (the
+        # source's path in `status` is there before: it is registered first).
+        end = log.stat().st_size
+        wait_for(
+            lambda: (
+                query(db, 'SELECT "offset" FROM positions WHERE source = ?', ("api",)) == [(end,)]
+            ),
+            what="the start at the end",
+        )
         append(log, range(100, 110))
         wait_for(lambda: count(db) == 10, what="new lines")
         assert d.stop() == 0
@@ -153,7 +161,8 @@ def test_missing_source_is_reported_and_picked_up_when_it_appears(tmp_path: Path
             lambda: "does not exist" in str(source_status(config, "later").get("last_error")),
             what="the missing source in status",
         )
-        assert "later" in d.stderr and "does not exist" in d.stderr
+        # Logged before it is recorded, but read from the pipe by another thread of ours.
+        wait_for(lambda: "later" in d.stderr and "does not exist" in d.stderr, what="the log line")
         later.parent.mkdir()
         append(later, range(3), prefix="later")
         wait_for(lambda: count(db, "later") == 3, what="the late source")
@@ -179,11 +188,13 @@ def test_permission_denied_is_reported_retried_and_others_go_on(tmp_path: Path) 
             lambda: "permission denied" in str(source_status(config, "secret").get("last_error")),
             what="the error in status",
         )
-        assert "ERROR" in d.stderr and "permission denied" in d.stderr
+        wait_for(
+            lambda: "ERROR" in d.stderr and "permission denied" in d.stderr, what="the log line"
+        )
         append(good, range(3, 6))
         wait_for(lambda: count(db) == 6, what="the good source going on")
         secret.chmod(0o644)
-        wait_for(lambda: count(db, "secret") == 3, timeout=20, what="the retry")
+        wait_for(lambda: count(db, "secret") == 3, what="the retry")
         wait_for(
             lambda: source_status(config, "secret").get("last_error", 1) is None, what="cleared"
         )

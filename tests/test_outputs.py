@@ -45,7 +45,16 @@ from auditor.outputs.webhook import (
 )
 from auditor.pipeline import Batch
 from auditor.store import Store
-from daemon_helpers import Daemon, finding_lines, free_port, query, status, wait_for, write_config
+from daemon_helpers import (
+    WAIT_SECONDS,
+    Daemon,
+    finding_lines,
+    free_port,
+    query,
+    status,
+    wait_for,
+    write_config,
+)
 from receivers import Receiver
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
@@ -99,7 +108,7 @@ def deliver(
     db: Path,
     sink: Sink,
     until: Callable[[OutputRunner], bool],
-    timeout: float = 15.0,
+    timeout: float = WAIT_SECONDS,
 ) -> OutputRunner:
     """Run one output's delivery loop until ``until(runner)``; then stop it as SIGTERM does."""
     runner = OutputRunner(out, db, sink, poll=0.02)
@@ -608,9 +617,9 @@ def test_daemon_delivers_each_finding_once_across_sigkill_and_sigterm(tmp_path: 
             assert d.stop() == 0
         # 3. Started again: the rest, once.
         with Daemon(config) as d:
-            wait_for(lambda: stored() == 400, timeout=30, what="400 findings stored")
+            wait_for(lambda: stored() == 400, what="400 findings stored")
             want = Counter(pii())
-            wait_for(lambda: rx.ids() == want, timeout=30, what="every finding delivered")
+            wait_for(lambda: rx.ids() == want, what="every finding delivered")
             text = _metrics(metrics_port)
             assert 'log_auditor_output_pending{output="hook"} 0' in text
             assert 'log_auditor_output_up{output="hook"} 1' in text

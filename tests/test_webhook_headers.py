@@ -295,8 +295,16 @@ def test_the_daemon_sends_them_and_rereads_the_file_on_reload(
         + 'categories = ["pii-in-url"]\nstart = "beginning"\nretry_initial = 0.05\n',
     )
     rotated = "rotated-token-0042"
+
+    def delivered() -> list[tuple[object, ...]]:
+        return query(db, "SELECT delivered FROM output_cursor WHERE name = 'hec'")
+
     with Daemon(config) as d:
         wait_for(lambda: len(receiver.requests()) == 3, what="3 findings delivered")
+        # Received is not yet recorded: the reload (and the stop below) would otherwise
+        # find that delivery still in flight, and a busy machine can hold it past the
+        # few seconds they give it.
+        wait_for(lambda: delivered() == [(3,)], what="3 deliveries recorded")
         _write(headers, f"Authorization: Splunk {rotated}\n")
         # A file output added with it shows when the reload has restarted the outputs.
         with config.open("a") as f:
@@ -308,6 +316,7 @@ def test_the_daemon_sends_them_and_rereads_the_file_on_reload(
         with log.open("a") as f:
             f.write(_finding_lines(200, 2))
         wait_for(lambda: len(receiver.requests()) == 5, what="2 more findings")
+        wait_for(lambda: delivered() == [(5,)], what="5 deliveries recorded")
         assert d.stop() == 0
         stderr = d.stderr
     got = [h for h, _ in receiver.requests()]
@@ -321,4 +330,5 @@ def test_the_daemon_sends_them_and_rereads_the_file_on_reload(
     for path in tmp_path.glob("audit.db*"):
         data = path.read_bytes()
         assert TOKEN.encode() not in data and rotated.encode() not in data
-    assert query(db, "SELECT delivered FROM output_cursor WHERE name = 'hec'") == [(5,)]
+    assert delivered() == [(5,)]
+    assert len(receiver.requests()) == 5  # none sent twice
