@@ -25,6 +25,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from auditor.outputs.address import FACILITIES, parse_syslog_address
 from auditor.outputs.build import build_sink, load_secrets
 from auditor.outputs.delivery import OutputRunner, backoff
 from auditor.outputs.filesink import FileSink
+from auditor.outputs.service import Outputs
 from auditor.outputs.sink import Sink
 from auditor.outputs.syslog import SD_ID, SYSLOG_SEVERITY, SyslogSink
 from auditor.outputs.webhook import (
@@ -659,6 +661,79 @@ def test_sighup_adds_an_output(tmp_path: Path, receiver: Receiver) -> None:
     pii = [str(r[0]) for r in query(db, "SELECT id FROM findings WHERE category = 'pii-in-url'")]
     assert len(pii) == 6
     assert receiver.ids() == Counter(pii[3:]), "start = 'end': only findings after the reload"
+
+
+def _slow_first_receiver() -> tuple[ThreadingHTTPServer, list[str]]:
+    """A receiver that answers the first request once another came, or after 2 s: slower
+    than the wait a reload gives a delivery in flight. Also returns the finding ids got."""
+    got: list[str] = []
+    second = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            got.append(self.headers[FINDING_HEADER])
+            if len(got) == 1:
+                second.wait(2.0)
+            else:
+                second.set()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, got
+
+
+def test_outputs_restarted_by_a_reload_wait_for_a_delivery_still_in_flight(
+    tmp_path: Path,
+) -> None:
+    """The restarted output (a new runner on the same cursor) used to read the cursor
+    before the old runner's delivery, still in its thread, moved it, and sent that
+    finding a second time (and counted it twice)."""
+    db = tmp_path / "audit.db"
+    add_findings(db, [hit(0)])
+    server, got = _slow_first_receiver()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    doc = {"name": "hook", "type": "webhook", "url": url, "secret": "s", "start": "beginning"}
+    config = parse_config({"store": {"path": str(db)}, "output": [doc]}, "t.toml")
+
+    def cursor() -> list[tuple[object, ...]]:
+        return query(db, "SELECT last_rowid FROM output_cursor")
+
+    async def scenario() -> None:
+        outputs = Outputs(lambda: None)
+        async with asyncio.TaskGroup() as tg:
+            outputs.start(tg, config, {"hook": b"s"})
+            await _until_async(lambda: bool(got), "the first request")
+            # A reload: the outputs stop, the delivery outlasts the wait, they start again.
+            await outputs.wait(time.monotonic() + 0.1)
+            outputs.start(tg, config, {"hook": b"s"})
+            await _until_async(lambda: cursor() == [(1,)], "the first delivery recorded")
+            add_findings(db, [hit(1)])
+            await _until_async(lambda: cursor() == [(2,)], "the next finding")
+            await outputs.wait(time.monotonic() + 5)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got == finding_ids(db)  # each once, in order
+    assert query(db, "SELECT delivered FROM output_cursor") == [(2,)]
+
+
+async def _until_async(cond: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 def test_tcp_syslog_reconnects_after_the_receiver_hung_up(tmp_path: Path) -> None:

@@ -90,7 +90,10 @@ class OutputRunner:
         rules: RuleLookup | None = None,
         *,
         poll: float = POLL_SECONDS,
+        step_lock: threading.Lock | None = None,
     ) -> None:
+        """``step_lock``: shared by the runners of one output one after the other (see
+        ``_step``)."""
         self.out = out
         self.db_path = db_path
         self.sink = sink
@@ -106,6 +109,7 @@ class OutputRunner:
         self._in_step = False
         self._close_requested = False
         self._store: Store | None = None
+        self._step_lock = step_lock or threading.Lock()
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
         """Deliver until ``stop`` is set; the step in flight always completes first.
@@ -177,7 +181,16 @@ class OutputRunner:
             store.close()
 
     def _step(self) -> _Step:
-        """One round (opening the store first if needed); closes after it if asked to."""
+        """One round (opening the store first if needed); closes after it if asked to.
+
+        One round of an output at a time, also across a reload: a round that outlasted
+        the reload's wait still runs in its thread, and the next runner reading the
+        cursor before that round moved it would send the same findings again.
+        """
+        with self._step_lock:
+            return self._locked_step()
+
+    def _locked_step(self) -> _Step:
         with self._state:
             if self._close_requested:
                 return _Step.IDLE

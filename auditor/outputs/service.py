@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ class Outputs:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._kept: dict[str, OutputStats] = {}
+        self._step_locks: dict[str, threading.Lock] = {}  # by output name, for good
 
     @staticmethod
     def prepare(store: Store, config: Config) -> None:
@@ -51,7 +53,11 @@ class Outputs:
         self._stop = asyncio.Event()
         for out in config.outputs:
             runner = OutputRunner(
-                out, Path(config.store.path), build_sink(out, secrets), self.rules
+                out,
+                Path(config.store.path),
+                build_sink(out, secrets),
+                self.rules,
+                step_lock=self._step_locks.setdefault(out.name, threading.Lock()),
             )
             kept = self._kept.pop(out.name, None)
             if kept is not None:  # same output after a reload: its counters go on
