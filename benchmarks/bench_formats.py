@@ -2,7 +2,9 @@
 
 Generates N lines per format (cached under benchmarks/out), then for each format reports
 - whole-process: `log-auditor scan --format X` into a fresh store, median and best of K
-  runs, and the best CPU seconds of the scan and its decode worker together;
+  runs, and the best CPU seconds of the scan and its decode workers together, with every
+  bundled rule; then the same without rules (``[rules] bundled = false``: decoding and
+  storing alone);
 - decode-only: the in-process decoder (real redactor) over pre-split lines, median of K,
   as lines/s and µs/line.
 
@@ -351,9 +353,12 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def whole_process(fmt: str, path: Path, runs: int) -> tuple[float, float, float]:
+def whole_process(
+    fmt: str, path: Path, runs: int, config: Path | None = None
+) -> tuple[float, float, float]:
     """Median and best wall seconds of `log-auditor scan --format fmt` into a fresh store,
-    and the best CPU seconds of the scan with its worker (waited-for children count)."""
+    and the best CPU seconds of the scan with its workers (waited-for children count);
+    ``config``: a config file (the default: every bundled rule)."""
     env = scan_env()
     walls: list[float] = []
     cpus: list[float] = []
@@ -361,6 +366,8 @@ def whole_process(fmt: str, path: Path, runs: int) -> tuple[float, float, float]
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.db"
             cmd = [sys.executable, "-m", "auditor", "scan", "--db", str(db)]
+            if config is not None:
+                cmd += ["--config", str(config)]
             cmd += ["--format", fmt, "--quiet", str(path)]
             c0 = _children_cpu()
             t0 = time.perf_counter()
@@ -397,22 +404,26 @@ def main() -> None:
     print(f"{args.lines} lines per format, median of {args.runs} runs, {os.cpu_count()} CPUs")
     print(
         f"{'format':14s} {'scan lines/s':>13s} {'best':>8s} {'scan CPU s':>10s}"
-        f" {'decode lines/s':>15s} {'µs/line':>8s}  parsed"
+        f" {'no rules':>9s} {'best':>8s} {'decode lines/s':>15s} {'µs/line':>8s}  parsed"
     )
+    no_rules = Path(tempfile.mkdtemp(prefix="la-bench-")) / "norules.toml"
+    no_rules.write_text("[rules]\nbundled = false\n")
     if not args.no_scan:
         warm_bytecode(scan_env())
     for name in names:
         fmt = FORMATS[name][0]
         path = ensure_input(name, args.lines)
         dec_s, parsed = decode_only(fmt, path, args.runs)
-        scan, best, cpu = "-", "-", "-"
+        scan, best, cpu, bare, bare_best = "-", "-", "-", "-", "-"
         if not args.no_scan:
             median_s, best_s, cpu_s = whole_process(fmt, path, args.runs)
             scan, best = f"{args.lines / median_s:,.0f}", f"{args.lines / best_s:,.0f}"
             cpu = f"{cpu_s:.2f}"
+            median_s, best_s, _ = whole_process(fmt, path, args.runs, no_rules)
+            bare, bare_best = f"{args.lines / median_s:,.0f}", f"{args.lines / best_s:,.0f}"
         mark = " (JSON)" if name in JSON_FORMATS else ""
         print(
-            f"{name:14s} {scan:>13s} {best:>8s} {cpu:>10s}"
+            f"{name:14s} {scan:>13s} {best:>8s} {cpu:>10s} {bare:>9s} {bare_best:>8s}"
             f" {args.lines / dec_s:>15,.0f} {dec_s / args.lines * 1e6:>8.2f}"
             f"  {parsed}/{args.lines}{mark}",
             flush=True,
