@@ -8,7 +8,9 @@ per-file state (``spreadable``); detection, which needs every event in log order
 here. Chunks go out as raw bytes (``scan``) or split lines (the daemon); a worker sends
 back per chunk the counters and aggregates and the events serialized into store blocks,
 plus their exact timestamps, each distinct one once; this process rebuilds the events
-from the rows when it detects.
+from the rows when it detects. With rules, a worker also runs the detector's sieve (the
+per-event bulk gating, which needs no other event) for this process's rules
+(``use_sieve``) and sends its marks along.
 
 ``scan`` uses workers for large inputs (``PARALLEL_MIN_BYTES``: starting a process costs
 a few hundred milliseconds), the daemon when ``decode_worker`` is on.
