@@ -485,6 +485,22 @@ def test_alb_types(kind: str, scheme: str) -> None:
     assert ev.duration_ms == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize("kind", ["http", "https", "h2", "ws", "wss", "grpcs"])
+def test_alb_events_are_the_same_without_the_explain_only_fields(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decode path leaves out the alb_* fields (explain shows them; no event field
+    comes from them): the events are those built from every field."""
+    from auditor.formats.proxies import AlbParser
+
+    newer = alb(kind).removesuffix(' "-" "-" "-"') + ' "www2.example.com" "/r" "TRANSFORMED"'
+    lines = [alb(kind), newer, alb(kind).replace('"-" "-" "-"', '"a" "b"')]
+    lean = run(lines, "aws-alb")
+    monkeypatch.setattr(AlbParser, "event_fields", AlbParser.fields)
+    assert lean == run(lines, "aws-alb")
+    assert all(e is not None for e in lean)
+
+
 def test_alb_every_field_reaches_explain() -> None:
     fields = parse_fields(FormatSpec("aws-alb"), alb("h2"))
     assert fields is not None

@@ -474,11 +474,16 @@ class DictParser:
     def fields(self, text: str) -> dict[str, str] | None:
         raise NotImplementedError
 
+    def event_fields(self, text: str) -> dict[str, str] | None:
+        """``fields`` as far as ``build_event`` reads them (the decode path); a format
+        whose lines carry fields only people read (``explain``) leaves those out here."""
+        return self.fields(text)
+
     def probe(self, text: str) -> bool:
         return self.fields(text) is not None
 
     def bind(self, ctx: Ctx) -> BoundDecode:
-        fields = self.fields
+        fields = self.event_fields
         name = self.name
 
         def decode(text: str, line: Line) -> Event | None:
