@@ -89,6 +89,29 @@ def _clf_by_minute(text: str) -> datetime | None:
     return None if delta is None else base + delta
 
 
+_whole_seconds: dict[str, datetime] = {}
+_MICROS = timedelta(microseconds=1)
+
+
+def _clf_fraction(text: str) -> datetime | None:
+    """``dd/Mon/yyyy:HH:MM:SS.fff`` (HAProxy's accept date, a new text nearly every line)
+    via a per-second memo: the fraction is added to the whole second, which is what
+    ``_parse_clf`` builds from the same text."""
+    frac = text[21:]
+    if not (len(frac) <= 9 and frac.isdigit() and frac.isascii()):
+        return _parse_uncached(text)
+    second = text[:20]
+    base = _whole_seconds.get(second)
+    if base is None:
+        base = _parse_uncached(second)
+        if base is None:
+            return None
+        if len(_whole_seconds) >= _MAX_CACHE:
+            _whole_seconds.clear()
+        _whole_seconds[second] = base
+    return base + _MICROS * _fraction(frac)
+
+
 def _parse_uncached(text: str) -> datetime | None:
     if len(text) == 26 and text[2] == "/" and text[17] == ":" and text[20] == " ":
         return _clf_by_minute(text)
@@ -134,6 +157,8 @@ def parse_time(text: str | None) -> datetime | None:
     try:
         if len(text) == 26 and text[2] == "/" and text[17] == ":" and text[20] == " ":
             dt = _clf_by_minute(text)  # nginx/Apache $time_local, the usual case
+        elif text[20:21] in (".", ",") and text[2] == "/" and text[:2].isdigit():
+            dt = _clf_fraction(text)
         elif text[-1:] == "Z" and text[4:5] == "-" and text[:4].isdigit():
             # ISO 8601 in UTC (JSON loggers): what _parse_uncached does for it, directly
             dt = datetime.fromisoformat(text)
