@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.formats.event import DictParser
-from auditor.formats.proxies import HaproxyParser
+from auditor.formats.proxies import EnvoyTextParser, HaproxyParser
 from auditor.formats.spec import Ctx, Parser
 from auditor.formats.times import MONTHS, _parse_uncached, parse_time
 from auditor.model import Event, Line
@@ -119,6 +119,65 @@ def test_haproxy_random_lines_decode_alike(
         f' {nbytes} - - ---- 1/1/1/1/1 0/0{headers} "{request}'
     )
     assert_same(HaproxyParser(), text)
+
+
+# --- Envoy text ---------------------------------------------------------------------------
+
+ENVOY_LINES = [
+    (
+        '[2026-11-20T08:05:00.310Z] "POST /api/v1/locations HTTP/2" 204 - 154 0 226 100'
+        ' "192.0.2.70, 10.42.0.1" "nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2"'
+        ' "api.example.com" "tcp://10.0.2.1:80"'
+    ),
+    (
+        '[2026-11-20T08:05:01.000Z] "GET /productpage HTTP/1.1" 200 - via_upstream - "-" 0 612 10'
+        ' 9 "-" "curl/8.0" "5b1c6e27-0000-4a6c-b1cd-52e4b8a20c1d" "bookinfo.example.com"'
+        ' "10.1.1.8:9080" outbound|9080||productpage 10.1.1.5:46420 10.1.1.5:443'
+        " 192.0.2.71:40122 bookinfo.example.com default"
+    ),
+    (
+        '[2026-11-20T08:05:01.000Z] "GET /p?token=x HTTP/1.1" - UF 0 - - - "192.0.2.9" "-" "-"'
+        ' "-" "-"'
+    ),
+    (
+        '[2026-11-20T08:05:01+01:00] "GET /p HTTP/1.1" 200 - 0 5 1 1 " 192.0.2.9 " "a\\"b" "r"'
+        ' "h:8080" "u" x y'
+    ),
+    '[2026-11-20T08:05:01Z] "-" 400 DC 0 0 0 - "[2001:db8::1]:5" "ua" "r" "h" "u"',
+    '[2026-11-20T08:05:01Z] "GET / HTTP/1.1" 200 - 0 0 0 - "-" "ua" "r" "h" "u" a b c d -',
+]
+
+
+def test_envoy_text_events_are_the_same_without_the_dict() -> None:
+    events = [assert_same(EnvoyTextParser(), text) for text in ENVOY_LINES]
+    assert all(e is not None for e in events)
+    first, istio = events[0], events[1]
+    assert first is not None and istio is not None
+    assert (first.client_ip, first.forwarded_for) == ("192.0.2.70", "192.0.2.70, 10.42.0.1")
+    assert (istio.client_ip, istio.client_port, istio.scheme) == ("192.0.2.71", 40122, "https")
+
+
+_FIELD = st.text(st.sampled_from('ab1.:,- [] "\\'), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.sampled_from(["200", "-", "0", "999"]),
+    istio=st.sampled_from(["", ' via_upstream - "-"', ' a b "c\\"d"']),
+    numbers=st.lists(st.sampled_from(["0", "12", "-"]), min_size=3, max_size=3),
+    quoted=st.lists(_FIELD, min_size=5, max_size=5),
+    rest=st.lists(st.sampled_from(["-", "a", "192.0.2.1:80", "[::1]:9", "h.example"]), max_size=7),
+)
+def test_envoy_text_random_lines_decode_alike(
+    status: str, istio: str, numbers: list[str], quoted: list[str], rest: list[str]
+) -> None:
+    q = " ".join(f'"{v}"' for v in quoted)
+    tail = "".join(" " + t for t in rest)
+    text = (
+        f'[2026-11-20T08:05:01.5Z] "GET /a?b=1 HTTP/1.1" {status} -{istio}'
+        f" {numbers[0]} {numbers[1]} {numbers[2]} 7 {q}{tail}"
+    )
+    assert_same(EnvoyTextParser(), text)
 
 
 # --- times --------------------------------------------------------------------------------

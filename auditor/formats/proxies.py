@@ -190,6 +190,14 @@ _ENVOY = re.compile(
 )
 
 
+def _first_hop(xff: str) -> str | None:
+    """``first_ip`` with a single IPv4-style hop inline."""
+    if "," in xff or ":" in xff or "[" in xff:
+        return first_ip(xff)
+    hop = xff.strip()
+    return hop if hop and hop != "-" else None
+
+
 class EnvoyTextParser(DictParser):
     """Envoy (and Istio) default text access log."""
 
@@ -214,7 +222,55 @@ class EnvoyTextParser(DictParser):
         elif xff:
             # The default format has no peer address: the first X-Forwarded-For hop is the
             # best client we have (what CrowdSec's envoy parser reports too).
-            ip = first_ip(xff)
+            ip = _first_hop(xff)
             if ip:
                 raw["client_ip"] = ip
         return raw
+
+    def bind(self, ctx: Ctx) -> BoundDecode:
+        """``fields`` and ``build_event`` in one, with no dict in between."""
+        match = _ENVOY.match
+        name = self.name
+
+        def decode(text: str, line: Line) -> Event | None:
+            m = match(text)
+            if m is None:
+                return None
+            (
+                ts,
+                req,
+                status,
+                _fl,
+                details,
+                _te,
+                _fa,
+                rx,
+                tx,
+                dur,
+                _us,
+                xff,
+                ua,
+                rid,
+                host,
+                _up,
+                rest,
+            ) = m.groups()
+            client = client_ip = sni = None
+            tokens = rest.split() if details is not None else []
+            if len(tokens) >= 5:
+                client = tokens[3]
+                if tokens[4] != "-":
+                    sni = tokens[4]
+            elif xff:
+                client_ip = _first_hop(xff) or None
+            # assemble's arguments in RAW_KEYS order (None: a field this format lacks)
+            return assemble(
+                ctx, line, name,
+                ts, client, client_ip, None, None, req, None, None, None, None,  # ..protocol
+                status, rx, tx, None, dur, None, None,  # status, bytes, durations
+                None, ua, None, host, None,  # user, user_agent, referrer, host, server_port
+                None, None, None, None, sni, rid,  # scheme, https, fwd proto, tls, sni, id
+                xff if xff and xff != "-" else None,
+            )  # fmt: skip
+
+        return decode
