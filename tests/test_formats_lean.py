@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditor.formats.event import DictParser
+from auditor.formats.event import DictParser, build_event
 from auditor.formats.proxies import EnvoyTextParser, HaproxyParser
 from auditor.formats.spec import Ctx, Parser
-from auditor.formats.times import MONTHS, _parse_uncached, parse_time
+from auditor.formats.times import MONTHS, TIME_CACHE, _parse_uncached, parse_time
+from auditor.formats.w3c import DEFAULTS, Layout, W3cParser, header_layout, raw_fields
 from auditor.model import Event, Line
 from auditor.redact import Redactor
 
@@ -180,6 +181,86 @@ def test_envoy_text_random_lines_decode_alike(
     assert_same(EnvoyTextParser(), text)
 
 
+# --- W3C / IIS / CloudFront ---------------------------------------------------------------
+
+IIS_FIELDS = (
+    "date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip"
+    " cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"
+)
+IIS_RESTART = (
+    "date time cs-method cs-uri-stem cs-uri-query c-ip c-port cs-version cs-host"
+    " sc-status sc-bytes cs-bytes time-taken X-Forwarded-For cs-host x-host-header"
+)
+CF_VALUES = (
+    "2026-11-20 08:01:02 FRA56-P1 392 192.0.2.100 GET d111.cloudfront.net /index.html 304"
+    " https://ref.example/?a=1 Mozilla/5.0%20(X11) q=1&token=x - Hit"
+    " SOX4xwn4XV6Q4rgb7XiVGOHms_BGlTAC4KyHmureZmBNrjGdRLiNIQ== www.example.com https 23 0.001"
+    " 198.51.100.1,%20192.0.2.9 TLSv1.3 TLS_AES_128_GCM_SHA256 Hit HTTP/2.0 - - 11040 0.001"
+    " Hit text/html 78 - -"
+)
+
+
+def w3c_same(lay: Layout, text: str, kind_names: bool = False) -> Event | None:
+    """The bound decoder's event for ``text`` under ``lay`` against ``build_event`` over
+    ``raw_fields`` (what explain shows)."""
+    parser = W3cParser("w3c", kind_names=kind_names)
+    line = Line("src", "/var/log/x.log", 10, 10 + len(text) + 1, text)
+    ctx = Ctx("src", REDACTOR, None)
+    bound = parser.bind(ctx)
+    bound.layouts[line.file] = lay
+    raw = raw_fields(lay, text)
+    name = lay.kind if kind_names else "w3c"
+    plain = None if raw is None else build_event(raw, ctx, line, name)
+    lean = bound(text, line)
+    assert lean == plain, text
+    return lean
+
+
+def test_w3c_events_are_the_same_without_the_dict() -> None:
+    iis, restart, cf = (header_layout("#Fields: " + f) for f in (IIS_FIELDS, IIS_RESTART, ""))
+    assert iis is not None and restart is not None and cf is None
+    cases = [
+        (iis, ("2026-11-20 08:00:01 10.0.0.5 GET /default.aspx id=7 443 - 192.0.2.10"
+              " Mozilla/5.0+(Windows+NT+10.0) https://ref.example/ 200 0 0 15")),
+        (iis, ("2026-11-20 08:00:02 10.0.0.5 POST /login.aspx - 443 alice 192.0.2.11 curl/8.4"
+              " - 401 1 0 3\r")),
+        (iis, "2026-11-20 08:00:02 10.0.0.5 get /x - 443 - 192.0.2.11 - - 200 0 0 3"),
+        (iis, "2026-11-20 08:00:02 10.0.0.5 GET /x - 443 - 192.0.2.11 - - 2x0 0 0 3"),
+        (iis, "2026-11-20 08:00:02.5 10.0.0.5 GET /x - 443 - 192.0.2.11 - - - 0 0 -"),
+        (iis, "2026-11-20 8:00:02 10.0.0.5 GET /x - 443 - 192.0.2.11 - - 200 0 0 3"),
+        (restart, ("2026-11-20\t09:00:00\tGET\t/api/v1/items\tq=1\t192.0.2.12\t50123"
+                  "\tHTTP/1.1\tshop.example.com\t200\t5120\t310\t42\t198.51.100.7"
+                  "\tother.example\tvia.example:8443")),
+        (DEFAULTS["cloudfront"], CF_VALUES.replace(" ", "\t")),
+        (DEFAULTS["cloudfront"], CF_VALUES.replace("Mozilla/5.0%20(X11)", "-")),
+    ]  # fmt: skip
+    events = [w3c_same(lay, text, kind_names=True) for lay, text in cases]
+    assert sum(e is not None for e in events) >= 6
+    assert events[0] is not None and events[0].user_agent == "Mozilla/5.0 (Windows NT 10.0)"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cols=st.lists(st.sampled_from(IIS_RESTART.split() + IIS_FIELDS.split()), max_size=8),
+    values=st.lists(
+        st.sampled_from(["-", "", "GET", "x", "200", "a+b%20c", "192.0.2.1", "h:80", "1.5"]),
+        min_size=18,
+        max_size=18,
+    ),
+    cloudfront=st.booleans(),
+    tabs=st.booleans(),
+)
+def test_w3c_random_layouts_decode_alike(
+    cols: list[str], values: list[str], cloudfront: bool, tabs: bool
+) -> None:
+    columns = ["date", "time", "cs-method", *cols] + (["x-edge-location"] if cloudfront else [])
+    lay = header_layout("#Fields: " + " ".join(columns))
+    assert lay is not None
+    row = ["2026-11-20", "08:00:01", "GET", *values][: len(columns)]
+    row += ["-"] * (len(columns) - len(row))
+    w3c_same(lay, ("\t" if tabs else " ").join(row))
+
+
 # --- times --------------------------------------------------------------------------------
 
 
@@ -206,8 +287,6 @@ def test_clf_time_with_a_fraction_reads_as_before(
 
 
 def parse_time_cache_clear() -> None:
-    from auditor.formats.times import TIME_CACHE
-
     TIME_CACHE.clear()
 
 

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from auditor.formats.event import DictParser, build_event
-from auditor.formats.spec import Ctx
+from auditor.formats.event import DictParser, assemble
+from auditor.formats.spec import RAW_KEYS, Ctx
 from auditor.model import Event, Line
 
 # IIS 8.5+ default W3C fields.
@@ -65,6 +65,12 @@ _TIME = re.compile(r"\d\d:\d\d:\d\d(?:\.\d{1,9})?").fullmatch
 _METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,31}").fullmatch
 
 
+# Where each raw key goes among ``assemble``'s raw arguments (they follow RAW_KEYS).
+_PLACE = {key: i for i, key in enumerate(RAW_KEYS)}
+_TIME_AT, _METHOD_AT, _STATUS_AT = _PLACE["time"], _PLACE["method"], _PLACE["status"]
+_UA_AT, _XFF_AT = _PLACE["user_agent"], _PLACE["forwarded_for"]
+
+
 def is_directive(text: str) -> bool:
     """A W3C directive or comment line (``#Fields:``, ``#Version:``, ``#Date:``, ``# ...``):
     never an event, and not unparsed garbage either."""
@@ -80,6 +86,7 @@ class Layout:
     keys: tuple[tuple[int, str], ...]  # (column index, raw key)
     date: int  # column index of ``date`` (-1: none)
     time: int  # column index of ``time``
+    at: tuple[tuple[int, int], ...] = ()  # ``keys`` as (column index, place in RAW_KEYS)
 
     @property
     def width(self) -> int:
@@ -109,7 +116,8 @@ def layout(fields: str) -> Layout | None:
         seen.add(key)
         keys.append((i, key))
     date = columns.index("date") if "date" in columns else -1
-    return Layout(kind, columns, tuple(keys), date, columns.index("time"))
+    at = tuple((i, _PLACE[key]) for i, key in keys)
+    return Layout(kind, columns, tuple(keys), date, columns.index("time"), at)
 
 
 def header_layout(text: str) -> Layout | None:
@@ -162,6 +170,37 @@ def raw_fields(lay: Layout, text: str) -> dict[str, str] | None:
     return raw
 
 
+def event_args(lay: Layout, text: str) -> list[str | None] | None:
+    """``raw_fields`` as ``assemble``'s raw arguments (RAW_KEYS order, ``None``: absent):
+    the same values, without a dict built and then read back key by key."""
+    values = _split(text.rstrip("\r"))
+    if len(values) != lay.width:
+        return None
+    t = values[lay.time]
+    if not _TIME(t) or lay.date < 0:
+        return None
+    d = values[lay.date]
+    if not _DATE(d):
+        return None
+    args: list[str | None] = [None] * len(_PLACE)
+    args[_TIME_AT] = f"{d}T{t}Z"  # W3C extended logs are in UTC
+    for i, at in lay.at:
+        v = values[i]
+        if v and v != "-":
+            args[at] = v
+    method, status = args[_METHOD_AT], args[_STATUS_AT]
+    if method is None or not _METHOD(method) or (status is not None and not status.isdigit()):
+        return None
+    ua = args[_UA_AT]
+    cloudfront = lay.kind == "cloudfront"
+    if ua is not None:
+        args[_UA_AT] = unquote(ua) if cloudfront else ua.replace("+", " ")
+    xff = args[_XFF_AT]
+    if cloudfront and xff is not None:
+        args[_XFF_AT] = unquote(xff)
+    return args
+
+
 def _by_width(text: str, kinds: tuple[str, ...]) -> Layout | None:
     n = len(_split(text))
     for kind in kinds:
@@ -195,11 +234,11 @@ class W3cDecode:
         lay = self.layouts.get(line.file) or _by_width(text, self.parser.kinds)
         if lay is None:
             return None
-        raw = raw_fields(lay, text)
-        if raw is None:
+        args = event_args(lay, text)
+        if args is None:
             return None
         name = lay.kind if self.parser.kind_names else self.parser.name
-        return build_event(raw, self.ctx, line, name)
+        return assemble(self.ctx, line, name, *args)
 
 
 class W3cParser(DictParser):
