@@ -184,6 +184,9 @@ class Daemon:
 # seconds, and each `status` poll is a CLI start of 1-3 s, so 15 s was spent before the
 # awaited state came (the flaky timeouts seen under load).
 WAIT_SECONDS = 60.0
+# What a stop must keep to: the unit's TimeoutStopSec, after which systemd kills (a
+# deadline for a failure to show, not a measurement).
+STOP_PROMISE = 20.0
 
 
 def wait_for(

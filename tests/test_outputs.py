@@ -48,6 +48,7 @@ from auditor.outputs.webhook import (
 from auditor.pipeline import Batch
 from auditor.store import Store
 from daemon_helpers import (
+    STOP_PROMISE,
     WAIT_SECONDS,
     Daemon,
     finding_lines,
@@ -818,9 +819,8 @@ def test_a_hung_receiver_blocks_neither_ingest_nor_stop(tmp_path: Path) -> None:
             with log.open("a") as f:
                 f.write(finding_lines(range(3, 200)))
             wait_for(lambda: len(finding_ids(db)) >= 200, what="ingest goes on")
-            t0 = time.monotonic()
-            assert d.stop() == 0
-            assert time.monotonic() - t0 < 10
+            # Within the unit's TimeoutStopSec, though the receiver may take 60 s.
+            assert d.stop(timeout=STOP_PROMISE) == 0
     finally:
         hole.close()
         for s in held:
