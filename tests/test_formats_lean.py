@@ -5,11 +5,23 @@ the plain way gives: ``build_event`` over every field ``explain`` shows. Random 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.formats.event import DictParser, build_event
+from auditor.formats.jsonfmt import (
+    _MAX_SHAPES,
+    GENERIC,
+    SCHEMAS,
+    JsonDecode,
+    _decoder_via_dict,
+    _merge,
+    compile_decoder,
+    decoder_for,
+    user_schema,
+)
 from auditor.formats.proxies import EnvoyTextParser, HaproxyParser
 from auditor.formats.spec import Ctx, Parser
 from auditor.formats.times import MONTHS, TIME_CACHE, _parse_uncached, parse_time
@@ -306,3 +318,112 @@ def test_clf_time_with_a_fraction_edge_cases() -> None:
         except (ValueError, OverflowError):
             expected = None
         assert parse_time(text) == expected, text
+
+
+# --- JSON: the generic schema's decoder per record shape ----------------------------------
+
+_GENERIC_KEYS = sorted({lk for _k, lks in GENERIC for lk in lks if isinstance(lk, str)})
+_JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2_000_000_000_000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(
+        [
+            "",
+            "-",
+            "GET",
+            "GET /a?token=s HTTP/1.1",
+            "/p?q=1",
+            "192.0.2.1",
+            "[2001:db8::1]:80",
+            "20/Nov/2026:08:04:48 +0000",
+            "2026-11-20T08:04:48.5Z",
+            "1763625888.123",
+            "200",
+            "on",
+            "https",
+            "h.example:8443",
+        ]
+    ),
+    st.lists(st.sampled_from(["a", "GET", "200"]), max_size=2),
+    st.just({"x": 1}),
+)
+_EXTRAS = st.dictionaries(
+    st.sampled_from([*_GENERIC_KEYS, "other", "a.b"]), _JSON_VALUES, max_size=14
+)
+_TIMES = st.sampled_from(["20/Nov/2026:08:04:48 +0000", "2026-11-20T08:04:48.5Z", 1763625888])
+_REQUESTS = st.sampled_from(["GET /a?token=s HTTP/1.1", "/p?q=1", "GET", "-", None])
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> dict[str, Any]:
+    """A record with a time and something of a request most of the time, other keys
+    (every spelling of the generic schema, odd values) around them in any order."""
+    head = {
+        draw(st.sampled_from(["time_local", "time_iso8601", "msec", "ts"])): draw(_TIMES),
+        draw(st.sampled_from(["request", "request_uri", "uri", "method", "path"])): draw(_REQUESTS),
+    }
+    extra = draw(_EXTRAS)
+    return {**extra, **head} if draw(st.booleans()) else {**head, **extra}
+
+
+_RECORDS = _records()
+
+
+def _generic_decoders() -> tuple[JsonDecode, JsonDecode, JsonDecode]:
+    """(shaped, plain generated, the dict way) for the generic schema."""
+    return (
+        decoder_for(GENERIC, "generic"),
+        compile_decoder(GENERIC, "generic"),
+        _decoder_via_dict(GENERIC, "generic"),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(records=st.lists(_RECORDS, min_size=1, max_size=6))
+def test_generic_json_shaped_decoder_gives_the_same_events(records: list[dict[str, Any]]) -> None:
+    shaped, plain, via_dict = _generic_decoders()
+    ctx = Ctx("src", REDACTOR, None)
+    line = Line("src", "/var/log/x.log", 0, 1, "{}")
+    for obj in records + records:  # the second time through the shape's own decoder
+        expected = plain(obj, ctx, line, "json")
+        assert shaped(obj, ctx, line, "json") == expected
+        assert via_dict(obj, ctx, line, "json") == expected
+
+
+def test_generic_json_shaped_decoder_past_its_shape_limit() -> None:
+    shaped, plain, _via_dict = _generic_decoders()
+    ctx = Ctx("src", REDACTOR, None)
+    line = Line("src", "/var/log/x.log", 0, 1, "{}")
+    base = {"time_local": "20/Nov/2026:08:04:48 +0000", "request": "GET /a HTTP/1.1"}
+    events = []
+    for i in range(_MAX_SHAPES + 5):
+        obj = {**base, f"extra{i}": i, "status": 200 + i % 3, "remote_addr": "192.0.2.1"}
+        ev = shaped(obj, ctx, line, "json")
+        assert ev is not None and ev == plain(obj, ctx, line, "json")
+        events.append(ev)
+    assert {e.status for e in events} == {200, 201, 202}
+
+
+def test_json_parsers_use_the_shaped_decoder_for_the_generic_schema_only() -> None:
+    assert decoder_for(GENERIC, "generic").__qualname__.startswith("shaped_decoder")
+    for kind in ("traefik", "caddy", "envoy", "cloudflare", "kong"):
+        assert not decoder_for(SCHEMAS[kind], kind).__qualname__.startswith("shaped_decoder")
+
+
+def test_user_fields_with_the_generic_schema_decode_alike() -> None:
+    """A user's ``fields`` come before the defaults (dotted keys too), shaped or not."""
+    user = user_schema({"client_ip": "src.addr", "status": "resp.code"}, "test")
+    merged = _merge(user, GENERIC)
+    shaped, plain = decoder_for(merged, "generic"), compile_decoder(merged, "generic")
+    ctx = Ctx("src", REDACTOR, None)
+    line = Line("src", "/var/log/x.log", 0, 1, "{}")
+    records: list[dict[str, Any]] = [
+        {"time": "2026-11-20T08:04:48Z", "uri": "/x", "src.addr": "192.0.2.9", "status": 201},
+        {"time": "2026-11-20T08:04:48Z", "uri": "/x", "src": {"addr": "192.0.2.8"}},
+        {"time": "2026-11-20T08:04:48Z", "uri": "/x", "resp": {"code": 404}, "resp.code": "x"},
+    ]
+    for obj in records:
+        ev = shaped(obj, ctx, line, "json")
+        assert ev is not None and ev == plain(obj, ctx, line, "json")

@@ -6,7 +6,9 @@ can carry any of them; a user's ``fields`` mapping is tried before the defaults.
 
 Each schema is compiled twice, into straight-line code: ``compile_schema`` gives the raw
 fields as a dict (``fields``, for ``explain`` and detection), ``compile_decoder`` the hot
-path, which hands the same values to ``event.assemble`` without a dict in between.
+path, which hands the same values to ``event.assemble`` without a dict in between. The
+generic schema (seven spellings of a time, six of a client address...) gets one such
+decoder per record shape, which looks up only the spellings the records have.
 """
 
 from __future__ import annotations
@@ -316,14 +318,21 @@ JsonDecode = Callable[[dict[str, Any], Ctx, Line, str], Event | None]
 
 
 def _lookup_code(
-    sch: Schema, ints: frozenset[str], numbers: frozenset[str], dotted: frozenset[str]
+    sch: Schema,
+    ints: frozenset[str],
+    numbers: frozenset[str],
+    dotted: frozenset[str],
+    present: frozenset[str] | None = None,
 ) -> list[str]:
     """Code that sets ``k_<key>`` for each key of ``sch`` as ``compile_schema`` sets
     ``raw[key]`` (``None`` when absent), and returns ``None`` when the record has no time
     or nothing of a request. Nested objects are fetched once each, into ``d<n>`` (an empty
-    dict when missing or not an object), before the keys."""
+    dict when missing or not an object), before the keys.
+
+    With ``present`` (the top-level keys of the records the code is for), the code leaves
+    out the lookups of the other top-level keys: each would give ``None``."""
     objects, head = _nested_objects(sch)
-    if dotted:  # a flat "a.b" key is looked up only in records that have one
+    if dotted and present is None:  # a flat "a.b" key is looked up only in records that have one
         head.append("    flat = not dotted.isdisjoint(obj)")
     body: list[str] = []
     checked = False
@@ -339,11 +348,15 @@ def _lookup_code(
             not_text += " and v.__class__ is not int"
         if key in numbers:
             not_text += " and v.__class__ is not float"
+        if present is not None:
+            lookups = tuple(lk for lk in lookups if not isinstance(lk, str) or lk in present)
+            if not lookups:
+                body.append("    v = None")
         for i, lookup in enumerate(lookups):
             indent = _candidate(body, i)
             if isinstance(lookup, str):
                 get = f"obj.get({lookup!r})"
-                if lookup in dotted:
+                if lookup in dotted and present is None:
                     get += " if flat else None"
             else:
                 get = f"{objects[lookup[:-1]]}.get({lookup[-1]!r})"
@@ -391,7 +404,7 @@ def _request_check(first_seen: list[str]) -> list[str]:
     return [f"    if k_time is None or ({others}):", "        return None"]
 
 
-def compile_decoder(sch: Schema, kind: str) -> JsonDecode:
+def compile_decoder(sch: Schema, kind: str, present: frozenset[str] | None = None) -> JsonDecode:
     """A schema (and its kind's fixup) → one generated ``decode(obj, ctx, line, name)``:
     the raw fields of ``compile_schema`` held in locals and handed to ``assemble``
     positionally, so no raw-field dict is built and read back. Same event as
@@ -403,7 +416,7 @@ def compile_decoder(sch: Schema, kind: str) -> JsonDecode:
     if not keys <= set(RAW_KEYS) or "time" not in keys:
         return _decoder_via_dict(sch, kind)
     dotted = frozenset(lk for _k, lks in sch for lk in lks if isinstance(lk, str) and "." in lk)
-    body = _lookup_code(sch, _INTS - set(fix_keys), _NUMBERS - set(fix_keys), dotted)
+    body = _lookup_code(sch, _INTS - set(fix_keys), _NUMBERS - set(fix_keys), dotted, present)
     if fix is not None:
         for key in fix_keys:
             if key not in keys:
@@ -426,6 +439,43 @@ def compile_decoder(sch: Schema, kind: str) -> JsonDecode:
     }
     exec(compile(code, f"<json decoder {kind}>", "exec"), scope)  # noqa: S102 - literals only
     decode: JsonDecode = scope["decode"]
+    return decode
+
+
+# Schemas whose keys have this many candidate spellings each, on average, or more get a
+# decoder per record shape (``shaped_decoder``); a record has one spelling of each at most.
+_SHAPED_FROM = 2.5
+_MAX_SHAPES = 32  # then the plain decoder: a source of ever new key sets costs no more
+
+
+def decoder_for(sch: Schema, kind: str) -> JsonDecode:
+    """The generated decoder of ``sch``: per record shape when the schema spells its keys
+    many ways (the generic one: about seventy lookups, most of them misses)."""
+    candidates = sum(len(lookups) for _key, lookups in sch)
+    if candidates >= _SHAPED_FROM * len(sch):
+        return shaped_decoder(sch, kind)
+    return compile_decoder(sch, kind)
+
+
+def shaped_decoder(sch: Schema, kind: str) -> JsonDecode:
+    """``compile_decoder(sch, kind)``, specialised per record shape (its top-level keys in
+    order, as a logger writes them line after line): the code for one shape looks up only
+    the spellings present. Same event for every record."""
+    plain = compile_decoder(sch, kind)
+    keys = {key for key, _ in sch}
+    if not keys <= set(RAW_KEYS) or "time" not in keys:  # the dict way: nothing to specialise
+        return plain
+    shapes: dict[tuple[str, ...], JsonDecode] = {}
+
+    def decode(obj: dict[str, Any], ctx: Ctx, line: Line, name: str) -> Event | None:
+        shape = tuple(obj)
+        dec = shapes.get(shape)
+        if dec is None:
+            if len(shapes) >= _MAX_SHAPES:
+                return plain(obj, ctx, line, name)
+            dec = shapes[shape] = compile_decoder(sch, kind, frozenset(shape))
+        return dec(obj, ctx, line, name)
+
     return decode
 
 
@@ -678,7 +728,7 @@ class JsonParser(DictParser):
         kinds = self.kinds
         only = kinds[0] if kinds is not None and len(kinds) == 1 else None
         schemas = self.schemas
-        decoders: _Compiled[JsonDecode] = _Compiled(lambda k: compile_decoder(schemas[k], k))
+        decoders: _Compiled[JsonDecode] = _Compiled(lambda k: decoder_for(schemas[k], k))
         names = {k: (KIND_NAMES[k] if self.kind_names else self.name) for k in schemas}
         if only is not None:
             return _bind_one(decoders[only], ctx, names[only])
