@@ -91,12 +91,18 @@ def _clf_by_minute(text: str) -> datetime | None:
 
 _whole_seconds: dict[str, datetime] = {}
 _MICROS = timedelta(microseconds=1)
+_MILLIS = {f"{i:03d}": timedelta(milliseconds=i) for i in range(1000)}  # "000".."999"
 
 
 def _clf_fraction(text: str) -> datetime | None:
     """``dd/Mon/yyyy:HH:MM:SS.fff`` (HAProxy's accept date, a new text nearly every line)
     via a per-second memo: the fraction is added to the whole second, which is what
     ``_parse_clf`` builds from the same text."""
+    base = _whole_seconds.get(text[:20])
+    if base is not None:
+        delta = _MILLIS.get(text[21:])  # HAProxy logs milliseconds: three digits
+        if delta is not None:
+            return base + delta
     frac = text[21:]
     if not (len(frac) <= 9 and frac.isdigit() and frac.isascii()):
         return _parse_uncached(text)
@@ -158,7 +164,9 @@ def parse_time(text: str | None) -> datetime | None:
         if len(text) == 26 and text[2] == "/" and text[17] == ":" and text[20] == " ":
             dt = _clf_by_minute(text)  # nginx/Apache $time_local, the usual case
         elif text[20:21] in (".", ",") and text[2] == "/" and text[:2].isdigit():
-            dt = _clf_fraction(text)
+            # a new text nearly every line: not kept in the cache (the memo of whole
+            # seconds in _clf_fraction does the work)
+            return _clf_fraction(text)
         elif text[-1:] == "Z" and text[4:5] == "-" and text[:4].isdigit():
             # ISO 8601 in UTC (JSON loggers): what _parse_uncached does for it, directly
             dt = datetime.fromisoformat(text)
