@@ -172,6 +172,8 @@ def parse_time(text: str | None) -> datetime | None:
             dt = datetime.fromisoformat(text)
             if dt.tzinfo is not UTC:
                 dt = _parse_uncached(text)
+            if len(text) > 20:  # a fraction (yyyy-mm-ddTHH:MM:SSZ is 20 long): not kept
+                return dt
         else:
             dt = _parse_uncached(text)
     except (ValueError, OverflowError, OSError):
