@@ -427,18 +427,3 @@ def test_user_fields_with_the_generic_schema_decode_alike() -> None:
     for obj in records:
         ev = shaped(obj, ctx, line, "json")
         assert ev is not None and ev == plain(obj, ctx, line, "json")
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    when=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
-    spec=st.sampled_from(["seconds", "milliseconds", "microseconds"]),
-)
-def test_iso_utc_times_read_alike_kept_or_not(when: datetime, spec: str) -> None:
-    """ISO times in UTC with a fraction are not kept in the cache: same value each time."""
-    text = when.isoformat(timespec=spec) + "Z"
-    expected = _parse_uncached(text)
-    assert expected is not None
-    for _ in range(2):
-        assert parse_time(text) == expected
-    assert (text in TIME_CACHE) == (spec == "seconds")

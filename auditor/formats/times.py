@@ -164,16 +164,12 @@ def parse_time(text: str | None) -> datetime | None:
         if len(text) == 26 and text[2] == "/" and text[17] == ":" and text[20] == " ":
             dt = _clf_by_minute(text)  # nginx/Apache $time_local, the usual case
         elif text[20:21] in (".", ",") and text[2] == "/" and text[:2].isdigit():
-            # a new text nearly every line: not kept in the cache (the memo of whole
-            # seconds in _clf_fraction does the work)
-            return _clf_fraction(text)
+            dt = _clf_fraction(text)
         elif text[-1:] == "Z" and text[4:5] == "-" and text[:4].isdigit():
             # ISO 8601 in UTC (JSON loggers): what _parse_uncached does for it, directly
             dt = datetime.fromisoformat(text)
             if dt.tzinfo is not UTC:
                 dt = _parse_uncached(text)
-            if len(text) > 20:  # a fraction (yyyy-mm-ddTHH:MM:SSZ is 20 long): not kept
-                return dt
         else:
             dt = _parse_uncached(text)
     except (ValueError, OverflowError, OSError):
