@@ -396,8 +396,8 @@ def scan_paths(
     pool = None
     if parallel is not None and total >= parallel.min_bytes:
         pool = DecodePool(parallel.key, max_line, parallel.workers)
-        if pipeline.detector is not None and pipeline.setup is not None:
-            pool.use_sieve(pipeline.setup.sieve)
+        if pipeline.setup is not None:
+            pool.use_sieve(pipeline.setup.sieve)  # None without rules
     try:
         _scan_all(files, batcher, summary, source_for, max_line, on_bytes, pool, parallel)
     finally:

@@ -442,7 +442,7 @@ class Writer:
         parts = [lines[i : i + WORKER_PART] for i in range(0, len(lines), WORKER_PART)]
         specs = self.pipeline.setup.specs
         try:
-            worker.use_sieve(self.pipeline.setup.sieve if self.pipeline.detector else None)
+            worker.use_sieve(self.pipeline.setup.sieve)  # None without rules
             for part in parts:
                 worker.send_lines(specs, part)
         except (WorkerError, OSError, ValueError) as exc:

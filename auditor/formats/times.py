@@ -98,16 +98,14 @@ def _clf_fraction(text: str) -> datetime | None:
     """``dd/Mon/yyyy:HH:MM:SS.fff`` (HAProxy's accept date, a new text nearly every line)
     via a per-second memo: the fraction is added to the whole second, which is what
     ``_parse_clf`` builds from the same text."""
-    base = _whole_seconds.get(text[:20])
+    second, frac = text[:20], text[21:]
+    base = _whole_seconds.get(second)
     if base is not None:
-        delta = _MILLIS.get(text[21:])  # HAProxy logs milliseconds: three digits
+        delta = _MILLIS.get(frac)  # HAProxy logs milliseconds: three digits
         if delta is not None:
             return base + delta
-    frac = text[21:]
     if not (len(frac) <= 9 and frac.isdigit() and frac.isascii()):
         return _parse_uncached(text)
-    second = text[:20]
-    base = _whole_seconds.get(second)
     if base is None:
         base = _parse_uncached(second)
         if base is None:
