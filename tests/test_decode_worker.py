@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -110,9 +111,15 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path: Path) -> None:
     pending = _Pending(lines=lines)
     try:
         first = writer._process(pending, writer._submit(pending))
+        pool = writer._worker
+        assert pool is not None
+        # One of the pool dies with parts in flight. Stopped before they are sent, it
+        # cannot answer any of them before the kill (a part of 311 lines takes it a few
+        # milliseconds: killed after the send, it sometimes had answered already).
+        dead = pool.workers[1]
+        os.kill(dead._proc.pid, signal.SIGSTOP)
         submitted = writer._submit(pending)
-        assert submitted is not None
-        dead = submitted.worker.workers[1]  # one of the pool dies with parts in flight
+        assert submitted is not None and submitted.worker is pool
         dead._proc.kill()
         dead._proc.wait()
         second = writer._process(pending, submitted)
