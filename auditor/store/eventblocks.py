@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from array import array
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 import orjson
@@ -75,9 +77,14 @@ def compress_block(block: Block) -> Block:
     return block._replace(data=zlib.compress(block.data, 1))
 
 
-def serialize_events(events: Sequence[Event], times: Sequence[int]) -> list[Block]:
+def serialize_events(
+    events: Sequence[Event], times: Sequence[int], offsets: list[array[int]] | None = None
+) -> list[Block]:
     """Blocks of at most ``BLOCK_MAX`` events, one source per block, in event order, their
-    rows as uncompressed JSON (what ``unpack`` gives back; ``compress_block`` packs them)."""
+    rows as uncompressed JSON (what ``unpack`` gives back; ``compress_block`` packs them).
+    ``offsets``: if given, gets, per block, where each row starts in its data, and the
+    data's length (row ``r`` is ``data[o[r] : o[r + 1] - 1]``): one row can then be read
+    alone (see ``auditor.packedevents``)."""
     by_source: dict[str, list[tuple[object, ...]]] = {}
     # The stored row of each event, in EVENT_COLUMNS order (already redacted text), built
     # inline, each field named: a call per event cost a third of this function's time, and
@@ -121,8 +128,20 @@ def serialize_events(events: Sequence[Event], times: Sequence[int]) -> list[Bloc
     for source, rows in by_source.items():
         for i in range(0, len(rows), BLOCK_MAX):
             part = rows[i : i + BLOCK_MAX]
-            blocks.append(_serialized(source, part, orjson.dumps(part)))
+            if offsets is None:
+                raw = orjson.dumps(part)
+            else:
+                raw = _joined(part, offsets)
+            blocks.append(_serialized(source, part, raw))
     return blocks
+
+
+def _joined(rows: Sequence[Sequence[Any]], offsets: list[array[int]]) -> bytes:
+    """``orjson.dumps(rows)``, the same bytes, built row by row to note where each starts."""
+    parts = [orjson.dumps(r) for r in rows]
+    starts = array("I", accumulate((len(p) + 1 for p in parts), initial=1))
+    offsets.append(starts)
+    return b"[" + b",".join(parts) + b"]"
 
 
 def unpack(data: bytes) -> list[list[Any]]:
