@@ -10,7 +10,8 @@ back per chunk the counters and aggregates and the events serialized into store 
 plus their exact timestamps, each distinct one once; this process rebuilds the events
 from the rows when it detects. With rules, a worker also runs the detector's sieve (the
 per-event bulk gating, which needs no other event) for this process's rules
-(``use_sieve``) and sends its marks along.
+(``use_sieve``) and sends its marks along, and the columns the detectors read over every
+event: this process then builds only the events its detectors look at one by one.
 
 ``scan`` uses workers for large inputs (``PARALLEL_MIN_BYTES``: starting a process costs
 a few hundred milliseconds), the daemon when ``decode_worker`` is on.
@@ -27,28 +28,23 @@ import subprocess
 import sys
 import threading
 import time
-from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import orjson
-
 from auditor.errors import AuditorError
 from auditor.formats import FormatSpec, build_decoder
-from auditor.formats.event import _Draft
 from auditor.formats.registry import parser_for
 from auditor.formats.w3c import W3cParser
 from auditor.gctune import tune_for_ingest
 from auditor.lines import LineSplitter, flatten_lines, unflatten_lines
-from auditor.model import Event, Exposure, Line
+from auditor.model import Event, Line
+from auditor.packedevents import pack
 from auditor.pipeline import Batch, Decoder, Marks, Pipeline, SieveRules
 from auditor.redact import Redactor
-from auditor.store.eventblocks import Block, serialize_events
 
 if TYPE_CHECKING:
     from auditor.detect import Detector
@@ -68,7 +64,7 @@ class WorkerError(AuditorError):
 class Chunk:
     """What the worker sends back for one chunk of one file."""
 
-    batch: Batch  # events as rows (see ``_rebuild``), counters, aggregates, serialized blocks
+    batch: Batch  # events (see ``auditor.packedevents``), counters, aggregates, serialized blocks
     offset: int  # the file offset just after the last complete line seen so far
     pending: bool  # a partial last line waits
 
@@ -157,6 +153,10 @@ class _Sieve:
     def mark(self, events: list[Event]) -> Marks:
         return self.detector.sieve(events, self.token)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.detector.columns
+
 
 def _load_sieve(rules: SieveRules) -> _Sieve | None:
     """The parent's rules, if they load here as they did there (same files, same rules);
@@ -178,53 +178,30 @@ def _reply(
 ) -> None:
     """Send one decoded chunk back, its events serialized into store blocks (and sieved
     for the parent's rules, so that the parent, which detects, need not)."""
-    if sieve is not None and batch.events:
-        batch.marks = sieve.mark(batch.events)
-    batch.packed = serialize_events(batch.events, batch.event_ms)
+    events = batch.events
+    columns = None
+    if sieve is not None and events:
+        batch.marks = sieve.mark(events)
+        # What the parent's detectors read of every event, so that it builds only the
+        # events they look at one by one.
+        columns = sieve.columns
     # The parent rebuilds the events from the rows as serialized for the store (one
     # serialisation, not two; the store compresses them, in a thread of the parent where
-    # zlib runs without the GIL); only the exact timestamps travel beside them, each
-    # distinct one once.
-    stamps, index = _stamps(batch.events)
-    batch.dropped = len(batch.events)  # until the parent rebuilds them
+    # zlib runs without the GIL); see auditor.packedevents.
+    packed = pack(events, batch.event_ms, columns)
+    batch.packed = packed.blocks
+    batch.dropped = len(events)  # until the parent rebuilds them
     batch.events = []
     batch.event_ms = []
     try:
         conn.send_bytes(
-            pickle.dumps((batch, stamps, index, offset, pending), protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dumps(
+                (batch, packed._replace(blocks=[]), offset, pending),
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
         )
     except (BrokenPipeError, ConnectionResetError):  # the parent is gone
         raise SystemExit(0) from None
-
-
-def _stamps(events: list[Event]) -> tuple[list[datetime], array[int]]:
-    """The distinct timestamp objects, and each event's index into them."""
-    seen: dict[int, int] = {}
-    stamps: list[datetime] = []
-    index: array[int] = array("I")
-    for e in events:
-        ts = e.timestamp
-        i = seen.get(id(ts))
-        if i is None:
-            i = seen[id(ts)] = len(stamps)
-            stamps.append(ts)
-        index.append(i)
-    return stamps, index
-
-
-def _rebuild(blocks: list[Block], stamps: list[datetime], index: array[int]) -> list[Event]:
-    """Events from the serialized store rows, with their exact timestamps."""
-    draft = _Draft
-    out: list[Event] = []
-    k = 0
-    for block in blocks:
-        for row in orjson.loads(block.data):
-            row[0] = stamps[index[k]]
-            k += 1
-            expo = row[25]
-            row[25] = tuple(Exposure(**x) for x in expo) if expo else ()
-            out.append(draft(*row))  # type: ignore[arg-type]
-    return out
 
 
 class DecodeWorker:
@@ -323,9 +300,12 @@ class DecodeWorker:
             except subprocess.TimeoutExpired:
                 code = None
             raise WorkerError(f"the decode worker died (exit code {code})") from None
-        batch, stamps, index, offset, pending = pickle.loads(raw)
+        batch, packed, offset, pending = pickle.loads(raw)
         if events:
-            batch.events = _rebuild(batch.packed or [], stamps, index)
+            # Sieved there: the detectors read columns and build the few events they look
+            # at; otherwise every event is wanted.
+            got = packed._replace(blocks=batch.packed or []).events()
+            batch.events = got if packed.columns is not None else got.all()
             batch.dropped = 0
         return Chunk(batch, offset, pending)
 

@@ -29,6 +29,7 @@ from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan, cost
 from auditor.detectors.sieve import RowTest, Sieve
 from auditor.detectors.windows import Window, make_window
 from auditor.model import Event, Hit
+from auditor.packedevents import PackedEvents
 from auditor.pipeline import Marks
 from auditor.rules import Allow, Rule, RuleSet
 
@@ -137,6 +138,10 @@ class Detector:
         self._exp_dets = [d for d in self._dets if d.wants == "exposures"]
         self._pred_dets = [d for d in self._dets if d.wants == "preds"]
         self._all_dets = [d for d in self._dets if d.wants == "all"]
+        # What the detectors read of every event (a decode worker sends these columns).
+        self.columns: tuple[str, ...] = tuple(
+            dict.fromkeys(["source", *(c for d in self._all_dets for c in d.columns)])
+        )
         self._transport_dets = [d for d in self._dets if d.wants == "transport"]
         self._pred_statuses: frozenset[int] = frozenset().union(
             *(d.statuses for d in self._pred_dets)
@@ -248,6 +253,8 @@ class Detector:
         """Log time (epoch seconds) of each event; consecutive events often share their
         datetime object. (Hashing aware datetimes to convert each distinct one once costs
         more than converting.)"""
+        if isinstance(events, PackedEvents):  # from a decode worker: left unbuilt
+            return events.seconds()
         out: list[float] = []
         append = out.append
         last_dt, last_t = self._last_dt, self._last_t

@@ -462,6 +462,7 @@ class Writer:
             while done < len(parts):
                 part = worker.receive().batch
                 pipeline.detect(part, snapshot=False)
+                part.drop_events()  # the store needs only its rows (events built on demand)
                 merge(batch, part)
                 done += 1
         except WorkerError as exc:

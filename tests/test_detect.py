@@ -29,7 +29,9 @@ from auditor.engine import build_engine
 from auditor.errors import RulesetError
 from auditor.formats import FormatSpec, build_decoder
 from auditor.model import Event, Hit, Line
+from auditor.packedevents import pack
 from auditor.percent import _decode, decode_once, decode_simple
+from auditor.pipeline import epoch_ms
 from auditor.redact import Redactor
 from auditor.rules import bundled_rules_dir, load_rulesets
 from auditor.store import Store
@@ -331,15 +333,20 @@ def test_marks_from_another_detector_give_the_same_hits(size: int) -> None:
         path, sep, query = target.partition("?")
         events.append(replace(base, path=path, query=query if sep else None, route=path[:50]))
     home, marked, sieving = Detector(RULESET), Detector(RULESET), Detector(RULESET)
+    packed = Detector(RULESET)  # the events left as rows, their columns beside them
     want: list[tuple[Any, ...]] = []
     got: list[tuple[Any, ...]] = []
+    got_packed: list[tuple[Any, ...]] = []
     for lo in range(0, len(events), size):
         batch = events[lo : lo + size]
         want.extend(hit_tuple(h) for h in home.observe_many(batch))
         marks = sieving.sieve(batch, "t")
         assert marks.count == len(batch) and set(marks.url) <= set(marks.suspects)
         got.extend(hit_tuple(h) for h in marked.observe_many(batch, marks))
+        rows = pack(batch, epoch_ms(batch), sieving.columns).events()
+        got_packed.extend(hit_tuple(h) for h in packed.observe_many(rows, marks))
     assert got == want
+    assert got_packed == want
     assert len(want) > 50
 
 

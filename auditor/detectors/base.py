@@ -12,6 +12,7 @@ from typing import Any
 
 from auditor.detectors.fields import EventView, evidence
 from auditor.model import Event, Hit, Severity
+from auditor.packedevents import PackedEvents
 from auditor.rules import Rule
 
 
@@ -76,7 +77,12 @@ class Stretch:
         no longer in the CPU cache costs ~50 ns per event)."""
         got = self.columns.get(name)
         if got is None:
-            got = self.columns[name] = list(map(attrgetter(name), self.events[self.lo : self.hi]))
+            events = self.events
+            whole = events.columns.get(name) if isinstance(events, PackedEvents) else None
+            if whole is not None:  # sent by the decode worker: the events stay unbuilt
+                got = self.columns[name] = whole[self.lo : self.hi]
+            else:
+                got = self.columns[name] = list(map(attrgetter(name), events[self.lo : self.hi]))
         return got
 
     def env(self, i: int) -> Env:
@@ -149,6 +155,9 @@ class StatefulDetector:
     # "preds" or one of ``statuses``, or "transport" (scheme/port/TLS known).
     wants = "all"
     statuses: frozenset[int] = frozenset()
+    # The fields ``observe_stretch`` reads with ``Stretch.column`` (a decode worker sends
+    # them; see auditor.packedevents).
+    columns: tuple[str, ...] = ()
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules

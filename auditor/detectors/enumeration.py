@@ -30,6 +30,7 @@ def _new(t: float) -> list[Any]:
 
 class EnumerationDetector(StatefulDetector):
     name = "enumeration"
+    columns = ("route", "path", "user_name", "client_ip", "status")
 
     def __init__(self, rule: Rule) -> None:
         super().__init__([rule])
@@ -91,29 +92,38 @@ class EnumerationDetector(StatefulDetector):
         with_id = {r for r in set(names) if self._shape(r)[1] >= 0}
         if not with_id:
             return out
+        # Columns, not events: a decode worker sent them, and the events stay unbuilt but
+        # for the few that emit (see auditor.packedevents).
+        paths, users, ips, statuses = (
+            s.column("path"),
+            s.column("user_name"),
+            s.column("client_ip"),
+            s.column("status"),
+        )
+        base = s.lo
         for i in compress(range(s.lo, s.hi), map(with_id.__contains__, names)):
-            ev = events[i]
-            route = ev.route
+            j = i - base
+            route = names[j]
             n, idx = routes.get(route) or self._shape(route)
-            path = ev.path
+            path = paths[j]
             if path.count("/") != n - 1:  # split("/", n) would not give n segments
                 continue
             oid = path[path.rfind("/") + 1 :] if idx == n - 1 else path.split("/", n)[idx]
             if not oid:
                 continue
             if default_principal:
-                who = ev.user_name
+                who = users[j]
                 if not who or who == "-":
-                    who = ev.client_ip
+                    who = ips[j]
                     if who is None:
                         continue
             else:
-                who = self._principal(ev)
+                who = self._principal(events[i])
                 if who is None:
                     continue
             key = who + "|" + route
             t = ts[i]
-            status = ev.status or 0
+            status = statuses[j] or 0
             ok = 1 if 200 <= status < 300 else 0
             denied = 1 if status == 403 or status == 404 else 0
             st = keys.get(key)
@@ -133,7 +143,7 @@ class EnumerationDetector(StatefulDetector):
             st[N2XX] += ok
             st[NDENIED] += denied
             if st[ACTIVE]:
-                got = self._emit(ev, st, key, 1, None, s, i)
+                got = self._emit(events[i], st, key, 1, None, s, i)
                 if got:
                     out.append((i, got))
                 continue
@@ -156,7 +166,7 @@ class EnumerationDetector(StatefulDetector):
                     del ids[old]
             if len(ids) >= distinct or st[BEST] >= self.run:
                 st[ACTIVE] = True
-                got = self._emit(ev, st, key, st[N], st[FIRST_T], s, i)
+                got = self._emit(events[i], st, key, st[N], st[FIRST_T], s, i)
                 if got:
                     out.append((i, got))
         return out

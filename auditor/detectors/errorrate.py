@@ -37,6 +37,7 @@ class ErrorRateDetector(StatefulDetector):
             else (lambda ev: EventView(ev, 0.0).get(self.by))
         )
         self.field = self.by if self.by in Event.__dataclass_fields__ else None
+        self.columns = ("status",) if self.field is None else (self.field, "status")
         self.bucket: float = p["bucket"]
         self.min_ratio: float = p["min_ratio"]
         self.mad_k: float = p["mad_k"]
@@ -90,9 +91,12 @@ class ErrorRateDetector(StatefulDetector):
             key: Any = None
             st: list[Any] | None = None
             req = 0
+            # Columns, not events: only the 5xx answers are looked at one by one.
+            keyed = s.column(self.field) if self.field is not None else None
+            statuses = s.column("status")
+            base = s.lo
             for i in range(lo, end):
-                ev = events[i]
-                k = get(ev)
+                k = keyed[i - base] if keyed is not None else get(events[i])
                 if k != key or st is None:
                     if st is not None:
                         st[REQ] = req
@@ -107,10 +111,10 @@ class ErrorRateDetector(StatefulDetector):
                         st = keys[k] = [0, 0, False, ts[i]]
                     req = st[REQ]
                 req += 1
-                status = ev.status
+                status = statuses[i - base]
                 if status is not None and status >= 500:
                     st[REQ] = req
-                    got = self._error(ev, ts[i], st, k, s, i)
+                    got = self._error(events[i], ts[i], st, k, s, i)
                     if got:
                         out.append((i, got))
             if st is not None:

@@ -27,6 +27,7 @@ _BLOCKS = 64
 
 class SilenceDetector(StatefulDetector):
     name = "silence"
+    columns = ("source",)
 
     def __init__(self, rule: Rule) -> None:
         super().__init__([rule])

@@ -19,7 +19,6 @@ import math
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
-from functools import partial
 from operator import attrgetter
 from statistics import median
 from typing import Any
@@ -110,33 +109,34 @@ class Group:
     def check(
         self,
         det: VolumeDetector,
-        ev: Event,
+        s: Stretch,
+        i: int,
         key: str,
         count: int,
         limited: bool,
-        env: Callable[[], Env],
     ) -> list[Hit]:
-        """Hits of a key at its ``count``-th request of the bucket (``limited``: it was
-        answered 429/503 in this bucket); ``env`` gives the event's context if needed."""
+        """Hits of a key at its ``count``-th request of the bucket, ``s.events[i]``
+        (``limited``: it was answered 429/503 in this bucket). The event is built only for
+        a hit (see auditor.packedevents)."""
         hits: list[Hit] = []
         limits = self.limits.get(key) or self.default_limits
-        for i, rule in enumerate(self.rules):
-            if count <= limits[i]:
+        for r, rule in enumerate(self.rules):
+            if count <= limits[r]:
                 continue
-            if self.modes[i] == "no-429" and limited:
+            if self.modes[r] == "no-429" and limited:
                 continue
-            if rule.allow and det.allowed(rule, env()):
+            if rule.allow and det.allowed(rule, s.env(i)):
                 continue
-            bit = 1 << i
+            bit = 1 << r
             span = format_duration(det.bucket)
-            extra = f"[{count} requests in {span} by {self.by}, limit {limits[i]}]"
+            extra = f"[{count} requests in {span} by {self.by}, limit {limits[r]}]"
             fired = self.fired.get(key, 0)
             if fired & bit:
-                hits.append(make_hit(rule, ev, key, 1, None, extra=extra))
+                hits.append(make_hit(rule, s.events[i], key, 1, None, extra=extra))
             else:
                 self.fired[key] = fired | bit
                 first = det.current * det.bucket
-                hits.append(make_hit(rule, ev, key, count, first, extra=extra))
+                hits.append(make_hit(rule, s.events[i], key, count, first, extra=extra))
         return hits
 
     def count_run(
@@ -185,7 +185,8 @@ class Group:
     ) -> None:
         """Request by request, the counts of the ``hot`` keys (``[final count, limited
         before the run]``) over a run already counted, emitting their hits."""
-        events, ls, min_limit = s.events, det.limited_statuses, self.min_limit
+        ls, min_limit = det.limited_statuses, self.min_limit
+        statuses = s.column("status")
         for k in keys:  # the count each hot key had before this run
             st = hot.get(k)
             if st is not None:
@@ -195,19 +196,19 @@ class Group:
             if st is None:
                 continue
             i = lo + j
-            ev = events[i]
             st[0] += 1
-            if ls and ev.status in ls and isinstance(k, str):
+            if ls and statuses[i - s.lo] in ls and isinstance(k, str):
                 st[1] = True
             if st[0] > min_limit:
-                got = self.check(det, ev, str(k), st[0], st[1], partial(s.env, i))
+                got = self.check(det, s, i, str(k), st[0], st[1])
                 if got:
                     out.append((i, got))
 
     def _count_slowly(
         self, det: VolumeDetector, s: Stretch, lo: int, keys: Sequence[Any], out: Hits
     ) -> None:
-        counts, events, ls = self.counts, s.events, det.limited_statuses
+        counts, ls = self.counts, det.limited_statuses
+        statuses = s.column("status")
         for j, k in enumerate(keys):
             if k is None:
                 continue
@@ -216,11 +217,11 @@ class Group:
                 continue
             counts[k] = c
             i = lo + j
-            if events[i].status in ls:
+            if statuses[i - s.lo] in ls:
                 self.limited.add(k)
             if c > self.min_limit:
                 key = str(k)
-                got = self.check(det, events[i], key, c, key in self.limited, partial(s.env, i))
+                got = self.check(det, s, i, key, c, key in self.limited)
                 if got:
                     out.append((i, got))
 
@@ -253,6 +254,8 @@ class VolumeDetector(StatefulDetector):
             by.setdefault(rule.params["by"], []).append(rule)
         self.groups = [Group(field, group) for field, group in by.items()]
         self.limited_statuses = frozenset().union(*(g.limited_statuses for g in self.groups))
+        fields = [g.field for g in self.groups if g.field is not None]
+        self.columns = ("status", *fields)
         self.current = -1  # index of the current bucket
         self.edge = -math.inf  # log time at which the next bucket starts
 
@@ -282,7 +285,8 @@ class VolumeDetector(StatefulDetector):
             ls = self.limited_statuses
             limited_at: list[int] = []
             if ls and not ls.isdisjoint(s.column("status")[lo - s.lo : end - s.lo]):  # in C
-                limited_at = [i for i in range(lo, end) if s.events[i].status in ls]
+                statuses = s.column("status")
+                limited_at = [i for i in range(lo, end) if statuses[i - s.lo] in ls]
             for g in self.groups:
                 g.count_run(self, s, lo, end, limited_at, out)
             lo = end
