@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MORE, END_PLAIN, END_COMPRESSED = 0, 1, 2
 PARENT_CHECK = 2.0  # seconds between checks that the parent still lives
+ALIVE_EVERY = 1.0  # seconds between checks, when sending, that a worker still lives
 LINES = "\x00lines"  # a message of already split lines (the daemon's), not of raw bytes
 RULES = "\x00rules"  # a message of the rules to sieve for (``SieveRules``)
 
@@ -252,8 +253,17 @@ class DecodeWorker:
         self._outbox.put(key)
         self.key = key
         self._sieve: SieveRules | None = None
+        self._poll_at = 0.0
 
     def _alive(self) -> None:
+        """Raise if the worker is known dead, looking at most every ``ALIVE_EVERY``
+        seconds: ``poll`` is a system call that lets go of the GIL, and the daemon's event
+        loop paid for getting it back on every part sent. A death not seen here is seen
+        by ``receive`` (its pipe closes)."""
+        now = time.monotonic()
+        if now < self._poll_at:
+            return
+        self._poll_at = now + ALIVE_EVERY
         code = self._proc.poll()
         if code is not None:
             raise WorkerError(f"the decode worker died (exit code {code})")
