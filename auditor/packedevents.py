@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from collections import Counter
+from itertools import pairwise
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
@@ -80,23 +82,16 @@ def _stamps(events: Sequence[Event]) -> tuple[list[datetime], array[int]]:
 def rows_in_event_order(sources: Sequence[str]) -> array[int] | None:
     """Each event's position among its batch's rows (blocks in order), or None when that
     is its own index (a single source, or each source's events in one run)."""
-    firsts: dict[str, int] = {}
-    runs = 0
-    last = None
-    for s in sources:
-        if s != last:
-            last = s
-            if s not in firsts:
-                firsts[s] = 0
-            runs += 1
+    firsts = dict.fromkeys(sources)  # in order of first appearance, as the blocks are cut
+    if len(firsts) <= 1:  # the usual batch: one source (in C)
+        return None
+    runs = 1 + sum(1 for a, b in pairwise(sources) if a != b)
     if runs == len(firsts):
         return None
-    counts: dict[str, int] = {}
-    for s in sources:
-        counts[s] = counts.get(s, 0) + 1
+    counts = Counter(sources)
     base: dict[str, int] = {}
     total = 0
-    for s in firsts:  # in order of first appearance, as ``serialize_events`` cuts them
+    for s in firsts:
         base[s] = total
         total += counts[s]
     out = array("I")
