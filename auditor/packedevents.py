@@ -18,9 +18,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from itertools import pairwise
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from itertools import pairwise
 from operator import attrgetter
 from typing import Any, NamedTuple, cast, overload
 
