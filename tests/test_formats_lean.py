@@ -16,6 +16,8 @@ from auditor.formats.jsonfmt import (
     GENERIC,
     SCHEMAS,
     JsonDecode,
+    JsonParser,
+    Shaped,
     _decoder_via_dict,
     _merge,
     compile_decoder,
@@ -406,10 +408,100 @@ def test_generic_json_shaped_decoder_past_its_shape_limit() -> None:
     assert {e.status for e in events} == {200, 201, 202}
 
 
-def test_json_parsers_use_the_shaped_decoder_for_the_generic_schema_only() -> None:
-    assert decoder_for(GENERIC, "generic").__qualname__.startswith("shaped_decoder")
-    for kind in ("traefik", "caddy", "envoy", "cloudflare", "kong"):
-        assert not decoder_for(SCHEMAS[kind], kind).__qualname__.startswith("shaped_decoder")
+def test_json_parsers_use_a_decoder_per_record_shape() -> None:
+    for kind, sch in SCHEMAS.items():
+        assert isinstance(decoder_for(sch, kind), Shaped)
+
+
+def _put(obj: dict[str, Any], lookup: str | tuple[str, ...], value: Any) -> None:
+    """Set ``value`` at a flat key or a path of nested objects (made as needed)."""
+    if isinstance(lookup, str):
+        obj[lookup] = value
+        return
+    for key in lookup[:-1]:
+        inner = obj.get(key)
+        if not isinstance(inner, dict):
+            inner = obj[key] = {}
+        obj = inner
+    obj[lookup[-1]] = value
+
+
+_SCHEMA_TIMES = st.sampled_from(
+    [
+        "2026-11-20T08:04:48.5Z",
+        "2026-11-20T08:04:48+02:00",
+        "20/Nov/2026:08:04:48 +0000",
+        1763625888,
+        1763625888.25,
+        1763625888123,
+        1763625888123456789,
+        None,
+        "x",
+    ]
+)
+
+
+@st.composite
+def _schema_records(draw: st.DrawFn, kind: str) -> dict[str, Any]:
+    """A record of the ``kind`` schema: some of its spellings (flat and nested) with odd
+    values, a time and a request most of the time, and keys of no schema, in any order."""
+    lookups = [lk for _k, lks in SCHEMAS[kind] for lk in lks]
+    obj: dict[str, Any] = {}
+    picked = draw(st.lists(st.sampled_from(lookups), max_size=12))
+    for lookup in picked:
+        _put(obj, lookup, draw(_JSON_VALUES))
+    heads: list[tuple[str, st.SearchStrategy[Any]]] = [
+        ("time", _SCHEMA_TIMES),
+        ("target", _REQUESTS),
+        ("method", _REQUESTS),
+    ]
+    for key, values in heads:
+        spellings = dict(SCHEMAS[kind]).get(key, ())
+        present: bool = draw(st.integers(0, 9)) > 0  # most records have it
+        if spellings and present:
+            _put(obj, draw(st.sampled_from(spellings)), draw(values))
+    others = st.dictionaries(st.sampled_from(["logger", "other", "x.y"]), _JSON_VALUES, max_size=2)
+    obj.update(draw(others))
+    if kind == "caddy" and draw(st.booleans()):
+        obj["logger"] = draw(st.sampled_from(["http.log.access.log0", "http.handlers", 5]))
+        _put(
+            obj,
+            ("request", "tls"),
+            draw(st.sampled_from([{"version": 772}, {"version": "tls1.2"}, {}, None, 3])),
+        )
+        _put(obj, ("request", "remote_port"), draw(st.sampled_from(["40611", 40611, None, [1]])))
+    if kind == "cloudflare" and draw(st.booleans()):
+        start = draw(
+            st.sampled_from([1763625888, 1763625888123, 1763625888123456, 1763625888123456789])
+        )
+        obj["EdgeStartTimestamp"] = start
+        obj["EdgeEndTimestamp"] = start + draw(st.integers(-5, 10**7))
+    if kind == "traefik" and draw(st.booleans()):
+        obj[draw(st.sampled_from(["DownstreamStatus", "OriginStatus", "DownstreamStatusLine"]))] = (
+            draw(st.sampled_from([200, "200 OK", 404.0, "x", True, -1]))
+        )
+    keys = list(obj)
+    order = draw(st.permutations(keys))
+    return {k: obj[k] for k in order}
+
+
+def _every_kind_decodes_alike(data: st.DataObject) -> None:
+    for kind, sch in SCHEMAS.items():
+        records = data.draw(st.lists(_schema_records(kind), min_size=1, max_size=4), label=kind)
+        shaped, plain = decoder_for(sch, kind), compile_decoder(sch, kind)
+        via_dict = _decoder_via_dict(sch, kind)
+        ctx = Ctx("src", REDACTOR, None)
+        line = Line("src", "/var/log/x.log", 0, 1, "{}")
+        for obj in records + records:  # the second time through the shape's own decoder
+            expected = via_dict(obj, ctx, line, "json")
+            assert plain(obj, ctx, line, "json") == expected, (kind, obj)
+            assert shaped(obj, ctx, line, "json") == expected, (kind, obj)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_every_json_schema_decodes_alike_shaped_plain_and_via_dict(data: st.DataObject) -> None:
+    _every_kind_decodes_alike(data)
 
 
 def test_user_fields_with_the_generic_schema_decode_alike() -> None:
@@ -427,3 +519,19 @@ def test_user_fields_with_the_generic_schema_decode_alike() -> None:
     for obj in records:
         ev = shaped(obj, ctx, line, "json")
         assert ev is not None and ev == plain(obj, ctx, line, "json")
+
+
+def test_json_fixups_give_text_fields() -> None:
+    """A fix may hand the decoder a number (Cloudflare's duration from its edge times);
+    ``fields`` (``explain``) still shows every raw field as text."""
+    parser = JsonParser("cloudflare", kinds=("cloudflare",))
+    text = (
+        '{"ClientIP":"192.0.2.1","ClientRequestMethod":"GET","ClientRequestURI":"/a",'
+        '"EdgeResponseStatus":200,"EdgeStartTimestamp":1795161600007000000,'
+        '"EdgeEndTimestamp":1795161600019000000}'
+    )
+    fields = parser.fields(text)
+    assert fields is not None
+    assert fields["duration_ms"] == repr(12.0) and fields["status"] == "200"
+    event = parser.bind(Ctx("src", REDACTOR, None))(text, Line("src", "/x", 0, 1, text))
+    assert event is not None and event.duration_ms == 12.0 and event.status == 200

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TypeVar, cast
 
 from auditor.formats.spec import BoundDecode, Ctx
-from auditor.formats.times import TIME_CACHE, epoch_time, parse_time
+from auditor.formats.times import TIME_CACHE, epoch_time, parse_new_time
 from auditor.model import Event, Exposure, Line
 from auditor.normalize import (
     ROUTE_CACHE,
@@ -169,6 +169,7 @@ _MEMO_MAX_LEN = 256
 _HOSTPORTS: dict[str, tuple[str | None, int | None]] = {}
 _VERSIONS: dict[str, str | None] = {}
 _SCHEMES: dict[str, str | None] = {}
+_TLSES: dict[str, str | None] = {}
 _STATUS = {f"{i:03d}": i for i in range(1000)}  # "200" -> 200, as to_int would
 
 
@@ -191,6 +192,10 @@ def _memo_version(value: str) -> str | None:
 
 def _memo_scheme(value: str) -> str | None:
     return _remember(_SCHEMES, value, norm_scheme(value))
+
+
+def _memo_tls(value: str) -> str | None:
+    return _remember(_TLSES, value, norm_tls(value))
 
 
 def build_event(raw: Mapping[str, str], ctx: Ctx, line: Line, name: str) -> Event | None:
@@ -278,15 +283,6 @@ def _duration(s: Num | float, ms: Num | float, us: Num | float, ns: Num | float)
     return None
 
 
-def _split_client(value: str) -> tuple[str | None, int | None]:
-    """``split_client`` with the common ``ip:port`` of an IPv4 address inline."""
-    if value.count(":") == 1 and "[" not in value:
-        host, _, port = value.partition(":")
-        if port.isdigit() and port.isascii():
-            return (host if host and host != "-" else None), int(port)
-    return split_client(value)
-
-
 def assemble(  # noqa: C901 - one flat function: it runs per line
     ctx: Ctx,
     line: Line,
@@ -329,9 +325,11 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
     no ``:``/``[``), and repeating pure results (host, protocol, scheme) come from memos.
     """
     if time is None or time.__class__ is str:
-        ts = _time_get(time) if time else None
+        if not time:
+            return None  # parse_time gives None for no text
+        ts = _time_get(time)
         if ts is None:
-            ts = parse_time(time)
+            ts = parse_new_time(time)
             if ts is None:
                 return None
     else:
@@ -355,7 +353,10 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
         if q and q[0] == "?":
             q = q[1:]
         target = path + "?" + q if q and q != "-" else path
-    tls = norm_tls(tls_version) if tls_version is not None else None
+    if tls_version is not None:
+        tls = _TLSES[tls_version] if tls_version in _TLSES else _memo_tls(tls_version)
+    else:
+        tls = None
     # scheme: X-Forwarded-Proto, $scheme, $https, then any sign of TLS
     s = forwarded_proto
     sch = (_SCHEMES[s] if s in _SCHEMES else _memo_scheme(s)) if s else None
@@ -382,9 +383,12 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
             port = port if port is not None else abs_port
     if sch is None:
         sch = ctx.scheme or norm_scheme(abs_scheme)
-    sport = _int(server_port)
-    if sport is None:
+    if server_port is None:
         sport = port
+    else:
+        sport = server_port if server_port.__class__ is int else _int(server_port)
+        if sport is None:
+            sport = port
     qry: str | None
     if target:
         pth, sep, qry = target.partition("?")
@@ -410,9 +414,24 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
         ip = None
     elif ":" in ip or "[" in ip:
         ip = norm_ip(ip)
-    cport = client_port if client_port.__class__ is int else _int(client_port)
-    if ip is None or cport is None:
-        ip2, port2 = _split_client(client) if client else (None, None)
+    if client_port is None or client_port.__class__ is int:
+        cport = client_port
+    else:
+        cport = _int(client_port)
+    if (ip is None or cport is None) and client:
+        # split_client, with the usual IPv4 "ip:port" inline
+        ip2: str | None
+        port2: int | None
+        if client.count(":") == 1 and "[" not in client:
+            ip2, _, port2s = client.partition(":")
+            if port2s.isdigit() and port2s.isascii():
+                if not ip2 or ip2 == "-":
+                    ip2 = None
+                port2 = int(port2s)
+            else:
+                ip2, port2 = split_client(client)
+        else:
+            ip2, port2 = split_client(client)
         ip = ip or ip2
         cport = cport if cport is not None else port2
     if proto:
@@ -430,39 +449,57 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
         request_id = None
     if not forwarded_for or forwarded_for == "-":
         forwarded_for = None
-    return _make_event(
-        ts,
-        ctx.source,
-        name,
-        ip,
-        cport,
-        method,
-        sch,
-        host,
-        sport,
-        pth,
-        _route_get(pth) or route_template(pth),
-        qry,
-        version,
-        code,
-        bytes_in if bytes_in.__class__ is int else _int(bytes_in),
-        bytes_out if bytes_out.__class__ is int else _int(bytes_out),
-        _duration(duration_s, duration_ms, duration_us, duration_ns),
-        user,
-        ua,
-        referrer,
-        tls,
-        request_id,
-        forwarded_for,
-        line.file,
-        line.offset,
-        exposures,
-    )
+    if duration_ms is not None and duration_ms.__class__ is int and -_F_MAX < duration_ms < _F_MAX:
+        dur: float | None = float(duration_ms)  # _duration's usual case: JSON integer ms
+    else:
+        dur = _duration(duration_s, duration_ms, duration_us, duration_ns)
+    if bytes_in is not None and bytes_in.__class__ is not int:
+        bytes_in = _int(bytes_in)
+    if bytes_out is not None and bytes_out.__class__ is not int:
+        bytes_out = _int(bytes_out)
+    if not FAST_EVENTS:
+        return _slow_new_event(
+            ts, ctx.source, name, ip, cport, method, sch, host, sport, pth,
+            _route_get(pth) or route_template(pth), qry, version, code, bytes_in, bytes_out,
+            dur, user, ua, referrer, tls, request_id, forwarded_for, line.file, line.offset,
+            exposures,
+        )  # fmt: skip
+    # ``new_event``, written out: a blank draft's slots set here, then made an Event
+    e = _blank(_Draft)
+    e.timestamp = ts
+    e.source = ctx.source
+    e.format = name
+    e.client_ip = ip
+    e.client_port = cport
+    e.method = method
+    e.scheme = sch
+    e.host = host
+    e.server_port = sport
+    e.path = pth
+    e.route = _route_get(pth) or route_template(pth)
+    e.query = qry
+    e.http_version = version
+    e.status = code
+    e.bytes_in = bytes_in
+    e.bytes_out = bytes_out
+    e.duration_ms = dur
+    e.user_name = user
+    e.user_agent = ua
+    e.referrer = referrer
+    e.tls_version = tls
+    e.request_id = request_id
+    e.forwarded_for = forwarded_for
+    e.file = line.file
+    e.offset = line.offset
+    e.exposures = exposures
+    e.__class__ = Event  # type: ignore[assignment]
+    return e  # type: ignore[return-value]
 
 
+_blank = object.__new__
+_F_MAX = 2**1023  # ints below this in size convert to float without OverflowError
 _time_get = TIME_CACHE.get
 _route_get = ROUTE_CACHE.get
-_make_event = EventType
 
 
 class DictParser:

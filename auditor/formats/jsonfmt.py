@@ -6,9 +6,11 @@ can carry any of them; a user's ``fields`` mapping is tried before the defaults.
 
 Each schema is compiled twice, into straight-line code: ``compile_schema`` gives the raw
 fields as a dict (``fields``, for ``explain`` and detection), ``compile_decoder`` the hot
-path, which hands the same values to ``event.assemble`` without a dict in between. The
-generic schema (seven spellings of a time, six of a client address...) gets one such
-decoder per record shape, which looks up only the spellings the records have.
+path, which hands the same values to ``event.assemble`` without a dict in between. Each
+schema gets one such decoder per record shape (``Shaped``: a logger writes the same keys in
+the same order line after line), which takes the record's values in one unpacking and
+looks up only the spellings the records have (the generic schema has seven spellings of a
+time, six of a client address...).
 """
 
 from __future__ import annotations
@@ -322,17 +324,20 @@ def _lookup_code(
     ints: frozenset[str],
     numbers: frozenset[str],
     dotted: frozenset[str],
-    present: frozenset[str] | None = None,
+    shape: tuple[str, ...] | None = None,
 ) -> list[str]:
     """Code that sets ``k_<key>`` for each key of ``sch`` as ``compile_schema`` sets
     ``raw[key]`` (``None`` when absent), and returns ``None`` when the record has no time
     or nothing of a request. Nested objects are fetched once each, into ``d<n>`` (an empty
     dict when missing or not an object), before the keys.
 
-    With ``present`` (the top-level keys of the records the code is for), the code leaves
-    out the lookups of the other top-level keys: each would give ``None``."""
-    objects, head = _nested_objects(sch)
-    if dotted and present is None:  # a flat "a.b" key is looked up only in records that have one
+    With ``shape`` (the top-level keys of the records the code is for, in order), the code
+    takes the values in one unpacking of ``obj.values()`` instead of a lookup per key, and
+    leaves out the lookups of the other top-level keys: each would give ``None``."""
+    head: list[str] = []
+    top = {} if shape is None else _unpack(sch, shape, head)
+    objects = _nested_objects(sch, head, top, shape is not None)
+    if dotted and shape is None:  # a flat "a.b" key is looked up only in records that have one
         head.append("    flat = not dotted.isdisjoint(obj)")
     body: list[str] = []
     checked = False
@@ -348,16 +353,19 @@ def _lookup_code(
             not_text += " and v.__class__ is not int"
         if key in numbers:
             not_text += " and v.__class__ is not float"
-        if present is not None:
-            lookups = tuple(lk for lk in lookups if not isinstance(lk, str) or lk in present)
+        if shape is not None:
+            lookups = tuple(lk for lk in lookups if not isinstance(lk, str) or lk in top)
             if not lookups:
                 body.append("    v = None")
         for i, lookup in enumerate(lookups):
             indent = _candidate(body, i)
             if isinstance(lookup, str):
-                get = f"obj.get({lookup!r})"
-                if lookup in dotted and present is None:
-                    get += " if flat else None"
+                if shape is not None:
+                    get = top[lookup]
+                else:
+                    get = f"obj.get({lookup!r})"
+                    if lookup in dotted:
+                        get += " if flat else None"
             else:
                 get = f"{objects[lookup[:-1]]}.get({lookup[-1]!r})"
             body.append(f"{indent}v = {get}")
@@ -369,6 +377,16 @@ def _lookup_code(
     return head + body
 
 
+def _unpack(sch: Schema, shape: tuple[str, ...], head: list[str]) -> dict[str, str]:
+    """Appends to ``head`` the unpacking of a record of this shape's values into locals
+    (``t<i>``; ``_`` for keys no lookup of ``sch`` reads); returns key -> local."""
+    used = {lk if isinstance(lk, str) else lk[0] for _k, lks in sch for lk in lks}
+    names = [f"t{i}" if key in used else "_" for i, key in enumerate(shape)]
+    if shape:
+        head.append(f"    {', '.join(names)}, = obj.values()")
+    return {key: name for key, name in zip(shape, names, strict=True) if name != "_"}
+
+
 def _candidate(body: list[str], i: int) -> str:
     """The indent of a key's lookup ``i`` in generated code: a lookup after the first runs
     only when no text came of the ones before."""
@@ -378,11 +396,14 @@ def _candidate(body: list[str], i: int) -> str:
     return "        "
 
 
-def _nested_objects(sch: Schema) -> tuple[dict[tuple[str, ...], str], list[str]]:
-    """Variable names for the nested objects the paths of ``sch`` go through, and the
-    code that fetches each one once (``_EMPTY`` when missing or not an object)."""
+def _nested_objects(
+    sch: Schema, head: list[str], top: dict[str, str], shaped: bool
+) -> dict[tuple[str, ...], str]:
+    """Variable names for the nested objects the paths of ``sch`` go through; appends to
+    ``head`` the code that fetches each one once (``_EMPTY`` when missing or not an
+    object). ``shaped``: the top-level values are the locals named in ``top`` (a key not
+    there is absent)."""
     objects: dict[tuple[str, ...], str] = {}
-    head: list[str] = []
     for _key, lookups in sch:
         for lookup in lookups:
             if isinstance(lookup, str):
@@ -391,11 +412,17 @@ def _nested_objects(sch: Schema) -> tuple[dict[tuple[str, ...], str], list[str]]
                 prefix = lookup[:depth]
                 if prefix not in objects:
                     var = objects[prefix] = f"d{len(objects)}"
-                    parent = "obj" if depth == 1 else objects[prefix[:-1]]
-                    head.append(f"    {var} = {parent}.get({prefix[-1]!r})")
+                    if depth == 1 and shaped:
+                        if prefix[0] not in top:
+                            head.append(f"    {var} = _EMPTY")
+                            continue
+                        head.append(f"    {var} = {top[prefix[0]]}")
+                    else:
+                        parent = "obj" if depth == 1 else objects[prefix[:-1]]
+                        head.append(f"    {var} = {parent}.get({prefix[-1]!r})")
                     head.append(f"    if {var}.__class__ is not dict:")
                     head.append(f"        {var} = _EMPTY")
-    return objects, head
+    return objects
 
 
 def _request_check(first_seen: list[str]) -> list[str]:
@@ -404,7 +431,7 @@ def _request_check(first_seen: list[str]) -> list[str]:
     return [f"    if k_time is None or ({others}):", "        return None"]
 
 
-def compile_decoder(sch: Schema, kind: str, present: frozenset[str] | None = None) -> JsonDecode:
+def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None) -> JsonDecode:
     """A schema (and its kind's fixup) → one generated ``decode(obj, ctx, line, name)``:
     the raw fields of ``compile_schema`` held in locals and handed to ``assemble``
     positionally, so no raw-field dict is built and read back. Same event as
@@ -416,7 +443,8 @@ def compile_decoder(sch: Schema, kind: str, present: frozenset[str] | None = Non
     if not keys <= set(RAW_KEYS) or "time" not in keys:
         return _decoder_via_dict(sch, kind)
     dotted = frozenset(lk for _k, lks in sch for lk in lks if isinstance(lk, str) and "." in lk)
-    body = _lookup_code(sch, _INTS - set(fix_keys), _NUMBERS - set(fix_keys), dotted, present)
+    as_text = set(fix_keys) - _FIX_INTS.get(kind, frozenset())
+    body = _lookup_code(sch, _INTS - as_text, _NUMBERS - as_text, dotted, shape)
     if fix is not None:
         for key in fix_keys:
             if key not in keys:
@@ -442,41 +470,45 @@ def compile_decoder(sch: Schema, kind: str, present: frozenset[str] | None = Non
     return decode
 
 
-# Schemas whose keys have this many candidate spellings each, on average, or more get a
-# decoder per record shape (``shaped_decoder``); a record has one spelling of each at most.
-_SHAPED_FROM = 2.5
 _MAX_SHAPES = 32  # then the plain decoder: a source of ever new key sets costs no more
 
 
 def decoder_for(sch: Schema, kind: str) -> JsonDecode:
-    """The generated decoder of ``sch``: per record shape when the schema spells its keys
-    many ways (the generic one: about seventy lookups, most of them misses)."""
-    candidates = sum(len(lookups) for _key, lookups in sch)
-    if candidates >= _SHAPED_FROM * len(sch):
-        return shaped_decoder(sch, kind)
-    return compile_decoder(sch, kind)
-
-
-def shaped_decoder(sch: Schema, kind: str) -> JsonDecode:
-    """``compile_decoder(sch, kind)``, specialised per record shape (its top-level keys in
-    order, as a logger writes them line after line): the code for one shape looks up only
-    the spellings present. Same event for every record."""
-    plain = compile_decoder(sch, kind)
+    """The generated decoder of ``sch``, per record shape (``Shaped``) unless the schema has
+    keys of its own (the dict way: nothing to specialise)."""
     keys = {key for key, _ in sch}
-    if not keys <= set(RAW_KEYS) or "time" not in keys:  # the dict way: nothing to specialise
-        return plain
-    shapes: dict[tuple[str, ...], JsonDecode] = {}
+    if not keys <= set(RAW_KEYS) or "time" not in keys:
+        return compile_decoder(sch, kind)
+    return Shaped(sch, kind)
 
-    def decode(obj: dict[str, Any], ctx: Ctx, line: Line, name: str) -> Event | None:
+
+class Shaped:
+    """``compile_decoder(sch, kind)``, specialised per record shape (its top-level keys in
+    order, as a logger writes them line after line): the code for one shape takes the
+    values in one unpacking and looks up only the spellings present. Same event for
+    every record; past ``_MAX_SHAPES`` shapes, new ones go to the plain decoder."""
+
+    __slots__ = ("kind", "plain", "sch", "shapes")
+
+    def __init__(self, sch: Schema, kind: str) -> None:
+        self.sch = sch
+        self.kind = kind
+        self.plain = compile_decoder(sch, kind)
+        self.shapes: dict[tuple[str, ...], JsonDecode] = {}
+
+    def for_shape(self, shape: tuple[str, ...]) -> JsonDecode:
+        """The decoder of records of this shape (``shapes`` has no entry for it yet)."""
+        if len(self.shapes) >= _MAX_SHAPES:
+            return self.plain
+        dec = self.shapes[shape] = compile_decoder(self.sch, self.kind, shape)
+        return dec
+
+    def __call__(self, obj: dict[str, Any], ctx: Ctx, line: Line, name: str) -> Event | None:
         shape = tuple(obj)
-        dec = shapes.get(shape)
+        dec = self.shapes.get(shape)
         if dec is None:
-            if len(shapes) >= _MAX_SHAPES:
-                return plain(obj, ctx, line, name)
-            dec = shapes[shape] = compile_decoder(sch, kind, frozenset(shape))
+            dec = self.for_shape(shape)
         return dec(obj, ctx, line, name)
-
-    return decode
 
 
 def _decoder_via_dict(sch: Schema, kind: str) -> JsonDecode:
@@ -546,20 +578,25 @@ def _caddy_fix(
     tls = request.get("tls")
     if isinstance(tls, dict):
         scheme = "https"
-        version = _text(tls.get("version"))
+        version = tls.get("version")  # _text of it, the usual cases inline
+        if version.__class__ is not str:
+            version = repr(version) if version.__class__ is int else _text(version)
         if version:
             tls_version = version
     elif "tls" not in request:
         scheme = "http"  # Caddy logs request.tls for every TLS connection
     if client_ip == request.get("remote_ip"):
-        port = _text(request.get("remote_port"))
+        port = request.get("remote_port")
+        if port.__class__ is not str:
+            port = _text(port)
         if port:
             client_port = port
     return scheme, tls_version, client_port, client_ip
 
 
 def _traefik_fix(obj: dict[str, Any], status: Any, client_ip: Any) -> Values | None:
-    if status is not None and " " in status:  # DownstreamStatusLine "200 OK" (Traefik 1.x)
+    """Traefik: ``status`` is text, or a JSON integer as it is (see ``_FIX_INTS``)."""
+    if status.__class__ is str and " " in status:  # DownstreamStatusLine "200 OK" (1.x)
         status = status.split(" ", 1)[0]
     if client_ip and "," in client_ip:  # several hops: keep the last (the nearest proxy's)
         ip = last_ip(client_ip)
@@ -600,11 +637,14 @@ def _cloudflare_fix(obj: dict[str, Any], scheme: Any, duration_ms: Any) -> Value
             unit = 1e-3  # µs
         else:
             unit = 1.0 if start >= 10**11 else 1000.0  # ms or s
-        duration_ms = repr(span * unit)
+        duration_ms = span * unit  # a float: assemble reads it as to_float(repr(...)) would
     return scheme, duration_ms
 
 
 Fix = Callable[..., Values | None]
+# Keys of a fix's values that may be JSON integers as they are, like ``_INTS`` (the fix reads
+# them either way); other keys of a fix come to it as text.
+_FIX_INTS: dict[str, frozenset[str]] = {"traefik": frozenset(("status",))}
 _FIX: dict[str, tuple[Fix, tuple[str, ...]]] = {
     "caddy": (_caddy_fix, ("scheme", "tls_version", "client_port", "client_ip")),
     "traefik": (_traefik_fix, ("status", "client_ip")),
@@ -623,8 +663,10 @@ def _dict_fixup(
         if values is None:
             return False
         for key, value in zip(keys, values, strict=True):
-            if value is not None and raw.get(key) != value:
-                raw[key] = value
+            if value is not None:
+                text = value if value.__class__ is str else _text(value)  # a fix's number
+                if text is not None and raw.get(key) != text:
+                    raw[key] = text
         return True
 
     return apply
@@ -747,13 +789,38 @@ class JsonParser(DictParser):
 
 
 def _bind_one(decoder: JsonDecode, ctx: Ctx, name: str) -> BoundDecode:
-    """``JsonParser.bind`` for a parser of one schema: no per-line choice of decoder."""
+    """``JsonParser.bind`` for a parser of one schema: no per-line choice of decoder, and
+    the record's shape looked up here (one call less per line)."""
+    if not isinstance(decoder, Shaped):
+
+        def decode_plain(text: str, line: Line) -> Event | None:
+            obj = _json_object(text)
+            return None if obj is None else decoder(obj, ctx, line, name)
+
+        return decode_plain
+    shapes_get = decoder.shapes.get
+    for_shape = decoder.for_shape
 
     def decode(text: str, line: Line) -> Event | None:
-        obj = _json_object(text)
-        return None if obj is None else decoder(obj, ctx, line, name)
+        if text[:1] != "{":  # what _json_object does, inline
+            return None
+        try:
+            obj = _loads(text)
+        except _JSONDecodeError:
+            return None
+        if obj.__class__ is not dict:
+            return None
+        shape = tuple(obj)
+        dec = shapes_get(shape)
+        if dec is None:
+            dec = for_shape(shape)
+        return dec(obj, ctx, line, name)
 
     return decode
+
+
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

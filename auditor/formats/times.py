@@ -158,16 +158,23 @@ def parse_time(text: str | None) -> datetime | None:
     dt = _cache.get(text)
     if dt is not None:
         return dt
+    return parse_new_time(text)
+
+
+def parse_new_time(text: str) -> datetime | None:
+    """``parse_time`` of a non-empty text that is not in ``TIME_CACHE`` (a decoder that has
+    just looked it up there calls this, not ``parse_time``)."""
     try:
-        if len(text) == 26 and text[2] == "/" and text[17] == ":" and text[20] == " ":
+        if text[-1:] == "Z" and text[4:5] == "-" and text[:4].isdigit():
+            # ISO 8601 in UTC (JSON loggers: a new text each line when it has a fraction),
+            # first: what _parse_uncached does for it, directly. Its third character is a
+            # digit, so neither CLF test below would take it.
+            iso = _fromisoformat(text)
+            dt = iso if iso.tzinfo is UTC else _parse_uncached(text)
+        elif len(text) == 26 and text[2] == "/" and text[17] == ":" and text[20] == " ":
             dt = _clf_by_minute(text)  # nginx/Apache $time_local, the usual case
         elif text[20:21] in (".", ",") and text[2] == "/" and text[:2].isdigit():
             dt = _clf_fraction(text)
-        elif text[-1:] == "Z" and text[4:5] == "-" and text[:4].isdigit():
-            # ISO 8601 in UTC (JSON loggers): what _parse_uncached does for it, directly
-            dt = datetime.fromisoformat(text)
-            if dt.tzinfo is not UTC:
-                dt = _parse_uncached(text)
         else:
             dt = _parse_uncached(text)
     except (ValueError, OverflowError, OSError):
@@ -178,6 +185,9 @@ def parse_time(text: str | None) -> datetime | None:
         _cache.clear()
     _cache[text] = dt
     return dt
+
+
+_fromisoformat = datetime.fromisoformat
 
 
 def epoch_time(value: float) -> datetime | None:
