@@ -367,7 +367,7 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
         if sch is None:
             if https is not None:
                 sch = scheme_from_https(https)
-            if sch is None and (tls is not None or _clean(sni)):
+            if sch is None and (tls is not None or (sni and sni != "-")):  # _clean(sni)
                 sch = "https"
     if host:
         hp = _HOSTPORTS.get(host)
@@ -449,8 +449,18 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
         request_id = None
     if not forwarded_for or forwarded_for == "-":
         forwarded_for = None
-    if duration_ms is not None and duration_ms.__class__ is int and -_F_MAX < duration_ms < _F_MAX:
-        dur: float | None = float(duration_ms)  # _duration's usual case: JSON integer ms
+    # _duration, with its usual cases inline: a finite JSON number in ms, or else in s
+    dur: float | None
+    if duration_ms is not None:
+        c = duration_ms.__class__
+        if c is int and -_F_MAX < duration_ms < _F_MAX:  # type: ignore[operator]
+            dur = float(duration_ms)
+        elif c is float and duration_ms - duration_ms == 0.0:  # type: ignore[operator]
+            dur = duration_ms  # type: ignore[assignment]
+        else:
+            dur = _duration(duration_s, duration_ms, duration_us, duration_ns)
+    elif duration_s.__class__ is float and duration_s - duration_s == 0.0:
+        dur = duration_s * 1000.0
     else:
         dur = _duration(duration_s, duration_ms, duration_us, duration_ns)
     if bytes_in is not None and bytes_in.__class__ is not int:
