@@ -10,13 +10,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditor.formats.event import DictParser, build_event
+from auditor.formats import jsonfmt
+from auditor.formats.event import DictParser, assemble_inline, build_event
 from auditor.formats.jsonfmt import (
     _MAX_SHAPES,
     GENERIC,
     SCHEMAS,
     JsonDecode,
     JsonParser,
+    Schema,
     Shaped,
     _decoder_via_dict,
     _merge,
@@ -25,7 +27,7 @@ from auditor.formats.jsonfmt import (
     user_schema,
 )
 from auditor.formats.proxies import EnvoyTextParser, HaproxyParser
-from auditor.formats.spec import Ctx, Parser
+from auditor.formats.spec import RAW_KEYS, Ctx, Parser
 from auditor.formats.times import MONTHS, TIME_CACHE, _parse_uncached, parse_time
 from auditor.formats.w3c import DEFAULTS, Layout, W3cParser, header_layout, raw_fields
 from auditor.model import Event, Line
@@ -382,7 +384,7 @@ def _generic_decoders() -> tuple[JsonDecode, JsonDecode, JsonDecode]:
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(records=st.lists(_RECORDS, min_size=1, max_size=6))
 def test_generic_json_shaped_decoder_gives_the_same_events(records: list[dict[str, Any]]) -> None:
     shaped, plain, via_dict = _generic_decoders()
@@ -489,16 +491,47 @@ def _every_kind_decodes_alike(data: st.DataObject) -> None:
     for kind, sch in SCHEMAS.items():
         records = data.draw(st.lists(_schema_records(kind), min_size=1, max_size=4), label=kind)
         shaped, plain = decoder_for(sch, kind), compile_decoder(sch, kind)
-        via_dict = _decoder_via_dict(sch, kind)
+        via_dict, calling = _decoder_via_dict(sch, kind), _calling_decoder(sch, kind)
         ctx = Ctx("src", REDACTOR, None)
         line = Line("src", "/var/log/x.log", 0, 1, "{}")
         for obj in records + records:  # the second time through the shape's own decoder
             expected = via_dict(obj, ctx, line, "json")
             assert plain(obj, ctx, line, "json") == expected, (kind, obj)
             assert shaped(obj, ctx, line, "json") == expected, (kind, obj)
+            assert calling(obj, ctx, line, "json") == expected, (kind, obj)
 
 
-@settings(max_examples=80, deadline=None)
+def _calling_decoder(sch: Schema, kind: str) -> JsonDecode:
+    """``compile_decoder`` the way it is without ``assemble``'s source: calling it."""
+    jsonfmt.INLINE_ASSEMBLE = False
+    try:
+        return compile_decoder(sch, kind)
+    finally:
+        jsonfmt.INLINE_ASSEMBLE = True
+
+
+def test_generated_json_decoders_write_assemble_out() -> None:
+    inline = assemble_inline()
+    assert inline is not None and inline[0] == tuple(RAW_KEYS)
+    assert "redactor.redact_target(" in inline[1]  # the body itself
+    code: list[str] = []
+    real = compile
+
+    def keep(source: str, *args: Any, **kwargs: Any) -> Any:
+        code.append(source)
+        return real(source, *args, **kwargs)
+
+    jsonfmt.compile = keep  # type: ignore[attr-defined]
+    try:
+        compile_decoder(SCHEMAS["envoy"], "envoy", ("start_time", "method", "path"))
+        _calling_decoder(SCHEMAS["envoy"], "envoy")
+    finally:
+        del jsonfmt.compile  # type: ignore[attr-defined]
+    assert "assemble(" not in code[0] and "redact_target(" in code[0]
+    assert "return assemble(ctx, line, name, " in code[1]
+
+
+@settings(max_examples=50, deadline=None)
 @given(data=st.data())
 def test_every_json_schema_decodes_alike_shaped_plain_and_via_dict(data: st.DataObject) -> None:
     _every_kind_decodes_alike(data)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import orjson
 
 from auditor.errors import ConfigError
-from auditor.formats.event import DictParser, assemble, build_event
+from auditor.formats.event import DictParser, assemble, assemble_inline, build_event
 from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS, BoundDecode, Ctx
 from auditor.model import Event, Line
 from auditor.normalize import last_ip
@@ -280,7 +280,7 @@ def compile_schema(sch: Schema) -> Extractor:
             body.append("        return None")
             checked = True
         for i, lookup in enumerate(lookups):
-            indent = _candidate(body, i)
+            indent = _candidate(body, i, "v")
             if isinstance(lookup, str):
                 body.append(f"{indent}v = get({lookup!r})")
             else:
@@ -325,8 +325,9 @@ def _lookup_code(
     numbers: frozenset[str],
     dotted: frozenset[str],
     shape: tuple[str, ...] | None = None,
+    prefix: str = "k_",
 ) -> list[str]:
-    """Code that sets ``k_<key>`` for each key of ``sch`` as ``compile_schema`` sets
+    """Code that sets ``<prefix><key>`` for each key of ``sch`` as ``compile_schema`` sets
     ``raw[key]`` (``None`` when absent), and returns ``None`` when the record has no time
     or nothing of a request. Nested objects are fetched once each, into ``d<n>`` (an empty
     dict when missing or not an object), before the keys.
@@ -344,21 +345,24 @@ def _lookup_code(
     first_seen: list[str] = []
     for key, lookups in sch:
         if not checked and key not in _FIRST:
-            body += _request_check(first_seen)
+            body += _request_check(first_seen, prefix)
             checked = True
         if key in _FIRST:
             first_seen.append(key)
-        not_text = "v.__class__ is not str"
-        if key in ints or key in numbers:
-            not_text += " and v.__class__ is not int"
+        var = prefix + key
+        # not text (nor a number passed on as it is): _text makes it text, or None
+        not_text = "type({0}) is not str"
         if key in numbers:
-            not_text += " and v.__class__ is not float"
+            not_text = "type({0}) not in _STR_NUM"
+        elif key in ints:
+            not_text = "type({0}) not in _STR_INT"
+        not_text = not_text.format(var)
         if shape is not None:
             lookups = tuple(lk for lk in lookups if not isinstance(lk, str) or lk in top)
             if not lookups:
-                body.append("    v = None")
+                body.append(f"    {var} = None")
         for i, lookup in enumerate(lookups):
-            indent = _candidate(body, i)
+            indent = _candidate(body, i, var)
             if isinstance(lookup, str):
                 if shape is not None:
                     get = top[lookup]
@@ -368,31 +372,30 @@ def _lookup_code(
                         get += " if flat else None"
             else:
                 get = f"{objects[lookup[:-1]]}.get({lookup[-1]!r})"
-            body.append(f"{indent}v = {get}")
-            body.append(f"{indent}if v is not None and {not_text}:")
-            body.append(f"{indent}    v = _text(v)")
-        body.append(f"    k_{key} = v")
+            body.append(f"{indent}{var} = {get}")
+            body.append(f"{indent}if {not_text} and {var} is not None:")
+            body.append(f"{indent}    {var} = _text({var})")
     if not checked:
-        body += _request_check(first_seen)
+        body += _request_check(first_seen, prefix)
     return head + body
 
 
 def _unpack(sch: Schema, shape: tuple[str, ...], head: list[str]) -> dict[str, str]:
     """Appends to ``head`` the unpacking of a record of this shape's values into locals
-    (``t<i>``; ``_`` for keys no lookup of ``sch`` reads); returns key -> local."""
+    (``o<i>``; ``_`` for keys no lookup of ``sch`` reads); returns key -> local."""
     used = {lk if isinstance(lk, str) else lk[0] for _k, lks in sch for lk in lks}
-    names = [f"t{i}" if key in used else "_" for i, key in enumerate(shape)]
+    names = [f"o{i}" if key in used else "_" for i, key in enumerate(shape)]
     if shape:
         head.append(f"    {', '.join(names)}, = obj.values()")
     return {key: name for key, name in zip(shape, names, strict=True) if name != "_"}
 
 
-def _candidate(body: list[str], i: int) -> str:
+def _candidate(body: list[str], i: int, var: str) -> str:
     """The indent of a key's lookup ``i`` in generated code: a lookup after the first runs
-    only when no text came of the ones before."""
+    only when no text came of the ones before (``var`` is still ``None``)."""
     if not i:
         return "    "
-    body.append("    if v is None:")
+    body.append(f"    if {var} is None:")
     return "        "
 
 
@@ -425,51 +428,67 @@ def _nested_objects(
     return objects
 
 
-def _request_check(first_seen: list[str]) -> list[str]:
+def _request_check(first_seen: list[str], prefix: str) -> list[str]:
     """``compile_schema``'s ``'time' not in raw or len(raw) < 2`` on the locals."""
-    others = " and ".join(f"k_{k} is None" for k in first_seen if k != "time") or "True"
-    return [f"    if k_time is None or ({others}):", "        return None"]
+    others = " and ".join(f"{prefix}{k} is None" for k in first_seen if k != "time") or "True"
+    return [f"    if {prefix}time is None or ({others}):", "        return None"]
 
 
 def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None) -> JsonDecode:
     """A schema (and its kind's fixup) → one generated ``decode(obj, ctx, line, name)``:
-    the raw fields of ``compile_schema`` held in locals and handed to ``assemble``
-    positionally, so no raw-field dict is built and read back. Same event as
-    ``build_event`` on ``extract(obj)`` after the fixup. Keys and paths are written into
-    the code with ``repr``, as in ``compile_schema``.
+    the raw fields of ``compile_schema`` held in locals, and ``assemble``'s body written
+    out after them (``assemble_inline``; a call of ``assemble`` when its source is not at
+    hand), so no raw-field dict is built and read back, nor 32 arguments passed. Same
+    event as ``build_event`` on ``extract(obj)`` after the fixup. Keys and paths are
+    written into the code with ``repr``, as in ``compile_schema``.
     """
     keys = {key for key, _ in sch}
     fix, fix_keys = _FIX.get(kind, (None, ()))
     if not keys <= set(RAW_KEYS) or "time" not in keys:
         return _decoder_via_dict(sch, kind)
+    inline = assemble_inline() if INLINE_ASSEMBLE else None
+    if inline is not None and inline[0] != tuple(RAW_KEYS):
+        inline = None  # assemble's parameters are not the raw keys: call it
+    prefix = "" if inline is not None else "k_"  # inline: the locals are its parameters
     dotted = frozenset(lk for _k, lks in sch for lk in lks if isinstance(lk, str) and "." in lk)
     as_text = set(fix_keys) - _FIX_INTS.get(kind, frozenset())
-    body = _lookup_code(sch, _INTS - as_text, _NUMBERS - as_text, dotted, shape)
+    body = _lookup_code(sch, _INTS - as_text, _NUMBERS - as_text, dotted, shape, prefix)
     if fix is not None:
         for key in fix_keys:
             if key not in keys:
-                body.append(f"    k_{key} = None")
-        names = ", ".join(f"k_{k}" for k in fix_keys)
+                body.append(f"    {prefix}{key} = None")
+        names = ", ".join(prefix + k for k in fix_keys)
         body.append(f"    fixed = fix(obj, {names})")
         body.append("    if fixed is None:")
         body.append("        return None")
         body.append(f"    {names}, = fixed")
     have = keys | set(fix_keys)
-    args = ", ".join(f"k_{k}" if k in have else "None" for k in RAW_KEYS)
-    body.append(f"    return assemble(ctx, line, name, {args})")
+    scope: dict[str, Any] = {}
+    if inline is not None:
+        body += [f"    {k} = None" for k in RAW_KEYS if k not in have]
+        body.append(inline[1])
+        scope.update(inline[2])  # the globals assemble's body reads
+    else:
+        args = ", ".join(f"k_{k}" if k in have else "None" for k in RAW_KEYS)
+        body.append(f"    return assemble(ctx, line, name, {args})")
     code = "def decode(obj, ctx, line, name):\n" + "\n".join(body) + "\n"
-    scope: dict[str, Any] = {
-        "_text": _text,
-        "_EMPTY": _EMPTY,
-        "fix": fix,
-        "assemble": assemble,
-        "dotted": dotted,
-    }
+    scope.update(
+        _text=_text,
+        _EMPTY=_EMPTY,
+        _STR_INT=(str, int),
+        _STR_NUM=(str, int, float),
+        fix=fix,
+        assemble=assemble,
+        dotted=dotted,
+    )
     exec(compile(code, f"<json decoder {kind}>", "exec"), scope)  # noqa: S102 - literals only
     decode: JsonDecode = scope["decode"]
     return decode
 
 
+# Generated decoders write assemble's body out (``assemble_inline``); False: they call it
+# (tests compare both ways).
+INLINE_ASSEMBLE = True
 _MAX_SHAPES = 32  # then the plain decoder: a source of ever new key sets costs no more
 
 
