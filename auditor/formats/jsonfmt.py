@@ -227,8 +227,11 @@ def _text(value: Any) -> str | None:
         return value  # type: ignore[no-any-return]
     if cls is int or cls is float:
         return repr(value)
-    if cls is list:
-        return _text(value[0]) if value else None
+    if cls is list:  # a header as a list of values (Caddy): its first
+        if not value:
+            return None
+        first = value[0]
+        return first if first.__class__ is str else _text(first)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
