@@ -4,12 +4,16 @@ the plain way gives: ``build_event`` over every field ``explain`` shows. Random 
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from auditor.formats import event as event_module
 from auditor.formats import jsonfmt
 from auditor.formats.event import DictParser, assemble_inline, build_event
 from auditor.formats.jsonfmt import (
@@ -568,3 +572,14 @@ def test_json_fixups_give_text_fields() -> None:
     assert fields["duration_ms"] == repr(12.0) and fields["status"] == "200"
     event = parser.bind(Ctx("src", REDACTOR, None))(text, Line("src", "/x", 0, 1, text))
     assert event is not None and event.duration_ms == 12.0 and event.status == 200
+
+
+def test_assemble_is_written_out_only_from_the_source_that_runs() -> None:
+    """A source file changed after the import (an upgrade under a running daemon) is not
+    written into new decoders: they call ``assemble`` instead."""
+    code = event_module.assemble.__code__
+    same = ast.parse(textwrap.dedent(inspect.getsource(event_module.assemble))).body[0]
+    other = ast.parse("def assemble(ctx, line, name, time):\n    return None\n").body[0]
+    assert isinstance(same, ast.FunctionDef) and isinstance(other, ast.FunctionDef)
+    assert event_module._same_code(same, code)
+    assert not event_module._same_code(other, code)

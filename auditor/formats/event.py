@@ -13,6 +13,7 @@ import linecache
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cache
+from types import CodeType
 from typing import Any, TypeVar, cast
 
 from auditor.formats.spec import BoundDecode, Ctx
@@ -512,6 +513,23 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
 _blank = object.__new__
 
 
+def _same_code(fn: ast.FunctionDef, code: CodeType) -> bool:
+    """Whether ``fn`` compiles to the very bytecode of ``code`` (the source read back is
+    the one that ran)."""
+    try:
+        module = compile(ast.Module([fn], []), code.co_filename, "exec")
+    except (SyntaxError, ValueError):
+        return False
+    for const in module.co_consts:
+        if isinstance(const, CodeType) and const.co_name == fn.name:
+            return (const.co_code, const.co_names, const.co_varnames) == (
+                code.co_code,
+                code.co_names,
+                code.co_varnames,
+            )
+    return False
+
+
 @cache
 def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
     """``assemble`` for a code generator to write into its own function (a generated
@@ -533,6 +551,8 @@ def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
         return None
     if not isinstance(fn, ast.FunctionDef) or fn.name != "assemble" or len(fn.body) < 2:
         return None
+    if not _same_code(fn, code):
+        return None  # the file changed since the module was imported: call assemble
     first = fn.body[1] if isinstance(fn.body[0], ast.Expr) else fn.body[0]  # past the docstring
     body = "".join(lines[start + first.lineno - 1 : start + (fn.end_lineno or 0)])
     params = tuple(a.arg for a in fn.args.args[3:])  # after ctx, line, name
