@@ -327,6 +327,9 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
     The small helpers of ``auditor.normalize`` are inlined where that is all they do for
     the usual value (``_clean``, ``to_int`` of a status, ``norm_ip`` of an address with
     no ``:``/``[``), and repeating pure results (host, protocol, scheme) come from memos.
+
+    The generated JSON decoders run this body as their own (``assemble_inline``): it reads
+    only its parameters, its locals and this module's globals, and ends in a ``return``.
     """
     if time is None or time.__class__ is str:
         if not time:
