@@ -161,7 +161,7 @@ class Daemon:
             batch_lines=d.batch_lines,
             batch_seconds=d.batch_seconds,
             decode_worker=d.decode_worker if d.decode_worker is not None else _cpus() >= 2,
-            decode_workers=workers_wanted(resident=True),
+            decode_workers=workers_wanted(),
             max_line=d.max_line_bytes,
         )
         self.notifier = Notifier.from_env(env)

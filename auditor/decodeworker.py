@@ -359,31 +359,23 @@ def _feed(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
         conn.close()
 
 
-def pool_size(cpus: int | None, *, detecting: bool = True, resident: bool = False) -> int:
-    """Decode workers for ``cpus`` cores, at most four. With rules, one core is left to
-    this process from three cores on, and always by a ``resident`` one (the daemon: its
-    memory stays within its budget with one worker on two cores; a sieving worker holds
-    the rules, about 40 MiB).
-
-    Since the workers send columns and this process builds only the events it looks at
-    (``auditor.packedevents``), detecting costs it about 11 s of CPU per 1M bench lines
-    against about 16 s for decoding: on two cores one worker was the slower side, and two
-    workers beat one (1M bench lines, all rules, runs with the machine otherwise idle:
-    13.2 and 17.2 s against 19.2 s). With three or more cores, this process is the slower
-    side once two workers decode. Without rules, a worker per core."""
-    n = cpus or 1
-    if detecting and (n > 2 or resident):
-        n -= 1
+def pool_size(cpus: int | None, *, detecting: bool = True) -> int:
+    """Decode workers for ``cpus`` cores, at most four: one core is left to this process
+    when it detects. Its detection and store writing share one GIL and make the slower
+    side: on two cores, a second worker only took CPU from it (1M bench lines, all rules:
+    60.9k lines/s with one worker, 57.2k with two), while without rules two workers
+    decode faster than one (91.7k against 76.1k)."""
+    n = (cpus or 1) - (1 if detecting else 0)
     return max(1, min(n, 4))
 
 
-def workers_wanted(*, detecting: bool = True, resident: bool = False) -> int:
+def workers_wanted(*, detecting: bool = True) -> int:
     """``pool_size`` of the cores this process may use; ``LOG_AUDITOR_DECODE_WORKERS``
     sets the number instead (tests, benchmarks, an operator who knows better)."""
     raw = os.environ.get("LOG_AUDITOR_DECODE_WORKERS", "")
     if raw.isdigit() and int(raw) > 0:
         return min(int(raw), 16)
-    return pool_size(len(os.sched_getaffinity(0)), detecting=detecting, resident=resident)
+    return pool_size(len(os.sched_getaffinity(0)), detecting=detecting)
 
 
 def spreadable(spec: FormatSpec) -> bool:

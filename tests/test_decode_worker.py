@@ -203,15 +203,3 @@ def test_marks_of_other_rules_are_not_used(tmp_path: Path) -> None:
         hits.append({h.rule_id for h in batch.hits})
     assert len(hits[0]) > 5
     assert hits[1] < hits[0]  # the detectors that see every event still ran
-
-
-def test_pool_sizes() -> None:
-    """Two cores: two workers for a scan, rules or not; the daemon keeps one with rules
-    (memory); from three cores on, one core is left to the detecting process."""
-    from auditor.decodeworker import pool_size
-
-    assert pool_size(None) == pool_size(1) == pool_size(1, resident=True) == 1
-    assert pool_size(2) == pool_size(2, detecting=False) == 2
-    assert pool_size(2, resident=True) == 1
-    assert pool_size(4) == pool_size(4, resident=True) == 3
-    assert pool_size(4, detecting=False) == pool_size(16, detecting=False) == 4
