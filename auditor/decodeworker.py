@@ -403,6 +403,7 @@ class DecodePool:
 
     def __init__(self, key: bytes, max_line: int, n: int = 1) -> None:
         self.key = key
+        self.max_line = max_line
         self.workers: list[DecodeWorker] = []
         self._order: deque[DecodeWorker] = deque()
         self._turn = 0

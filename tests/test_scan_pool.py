@@ -1,7 +1,9 @@
 """A scan whose chunks are spread over several decode workers stores exactly what a
 one-process scan stores: same events (with their offsets), findings, counters and positions,
 whatever falls on a chunk boundary (over-long lines, lines longer than a chunk, bad bytes,
-CRLF, an unterminated last line), and a resumed scan adds only the new lines."""
+CRLF, an unterminated last line), and a resumed scan adds only the new lines. With one
+worker and rules the scanning process decodes a share of the chunks itself
+(``scanfiles.HERE_EVERY``): those cases hold for its chunks too."""
 
 from __future__ import annotations
 
@@ -101,20 +103,22 @@ def test_spread_scan_equals_one_process_scan(
         assert d == dumps[0]
 
 
-def test_spread_scan_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_spread_scan_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    """(With one worker and rules, the scanning process decodes a share of the chunks.)"""
     monkeypatch.setattr(auditor.scanfiles, "CHUNK", 4096)
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "a.log"
     awkward_log(log, seed=1)
     db = tmp_path / "a.db"
-    scan(monkeypatch, db, logs, 2)
+    scan(monkeypatch, db, logs, workers)
     first = dump(db)
-    scan(monkeypatch, db, logs, 2)
+    scan(monkeypatch, db, logs, workers)
     assert dump(db) == first  # nothing twice
     with log.open("ab") as f:
         f.write(b"\n" + DEMO_LOG.read_bytes().splitlines()[3] + b"\n")
-    scan(monkeypatch, db, logs, 2)
+    scan(monkeypatch, db, logs, workers)
     after = dump(db)
     # The held-back fragment became a (cut, unparsed) line; the appended line an event.
     assert len(after["events"]) == len(first["events"]) + 1
