@@ -299,6 +299,13 @@ class DecodeWorker:
         wanted = {ln.source for ln in lines}
         self._put((LINES, {s: specs[s] for s in wanted if s in specs}, flatten_lines(lines)))
 
+    def ready(self) -> bool:
+        """Whether a result waits to be received."""
+        try:
+            return self._conn.poll(0)
+        except OSError:
+            return False
+
     def receive(self, *, events: bool = True) -> Chunk:
         """The next result; ``events=False`` leaves its events unbuilt (as rows in
         ``packed``, counted in ``dropped``): a scan without rules never needs them."""

@@ -317,6 +317,15 @@ class _HereDecoder:
         return Chunk(batch, sp.offset, bool(sp.pending))
 
 
+def _whose(turn: int, pool: DecodePool) -> int:
+    """Who decodes the chunk of this turn: this process takes its turn (HERE) only while
+    it waits for the worker, not when a result is already waiting for it (hit-heavy
+    traffic makes detection the slower side)."""
+    if turn == HERE and pool.workers[0].ready():
+        return 0
+    return turn
+
+
 def _collect(
     pool: DecodePool,
     sent: deque[_Sent],
@@ -371,6 +380,7 @@ def scan_file_parallel(
     # 126 MiB, about 9% slower), where one worker at half size cost 11%.
     size = CHUNK if n == 1 else CHUNK // 2
     turn = 0
+    worker = turns[0]  # the turn's taker (chosen as the turn starts: a line stays with one)
     try:
         start = batcher.resume_offset(ident.file_id)
         if not ident.compressed and start >= ident.size:
@@ -392,7 +402,6 @@ def scan_file_parallel(
                     cut = buf.rfind(b"\n") + 1
                     if cut:
                         piece, rest = buf[:cut], buf[cut:]
-                worker = turns[turn]
                 if worker == HERE:
                     sent.append(_Sent(ident, source, str(path), end, HERE, offset, piece))
                 else:
@@ -404,10 +413,10 @@ def scan_file_parallel(
                 on_bytes(len(piece) if not ident.compressed else 0)
                 if spread and piece[-1:] == b"\n":
                     turn = (turn + 1) % len(turns)
+                    worker = _whose(turns[turn], pool)
                 _collect(pool, sent, batcher, keep, here)
                 buf = rest + more if rest else more
             if sent and sent[-1].end == MORE:  # a file that ended on a chunk boundary
-                worker = turns[turn]
                 if worker == HERE:
                     sent.append(_Sent(ident, source, str(path), end_code, HERE, offset))
                 else:
