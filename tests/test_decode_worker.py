@@ -133,8 +133,10 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path: Path) -> None:
         assert batch.n_events == len(lines)
         stored = len(lines) if batch.packed is None else sum(b.n for b in batch.packed)
         assert stored == len(lines)  # what the store writes (it packs what is not packed)
-    assert first.packed is not None and second.packed is not None
-    paths = [[row[9] for b in x.packed for row in orjson.loads(b.data)] for x in (first, second)]
+    paths = []
+    for x in (first, second):
+        assert x.packed is not None
+        paths.append([row[9] for b in x.packed for row in orjson.loads(b.data)])
     assert paths[0] == paths[1] == [e.path for e in third.events]
 
 
