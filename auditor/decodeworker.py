@@ -121,18 +121,35 @@ def _serve(tasks: Connection, conn: Connection, key: bytes, max_line: int, paren
             continue
         file_id, source, spec, path, offset, data, end = msg
         use(source, spec)
-        sp = splitters.get(file_id)
-        if sp is None:
-            sp = splitters[file_id] = LineSplitter(source, path, offset, max_line)
-        lines = sp.feed(data)
-        if end == END_COMPRESSED and sp.pending:
-            lines.extend(sp.feed(b"\n"))  # a finished compressed file: its last line is whole
-        batch = pipeline.decode(lines)
-        if end != MORE or sp.idle:
-            # Between whole lines a splitter holds nothing: the file's next chunk may go to
-            # another worker of the pool, which starts a splitter at that chunk's offset.
-            del splitters[file_id]
-        _reply(conn, batch, sp.offset, bool(sp.pending), sieve)
+        got = decode_chunk(pipeline, splitters, max_line, file_id, source, path, offset, data, end)
+        _reply(conn, got.batch, got.offset, got.pending, sieve)
+
+
+def decode_chunk(
+    pipeline: Pipeline,
+    splitters: dict[str, LineSplitter],
+    max_line: int,
+    file_id: str,
+    source: str,
+    path: str,
+    offset: int,
+    data: bytes,
+    end: int,
+) -> Chunk:
+    """Split and decode one chunk of a file (``splitters``: the partial line held per
+    file), as a worker does with a chunk sent to it; the batch's events stay as built."""
+    sp = splitters.get(file_id)
+    if sp is None:
+        sp = splitters[file_id] = LineSplitter(source, path, offset, max_line)
+    lines = sp.feed(data)
+    if end == END_COMPRESSED and sp.pending:
+        lines.extend(sp.feed(b"\n"))  # a finished compressed file: its last line is whole
+    batch = pipeline.decode(lines)
+    if end != MORE or sp.idle:
+        # Between whole lines a splitter holds nothing: the file's next chunk may go to
+        # another worker of the pool, which starts a splitter at that chunk's offset.
+        del splitters[file_id]
+    return Chunk(batch, sp.offset, bool(sp.pending))
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -25,6 +25,7 @@ from auditor.decodeworker import (
     PARALLEL_MIN_BYTES,
     Chunk,
     DecodePool,
+    decode_chunk,
     spreadable,
 )
 from auditor.fileid import FileIdentity, identify, open_log
@@ -302,19 +303,19 @@ class _HereDecoder:
         self.splitters: dict[str, LineSplitter] = {}
 
     def decode(self, s: _Sent) -> Chunk:
-        sp = self.splitters.get(s.ident.file_id)
-        if sp is None:
-            sp = self.splitters[s.ident.file_id] = LineSplitter(
-                s.source, s.path, s.offset, self.max_line
-            )
-        lines = sp.feed(s.data)
-        if s.end == END_COMPRESSED and sp.pending:
-            lines.extend(sp.feed(b"\n"))  # a finished compressed file: its last line is whole
-        batch = self.pipeline.decode(lines)
-        if s.end != MORE or sp.idle:
-            del self.splitters[s.ident.file_id]
-        batch.packed = serialize_events(batch.events, batch.event_ms)
-        return Chunk(batch, sp.offset, bool(sp.pending))
+        got = decode_chunk(
+            self.pipeline,
+            self.splitters,
+            self.max_line,
+            s.ident.file_id,
+            s.source,
+            s.path,
+            s.offset,
+            s.data,
+            s.end,
+        )
+        got.batch.packed = serialize_events(got.batch.events, got.batch.event_ms)
+        return got
 
 
 def _whose(turn: int, pool: DecodePool) -> int:
