@@ -259,14 +259,20 @@ class DecodeWorker:
         finally:
             os.close(task_r)
             os.close(result_w)
-        self._conn = Connection(result_r, writable=False)
         # Chunks are written by a thread of their own: a send never waits on a receive,
-        # so the two processes cannot deadlock on full pipes.
+        # so the two processes cannot deadlock on full pipes. Results are read by another
+        # as soon as they come: a result is larger than a pipe holds, and the worker
+        # waited, unable to start its next chunk, until this process came to read it.
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._feeder = threading.Thread(
             target=_feed, args=(Connection(task_w, readable=False), self._outbox), daemon=True
         )
         self._feeder.start()
+        self._inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._reader = threading.Thread(
+            target=_drain, args=(Connection(result_r, writable=False), self._inbox), daemon=True
+        )
+        self._reader.start()
         self._outbox.put(key)
         self.key = key
         self._sieve: SieveRules | None = None
@@ -318,17 +324,14 @@ class DecodeWorker:
 
     def ready(self) -> bool:
         """Whether a result waits to be received."""
-        try:
-            return self._conn.poll(0)
-        except OSError:
-            return False
+        return not self._inbox.empty()
 
     def receive(self, *, events: bool = True) -> Chunk:
         """The next result; ``events=False`` leaves its events unbuilt (as rows in
         ``packed``, counted in ``dropped``): a scan without rules never needs them."""
-        try:
-            raw = self._conn.recv_bytes()
-        except (OSError, EOFError):
+        raw = self._inbox.get()
+        if raw is None:  # the result pipe closed: the worker is gone
+            self._inbox.put(None)  # and stays gone for any later receive
             try:
                 code = self._proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
@@ -353,9 +356,9 @@ class DecodeWorker:
             self._proc.kill()
             self._proc.wait()
         # The worker is gone: a chunk the feeder was still writing fails (broken pipe) and
-        # the rest are dropped with the feeder.
+        # the rest are dropped with the feeder; the reader sees the result pipe close.
         self._feeder.join(timeout=timeout)
-        self._conn.close()
+        self._reader.join(timeout=timeout)
 
 
 PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size for unprivileged users
@@ -370,6 +373,19 @@ def _widen(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     except (OSError, AttributeError):  # not Linux, or a lower limit: pieces it is
         pass
+
+
+def _drain(conn: Connection, inbox: queue.SimpleQueue[bytes | None]) -> None:
+    """Read the worker's results into ``inbox`` as they come; ``None`` once its pipe
+    closes (the worker finished or died). Bounded by what the caller keeps in flight."""
+    try:
+        while True:
+            inbox.put(conn.recv_bytes())
+    except (OSError, EOFError):
+        pass
+    finally:
+        inbox.put(None)
+        conn.close()
 
 
 def _feed(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:

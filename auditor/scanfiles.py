@@ -273,7 +273,16 @@ def scan_file(
 
 
 HERE = -1  # ``_Sent.worker`` of a chunk this process decodes itself
-HERE_EVERY = 6  # with one sieving worker, this process decodes one chunk in so many
+HERE_CHUNK = 1 << 18
+"""With one sieving worker, the chunk size: small chunks share the work finely and hold
+less memory in flight (1M bench lines, all rules: tree RSS 160 MiB with 1 MiB chunks,
+119 MiB with these, same speed)."""
+AHEAD = 12
+"""With one sieving worker: this process decodes a chunk itself only while the worker has
+at least so many chunks of its own to decode (it never runs dry)."""
+HERE_MAX = 3
+"""With one sieving worker: chunks this process decoded that may wait for the worker's
+earlier ones (each holds its events: bounds memory)."""
 
 
 @dataclass(slots=True)
@@ -285,24 +294,23 @@ class _Sent:
     path: str
     end: int
     worker: int  # index in the pool, or HERE
-    offset: int = 0  # where ``data`` starts in the file (HERE only)
-    data: bytes = b""  # the chunk (HERE only)
+    done: Chunk | None = None  # the result of a chunk this process decoded (HERE)
 
 
 class _HereDecoder:
-    """Decodes a share of the chunks in this process, in their turn, as a worker would.
+    """Decodes chunks in this process, as a worker would, while the worker is busy.
 
-    With rules and one worker on two cores, the worker was the slower side: since this
-    process builds only the events it looks at (``auditor.packedevents``), detection
-    left it idle about a third of the time (1M bench lines: 11.5 s of its CPU against the
-    worker's 16.5 s)."""
+    With rules and one worker on two cores the worker was the slower side: since this
+    process builds only the events it looks at (``auditor.packedevents``), it waited
+    for the worker about 40% of the time (1M bench lines: 9.3 s of its CPU against the
+    worker's 14.8 s)."""
 
     def __init__(self, pipeline: Pipeline, max_line: int) -> None:
         self.pipeline = pipeline
         self.max_line = max_line
         self.splitters: dict[str, LineSplitter] = {}
 
-    def decode(self, s: _Sent) -> Chunk:
+    def decode(self, s: _Sent, offset: int, data: bytes) -> Chunk:
         got = decode_chunk(
             self.pipeline,
             self.splitters,
@@ -310,21 +318,20 @@ class _HereDecoder:
             s.ident.file_id,
             s.source,
             s.path,
-            s.offset,
-            s.data,
+            offset,
+            data,
             s.end,
         )
         got.batch.packed = serialize_events(got.batch.events, got.batch.event_ms)
         return got
 
 
-def _whose(turn: int, pool: DecodePool) -> int:
-    """Who decodes the chunk of this turn: this process takes its turn (HERE) only while
-    it waits for the worker, not when a result is already waiting for it (hit-heavy
-    traffic makes detection the slower side)."""
-    if turn == HERE and pool.workers[0].ready():
-        return 0
-    return turn
+def _take_here(pool: DecodePool, ahead: int, waiting: int) -> bool:
+    """Whether this process decodes the next chunk itself: only while the worker has
+    ``AHEAD`` chunks to do (``ahead``), no result of it is waiting (a waiting result means
+    detection is the slower side, as in hit-heavy traffic, and this process has no time to
+    spare) and fewer than ``HERE_MAX`` of its own chunks wait (``waiting``)."""
+    return ahead >= AHEAD and waiting < HERE_MAX and not pool.workers[0].ready()
 
 
 def _collect(
@@ -332,14 +339,21 @@ def _collect(
     sent: deque[_Sent],
     batcher: _Batcher,
     keep: int,
-    here: _HereDecoder | None = None,
+    *,
+    ready_only: bool = False,
 ) -> None:
     """Receive results, in the order the chunks were sent, until at most ``keep`` are in
-    flight (a chunk of this process's own is decoded in its turn)."""
-    while len(sent) > keep:
-        s = sent.popleft()
-        if s.worker == HERE and here is not None:
-            got = here.decode(s)
+    flight; ``ready_only``: and then those already at hand (a chunk decoded here, or the
+    worker's result waiting), without waiting for any."""
+    while sent:
+        s = sent[0]
+        if len(sent) <= keep and (
+            not ready_only or (s.done is None and not pool.workers[s.worker].ready())
+        ):
+            return
+        sent.popleft()
+        if s.done is not None:
+            got = s.done
         else:
             got = pool.workers[s.worker].receive(events=batcher.pipeline.detector is not None)
         pos = _position(s.ident, s.source, s.path, got.offset)
@@ -363,25 +377,26 @@ def scan_file_parallel(
     A chunk is cut after its last newline and the rest goes with the next one, so each
     chunk can go to the next worker in turn (a line with no newline in a whole chunk stays
     with the worker that holds its start). A file whose lines are not ``spreadable``
-    (``auto``, W3C: what the first lines say carries over) stays with one worker."""
+    (``auto``, W3C: what the first lines say carries over) stays with one worker.
+
+    With one worker and rules, this process decodes a chunk itself whenever it would
+    otherwise wait for the worker (``_take_here``), and detects the results in order."""
     sent: deque[_Sent] = deque()
     n = len(pool)
-    # One worker and rules: this process takes its turn too, one chunk in HERE_EVERY.
     here = (
         _HereDecoder(batcher.pipeline, pool.max_line)
         if n == 1 and batcher.pipeline.detector is not None
         else None
     )
-    turns = list(range(n)) if here is None else [0] * (HERE_EVERY - 1) + [HERE]
-    spread = len(turns) > 1 and spreadable(spec)
-    keep = 4 if n == 1 else 2 * n
+    spread = (n > 1 or here is not None) and spreadable(spec)
+    keep = AHEAD + HERE_MAX if here is not None else 4 if n == 1 else 2 * n
     # Each worker's memory grows with its chunks (lines, events, their rows, twice
     # pickled): with several, half-size chunks keep the process tree near what one
     # worker with whole chunks uses (1M bench, no rules, two workers: tree PSS 157 ->
     # 126 MiB, about 9% slower), where one worker at half size cost 11%.
-    size = CHUNK if n == 1 else CHUNK // 2
+    size = HERE_CHUNK if here is not None else CHUNK if n == 1 else CHUNK // 2
     turn = 0
-    worker = turns[0]  # the turn's taker (chosen as the turn starts: a line stays with one)
+    worker = 0  # the turn's taker (chosen as the turn starts: a line stays with one)
     try:
         start = batcher.resume_offset(ident.file_id)
         if not ident.compressed and start >= ident.size:
@@ -403,31 +418,39 @@ def scan_file_parallel(
                     cut = buf.rfind(b"\n") + 1
                     if cut:
                         piece, rest = buf[:cut], buf[cut:]
+                s = _Sent(ident, source, str(path), end, worker)
                 if worker == HERE:
-                    sent.append(_Sent(ident, source, str(path), end, HERE, offset, piece))
+                    assert here is not None
+                    s.done = here.decode(s, offset, piece)
                 else:
                     pool.workers[worker].send(
                         ident.file_id, source, spec, str(path), offset, piece, end
                     )
-                    sent.append(_Sent(ident, source, str(path), end, worker))
+                sent.append(s)
                 offset += len(piece)
                 on_bytes(len(piece) if not ident.compressed else 0)
+                _collect(pool, sent, batcher, keep, ready_only=here is not None)
                 if spread and piece[-1:] == b"\n":
-                    turn = (turn + 1) % len(turns)
-                    worker = _whose(turns[turn], pool)
-                _collect(pool, sent, batcher, keep, here)
+                    if here is not None:
+                        ahead = sum(1 for x in sent if x.done is None)  # the worker's
+                        worker = HERE if _take_here(pool, ahead, len(sent) - ahead) else 0
+                    else:
+                        turn = (turn + 1) % n
+                        worker = turn
                 buf = rest + more if rest else more
             if sent and sent[-1].end == MORE:  # a file that ended on a chunk boundary
+                s = _Sent(ident, source, str(path), end_code, worker)
                 if worker == HERE:
-                    sent.append(_Sent(ident, source, str(path), end_code, HERE, offset))
+                    assert here is not None
+                    s.done = here.decode(s, offset, b"")
                 else:
                     pool.workers[worker].send(
                         ident.file_id, source, spec, str(path), offset, b"", end_code
                     )
-                    sent.append(_Sent(ident, source, str(path), end_code, worker))
+                sent.append(s)
     finally:
         # Whatever was read (also before damage) is kept with its position.
-        _collect(pool, sent, batcher, 0, here)
+        _collect(pool, sent, batcher, 0)
     if ident.compressed:
         on_bytes(ident.size)
 

@@ -3,11 +3,12 @@ one-process scan stores: same events (with their offsets), findings, counters an
 whatever falls on a chunk boundary (over-long lines, lines longer than a chunk, bad bytes,
 CRLF, an unterminated last line), and a resumed scan adds only the new lines. With one
 worker and rules the scanning process decodes a share of the chunks itself
-(``scanfiles.HERE_EVERY``): those cases hold for its chunks too."""
+(``scanfiles._take_here``): those cases hold for its chunks too."""
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import random
 import sqlite3
 from pathlib import Path
@@ -73,8 +74,10 @@ def dump(db: Path) -> dict[str, list[dict[str, Any]]]:
 
 def scan(monkeypatch: pytest.MonkeyPatch, db: Path, logs: Path, workers: int) -> None:
     monkeypatch.setenv("LOG_AUDITOR_CONFIG", "")
-    # This process takes every turn of its own (it skips one when a result is waiting).
-    monkeypatch.setattr(auditor.scanfiles, "_whose", lambda turn, pool: turn)
+    # With one worker and rules, this process decodes every other chunk itself (it takes
+    # a chunk only while the worker is busy, which a test cannot count on).
+    turns = itertools.cycle((True, False))
+    monkeypatch.setattr(auditor.scanfiles, "_take_here", lambda *_: next(turns))
     if workers:
         monkeypatch.setenv("LOG_AUDITOR_PARALLEL_MIN_BYTES", "0")
         monkeypatch.setenv("LOG_AUDITOR_DECODE_WORKERS", str(workers))
@@ -88,6 +91,7 @@ def test_spread_scan_equals_one_process_scan(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     monkeypatch.setattr(auditor.scanfiles, "CHUNK", chunk)
+    monkeypatch.setattr(auditor.scanfiles, "HERE_CHUNK", chunk)
     logs = tmp_path / "logs"
     logs.mkdir()
     awkward_log(logs / "a.log", seed=chunk)
@@ -109,6 +113,7 @@ def test_spread_scan_equals_one_process_scan(
 def test_spread_scan_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
     """(With one worker and rules, the scanning process decodes a share of the chunks.)"""
     monkeypatch.setattr(auditor.scanfiles, "CHUNK", 4096)
+    monkeypatch.setattr(auditor.scanfiles, "HERE_CHUNK", 4096)
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "a.log"
@@ -131,6 +136,7 @@ def test_a_w3c_file_stays_with_one_worker(tmp_path: Path, monkeypatch: pytest.Mo
     """Its ``#Fields:`` header names the columns of every later line: spread over workers,
     those that never saw it could not parse theirs."""
     monkeypatch.setattr(auditor.scanfiles, "CHUNK", 4096)
+    monkeypatch.setattr(auditor.scanfiles, "HERE_CHUNK", 4096)
     logs = tmp_path / "logs"
     logs.mkdir()
     fields = (
