@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import zlib
+
+import orjson
+import pytest
 
 from auditor.model import Event, Exposure
 from auditor.store.eventblocks import (
@@ -56,3 +60,19 @@ def test_blocks_hold_one_source_each_and_at_most_block_max_events() -> None:
         rows = unpack(compress_block(b).data)
         assert {r[1] for r in rows} == {b.source}
         assert (b.first_ms, b.last_ms) == (rows[0][0], rows[-1][0])
+
+
+def test_blocks_are_zstd_and_blocks_of_earlier_versions_zlib_still_read() -> None:
+    events = [_distinct_event() for _ in range(3)]
+    [block] = serialize_events(events, [1, 2, 3])
+    stored = compress_block(block)
+    assert stored.data[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
+    rows = unpack(stored.data)
+    assert rows == orjson.loads(block.data)
+    assert unpack(zlib.compress(block.data, 1)) == rows  # as stored before zstd
+
+
+@pytest.mark.parametrize("data", [b"", b"\x28\xb5\x2f\xfd garbage", b"x\x01 garbage", b"\x00" * 9])
+def test_a_damaged_block_raises_value_error(data: bytes) -> None:
+    with pytest.raises(ValueError, match="damaged event block"):
+        unpack(data)

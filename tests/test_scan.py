@@ -12,6 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from auditor.store.eventblocks import unpack
+
 LINE = '203.0.113.{n} - - [20/Nov/2026:10:{m:02d}:00 +0000] "GET /api/v1/items/{n}?page=2 HTTP/1.1" 200 512 "-" "curl/8.4"'
 SECRET_LINES = [
     '198.51.100.9 - - [20/Nov/2026:11:00:00 +0000] "GET /pay?card=4111%201111%201111%201111 HTTP/1.1" 200 1 "-" "ua"',
@@ -98,6 +100,8 @@ def test_no_planted_secret_reaches_db_wal_or_stdout(tmp_path: Path) -> None:
         outputs.append(res.stdout + res.stderr)
     blobs = [p.read_bytes() for p in tmp_path.glob("a.db*")]
     assert any(p.name.endswith("-wal") for p in tmp_path.glob("a.db*")) or blobs
+    with sqlite3.connect(db) as conn:  # the event blocks are compressed: look inside too
+        blobs += [orjson.dumps(unpack(d)) for (d,) in conn.execute("SELECT data FROM event_blocks")]
     for secret in RAW_SECRETS:
         for blob in blobs:
             assert secret not in blob, secret
