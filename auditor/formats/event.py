@@ -390,10 +390,16 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
             port = port if port is not None else abs_port
     if sch is None:
         sch = ctx.scheme or norm_scheme(abs_scheme)
+    # _int of a port, with the usual cases inline: a JSON integer, or ASCII digits as text
     if server_port is None:
         sport = port
     else:
-        sport = server_port if server_port.__class__ is int else _int(server_port)
+        if server_port.__class__ is int:
+            sport = server_port
+        elif server_port.isdigit() and server_port.isascii():  # type: ignore[union-attr]
+            sport = int(server_port)
+        else:
+            sport = _int(server_port)
         if sport is None:
             sport = port
     qry: str | None
@@ -423,6 +429,8 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
         ip = norm_ip(ip)
     if client_port is None or client_port.__class__ is int:
         cport = client_port
+    elif client_port.isdigit() and client_port.isascii():  # type: ignore[union-attr]
+        cport = int(client_port)
     else:
         cport = _int(client_port)
     if (ip is None or cport is None) and client:
@@ -456,7 +464,8 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
         request_id = None
     if not forwarded_for or forwarded_for == "-":
         forwarded_for = None
-    # _duration, with its usual cases inline: a finite JSON number in ms, or else in s
+    # _duration, with its usual cases inline: a finite JSON number in ms, or else in s, or
+    # else a JSON integer in ns (Traefik)
     dur: float | None
     if duration_ms is not None:
         c = duration_ms.__class__
@@ -468,6 +477,13 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
             dur = _duration(duration_s, duration_ms, duration_us, duration_ns)
     elif duration_s.__class__ is float and duration_s - duration_s == 0.0:
         dur = duration_s * 1000.0
+    elif (
+        duration_s is None
+        and duration_us is None
+        and duration_ns.__class__ is int
+        and -_F_MAX < duration_ns < _F_MAX
+    ):
+        dur = float(duration_ns) / 1_000_000.0
     else:
         dur = _duration(duration_s, duration_ms, duration_us, duration_ns)
     if bytes_in is not None and bytes_in.__class__ is not int:

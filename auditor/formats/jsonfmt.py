@@ -788,14 +788,18 @@ class JsonParser(DictParser):
         parsed = self.parse(text)
         return None if parsed is None else parsed[0]
 
-    def bind(self, ctx: Ctx) -> BoundDecode:
+    def bind(self, ctx: Ctx, otherwise: BoundDecode | None = None) -> BoundDecode:
+        """``otherwise``: the decoder of lines that do not open with '{' (none: such a
+        line is no event); only a parser of one schema takes it (see ``_TextOrJson``)."""
         kinds = self.kinds
         only = kinds[0] if kinds is not None and len(kinds) == 1 else None
         schemas = self.schemas
         decoders: _Compiled[JsonDecode] = _Compiled(lambda k: decoder_for(schemas[k], k))
         names = {k: (KIND_NAMES[k] if self.kind_names else self.name) for k in schemas}
         if only is not None:
-            return _bind_one(decoders[only], ctx, names[only])
+            return _bind_one(decoders[only], ctx, names[only], otherwise)
+        if otherwise is not None:
+            raise ValueError("only a parser of one schema decodes other lines too")
 
         def decode(text: str, line: Line) -> Event | None:
             # ``raw`` and ``build_event`` in one: the schema's generated decoder
@@ -810,12 +814,17 @@ class JsonParser(DictParser):
         return decode
 
 
-def _bind_one(decoder: JsonDecode, ctx: Ctx, name: str) -> BoundDecode:
+def _bind_one(
+    decoder: JsonDecode, ctx: Ctx, name: str, otherwise: BoundDecode | None = None
+) -> BoundDecode:
     """``JsonParser.bind`` for a parser of one schema: no per-line choice of decoder, and
-    the record's shape looked up here (one call less per line)."""
+    the record's shape looked up here (one call less per line); a line that does not open
+    with '{' goes to ``otherwise`` (one call less than a decoder choosing between both)."""
     if not isinstance(decoder, Shaped):
 
         def decode_plain(text: str, line: Line) -> Event | None:
+            if otherwise is not None and text[:1] != "{":
+                return otherwise(text, line)
             obj = _json_object(text)
             return None if obj is None else decoder(obj, ctx, line, name)
 
@@ -825,7 +834,7 @@ def _bind_one(decoder: JsonDecode, ctx: Ctx, name: str) -> BoundDecode:
 
     def decode(text: str, line: Line) -> Event | None:
         if text[:1] != "{":  # what _json_object does, inline
-            return None
+            return None if otherwise is None else otherwise(text, line)
         try:
             obj = _loads(text)
         except _JSONDecodeError:

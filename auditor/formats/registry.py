@@ -21,7 +21,6 @@ from auditor.formats.proxies import AlbParser, EnvoyTextParser, HaproxyParser
 from auditor.formats.spec import BoundDecode, Ctx, FormatSpec, Parser
 from auditor.formats.w3c import Layout, W3cParser, header_layout
 from auditor.formats.w3c import raw_fields as w3c_fields
-from auditor.model import Event, Line
 
 
 class _TextOrJson(DictParser):
@@ -35,13 +34,8 @@ class _TextOrJson(DictParser):
         return self.json.fields(text) if text[:1] == "{" else self.text.fields(text)
 
     def bind(self, ctx: Ctx) -> BoundDecode:
-        as_text = self.text.bind(ctx)
-        as_json = self.json.bind(ctx)
-
-        def decode(text: str, line: Line) -> Event | None:
-            return as_json(text, line) if text[:1] == "{" else as_text(text, line)
-
-        return decode
+        # the JSON decoder hands the other lines to the text one itself
+        return self.json.bind(ctx, otherwise=self.text.bind(ctx))
 
 
 class EnvoyParser(_TextOrJson):

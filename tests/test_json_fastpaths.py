@@ -1,0 +1,83 @@
+"""The inline fast paths of the JSON decoders (ports as text, durations in ns, ISO 8601
+times with a fraction) give what the general helpers give, for usual and odd values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from auditor.formats import FormatSpec, build_decoder
+from auditor.formats.event import _duration
+from auditor.formats.times import _parse_uncached, parse_new_time
+from auditor.model import Event, Line
+from auditor.normalize import to_int
+from auditor.redact import Redactor
+
+_TRAEFIK = {
+    "ClientHost": "203.0.113.1",
+    "ClientPort": "40611",
+    "DownstreamContentSize": 3164,
+    "DownstreamStatus": 404,
+    "Duration": 12000000,
+    "RequestHost": "www.example.com",
+    "RequestMethod": "GET",
+    "RequestPath": "/a?b=1",
+    "RequestPort": "443",
+    "RequestProtocol": "HTTP/2.0",
+    "StartUTC": "2026-11-20T08:00:00.007Z",
+}
+_DECODE = build_decoder(FormatSpec("traefik-json"), Redactor(b"k" * 32), "t")
+
+
+def _decode(**changes: Any) -> Event:
+    record = {**_TRAEFIK, **changes}
+    text = orjson.dumps({k: v for k, v in record.items() if v is not None}).decode()
+    ev = _DECODE(Line("t", "/t.log", 0, len(text), text))
+    assert ev is not None
+    return ev
+
+
+PORTS = ["40611", "0443", "", "-", " 80", "+80", "8_0", "٣", "80x", "99999999999999999999"]
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_a_port_as_text_reads_as_to_int_reads_it(port: str) -> None:
+    assert _decode(ClientPort=port).client_port == to_int(port)
+    want = to_int(port)
+    assert _decode(RequestPort=port).server_port == (want if want is not None else None)
+
+
+@pytest.mark.parametrize("ns", [12000000, 0, -5, 1, 2**63 - 1, -(2**63), "12000000", 1.5e6, None])
+def test_a_duration_in_ns_reads_as_duration_reads_it(ns: Any) -> None:
+    assert _decode(Duration=ns).duration_ms == _duration(None, None, None, ns)
+
+
+TIMES = [
+    "2026-11-20T08:00:00.007Z",
+    "2026-11-20T08:00:00.123456Z",
+    "2026-11-20T08:00:00.1Z",
+    "2026-11-20 08:00:00.250Z",
+    "2026-11-20T08:00:60.000Z",
+    "2026-02-30T08:00:00.000Z",
+    "2026-11-20T08:00:00.000+00:00Z",
+    "20261120T080000.000Z",
+    "2026-11-20T08:00:00.Z",
+    "2026-11-20T08:00:00,5Z",
+    "\uff12\uff10\uff12\uff16-11-20T08:00:00.000Z",  # fullwidth digits
+    "+026-11-20T08:00:00.000Z",
+    " 026-11-20T08:00:00.000Z",
+    "0000-11-20T08:00:00.000Z",
+    "9999-12-31T23:59:59.999999Z",
+    "2026-11-20T08:00:00.0000001Z",
+]
+
+
+@pytest.mark.parametrize("text", TIMES)
+def test_an_iso_time_with_a_fraction_reads_as_the_general_way_reads_it(text: str) -> None:
+    try:
+        want = _parse_uncached(text)
+    except (ValueError, OverflowError, OSError):
+        want = None
+    assert parse_new_time(text) == want
