@@ -181,3 +181,7 @@ class Hit:
     pii_type: str | None = None
     digest: str | None = None  # keyed hash of a leaked value, for distinct counts
     episode_gap_s: int = 3600
+    # Per-request hits a detector folded into this one (``count`` of them, each count 1,
+    # in time order, none a gap apart): the store folds them alike, so findings are those
+    # the separate hits make. What ``scan`` reports as detection hits.
+    emits: int = 1

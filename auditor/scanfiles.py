@@ -168,7 +168,7 @@ class _Batcher:
             self.wait()
             self.inflight = self.executor.submit(write_batch, self.store, batch)
             self.summary.events += batch.n_events
-            self.summary.hits += len(batch.hits)
+            self.summary.hits += sum(h.emits for h in batch.hits)
             self.summary.unparsed += sum(c.lines_unparsed for c in batch.counters.values())
             for p in batch.positions:
                 self.flushed[p.file_id] = p.offset
@@ -179,7 +179,7 @@ class _Batcher:
         self.inflight = self.executor.submit(write_batch, self.store, batch)
         self.summary.lines += len(self.lines)
         self.summary.events += len(batch.events)
-        self.summary.hits += len(batch.hits)
+        self.summary.hits += sum(h.emits for h in batch.hits)
         self.summary.unparsed += len(self.lines) - len(batch.events)
         for fid, pos in self.positions.items():
             self.flushed[fid] = pos.offset

@@ -5,6 +5,7 @@ construction, and the state contract (``dump``/``load``/``sweep``) the ``Detecto
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import accumulate
 from operator import attrgetter
@@ -145,6 +146,83 @@ def make_hit(
         digest=digest,
         episode_gap_s=rule.episode_gap_s,
     )
+
+
+_FOLD_MARGIN = 0.002
+"""Seconds short of a rule's episode gap from which two hits are not folded: the store
+compares whole milliseconds, and a fold must never join what it would keep apart."""
+
+
+class Folds:
+    """Per-request hits (count 1) of a detector over a stretch, folded into one hit per
+    rule and key while they come in time order, with one severity, less than the rule's
+    episode gap apart.
+
+    A key whose threshold is crossed (a volume limit, an enumeration under way) makes a
+    hit for each further request: tens of thousands in busy traffic, each an event built
+    from its row and a hit made, for the store to add them up again into one finding. The
+    store folds hits just so (``Store._fold_hits``: count added, first and last seen, the
+    first hit's evidence when the severity does not rise, a new episode after a gap), so
+    the findings are the same; only ``Hit.emits`` tells how many hits one stands for.
+    """
+
+    __slots__ = ("runs",)
+    enabled = True  # False: every hit stands alone (tests compare both ways)
+
+    def __init__(self) -> None:
+        # (rule id, key) -> [rule, key, first i, last i, last t, n, severity, extra]
+        self.runs: dict[tuple[str, str], list[Any]] = {}
+
+    def extend(self, rule: Rule, key: str, i: int, t: float, severity: Severity) -> bool:
+        """Fold a count-1 hit of ``rule`` for ``key`` at event ``i`` (log time ``t``) into
+        the run under way, if it can be; else False: ``start`` one."""
+        run = self.runs.get((rule.id, key))
+        if run is None or not self.enabled:
+            return False
+        last_t = run[4]
+        if not (last_t <= t < last_t + rule.episode_gap_s - _FOLD_MARGIN and run[6] == severity):
+            return False
+        run[3] = i
+        run[4] = t
+        run[5] += 1
+        return True
+
+    def start(
+        self,
+        rule: Rule,
+        key: str,
+        i: int,
+        t: float,
+        severity: Severity,
+        extra: str | None,
+        s: Stretch,
+        out: Hits,
+    ) -> None:
+        """Start a run with this hit (``extra``: its evidence's note), the one of
+        ``rule`` and ``key`` before it emitted."""
+        self.cut(rule, key, s, out)
+        self.runs[(rule.id, key)] = [rule, key, i, i, t, 1, severity, extra]
+
+    def cut(self, rule: Rule, key: str, s: Stretch, out: Hits) -> None:
+        """Emit the fold of ``rule`` and ``key`` before another hit of theirs (a fold
+        never spans one)."""
+        run = self.runs.pop((rule.id, key), None)
+        if run is not None:
+            self._emit(run, s, out)
+
+    def flush(self, s: Stretch, out: Hits) -> None:
+        """Emit every fold (at the end of the stretch: events are indexed by it)."""
+        for run in self.runs.values():
+            self._emit(run, s, out)
+        self.runs.clear()
+
+    @staticmethod
+    def _emit(run: list[Any], s: Stretch, out: Hits) -> None:
+        rule, key, first, last, _t, n, severity, extra = run
+        hit = make_hit(rule, s.events[first], key, 1, None, severity=severity, extra=extra)
+        if n > 1:
+            hit = replace(hit, timestamp=s.events[last].timestamp, count=n, emits=n)
+        out.append((first, [hit]))
 
 
 class StatefulDetector:

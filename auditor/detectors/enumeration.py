@@ -12,7 +12,7 @@ from __future__ import annotations
 from itertools import compress
 from typing import Any
 
-from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
+from auditor.detectors.base import Env, Folds, Hits, StatefulDetector, Stretch, make_hit
 from auditor.detectors.fields import EventView
 from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit, Severity
@@ -101,6 +101,9 @@ class EnumerationDetector(StatefulDetector):
             s.column("status"),
         )
         base = s.lo
+        # The count-1 hits of a walk under way, folded (unless allow-lists must look at
+        # each request).
+        folds = None if self.has_allow else Folds()
         for i in compress(range(s.lo, s.hi), map(with_id.__contains__, names)):
             j = i - base
             route = names[j]
@@ -143,6 +146,11 @@ class EnumerationDetector(StatefulDetector):
             st[N2XX] += ok
             st[NDENIED] += denied
             if st[ACTIVE]:
+                if folds is not None:
+                    sev = self._severity(st)
+                    if not folds.extend(self.rule, key, i, ts[i], sev):
+                        folds.start(self.rule, key, i, ts[i], sev, self._note(st), s, out)
+                    continue
                 got = self._emit(events[i], st, key, 1, None, s, i)
                 if got:
                     out.append((i, got))
@@ -166,9 +174,13 @@ class EnumerationDetector(StatefulDetector):
                     del ids[old]
             if len(ids) >= distinct or st[BEST] >= self.run:
                 st[ACTIVE] = True
+                if folds is not None:
+                    folds.cut(self.rule, key, s, out)  # the walk before, now ended
                 got = self._emit(events[i], st, key, st[N], st[FIRST_T], s, i)
                 if got:
                     out.append((i, got))
+        if folds is not None:
+            folds.flush(s, out)
         return out
 
     def _emit(
@@ -186,21 +198,29 @@ class EnumerationDetector(StatefulDetector):
         rule = self.rule
         if self.has_allow and self.allowed(rule, s.env(i)):
             return None
-        n = st[N] if st[N] > 1 else 1  # noqa: FURB136 - see above
-        ok, denied = st[N2XX] / n, st[NDENIED] / n
-        p = rule.params
-        sev = rule.severity
-        if ok >= p["success_share"] or denied > p["denied_share"]:
+        sev = self._severity(st)
+        return [make_hit(rule, ev, key, count, first, severity=sev, extra=self._note(st))]
+
+    def _severity(self, st: list[Any]) -> Severity:
+        """The severity of a walk so far: raised when most answers were 2xx (data may have
+        been disclosed) or many were 403/404 (probing other users' objects)."""
+        n = st[N] if st[N] > 1 else 1  # noqa: FURB136 - see _emit
+        p = self.rule.params
+        sev = self.rule.severity
+        if st[N2XX] / n >= p["success_share"] or st[NDENIED] / n > p["denied_share"]:
             escalated = p["escalated_severity"]
-            if escalated > sev:  # noqa: PLR1730 - see above
+            if escalated > sev:  # noqa: PLR1730 - see _emit
                 sev = escalated
-        extra = (
+        return sev if type(sev) is Severity else Severity(sev)
+
+    @staticmethod
+    def _note(st: list[Any]) -> str:
+        """The evidence's note on a walk so far."""
+        n = st[N] if st[N] > 1 else 1  # noqa: FURB136 - see _emit
+        return (
             f"[{len(st[IDS])} distinct ids, sequential run {st[BEST]},"
-            f" {ok:.0%} 2xx, {denied:.0%} 403/404]"
+            f" {st[N2XX] / n:.0%} 2xx, {st[NDENIED] / n:.0%} 403/404]"
         )
-        if type(sev) is not Severity:
-            sev = Severity(sev)
-        return [make_hit(rule, ev, key, count, first, severity=sev, extra=extra)]
 
     def _evict(self) -> None:
         order = sorted(self.keys.items(), key=lambda kv: kv[1][LAST_T])

@@ -10,7 +10,7 @@ limit of a busy key for a bucket is ``max(floor, median + z * MAD / 0.6745)`` (t
 modified z-score of Iglewicz and Hoaglin; if MAD is 0, 1.2533 × the mean absolute
 deviation), once it has ``min_history`` buckets. Crossing a limit emits a hit with the
 bucket's count (``first_seen`` = the bucket's start); further requests in that bucket
-emit count-1 hits. Events that arrive late count toward the current bucket.
+emit count-1 hits (folded, see ``Folds``). Events that arrive late count toward the current bucket.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from operator import attrgetter
 from statistics import median
 from typing import Any
 
-from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
+from auditor.detectors.base import Env, Folds, Hits, StatefulDetector, Stretch, make_hit
 from auditor.detectors.fields import EventView
 from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
@@ -114,10 +114,13 @@ class Group:
         key: str,
         count: int,
         limited: bool,
+        folds: Folds,
+        out: Hits,
     ) -> list[Hit]:
         """Hits of a key at its ``count``-th request of the bucket, ``s.events[i]``
         (``limited``: it was answered 429/503 in this bucket). The event is built only for
-        a hit (see auditor.packedevents)."""
+        a hit (see auditor.packedevents); the count-1 hits of the requests after the one
+        that crossed a limit go to ``folds`` (emitted into ``out``)."""
         hits: list[Hit] = []
         limits = self.limits.get(key) or self.default_limits
         for r, rule in enumerate(self.rules):
@@ -128,11 +131,13 @@ class Group:
             if rule.allow and det.allowed(rule, s.env(i)):
                 continue
             bit = 1 << r
+            fired = self.fired.get(key, 0)
+            if fired & bit and folds.extend(rule, key, i, s.ts[i], rule.severity):
+                continue
             span = format_duration(det.bucket)
             extra = f"[{count} requests in {span} by {self.by}, limit {limits[r]}]"
-            fired = self.fired.get(key, 0)
             if fired & bit:
-                hits.append(make_hit(rule, s.events[i], key, 1, None, extra=extra))
+                folds.start(rule, key, i, s.ts[i], rule.severity, extra, s, out)
             else:
                 self.fired[key] = fired | bit
                 first = det.current * det.bucket
@@ -156,8 +161,10 @@ class Group:
         else:
             keys = list(map(self.get, s.events[lo:hi]))
         counts = self.counts
+        folds = Folds()
         if len(keys) < _BULK or len(counts) + len(keys) > self.max_keys:
-            self._count_slowly(det, s, lo, keys, out)
+            self._count_slowly(det, s, lo, keys, out, folds)
+            folds.flush(s, out)
             return
         counts.update(keys)  # in C
         counts.pop(None, None)
@@ -172,7 +179,8 @@ class Group:
             if k is not None:
                 self.limited.add(k)
         if hot:
-            self._replay(det, s, lo, keys, hot, out)
+            self._replay(det, s, lo, keys, hot, out, folds)
+            folds.flush(s, out)
 
     def _replay(
         self,
@@ -182,6 +190,7 @@ class Group:
         keys: Sequence[Any],
         hot: dict[Any, list[Any]],
         out: Hits,
+        folds: Folds,
     ) -> None:
         """Request by request, the counts of the ``hot`` keys (``[final count, limited
         before the run]``) over a run already counted, emitting their hits."""
@@ -200,12 +209,18 @@ class Group:
             if ls and statuses[i - s.lo] in ls and isinstance(k, str):
                 st[1] = True
             if st[0] > min_limit:
-                got = self.check(det, s, i, str(k), st[0], st[1])
+                got = self.check(det, s, i, str(k), st[0], st[1], folds, out)
                 if got:
                     out.append((i, got))
 
     def _count_slowly(
-        self, det: VolumeDetector, s: Stretch, lo: int, keys: Sequence[Any], out: Hits
+        self,
+        det: VolumeDetector,
+        s: Stretch,
+        lo: int,
+        keys: Sequence[Any],
+        out: Hits,
+        folds: Folds,
     ) -> None:
         counts, ls = self.counts, det.limited_statuses
         statuses = s.column("status")
@@ -221,7 +236,7 @@ class Group:
                 self.limited.add(k)
             if c > self.min_limit:
                 key = str(k)
-                got = self.check(det, s, i, key, c, key in self.limited)
+                got = self.check(det, s, i, key, c, key in self.limited, folds, out)
                 if got:
                     out.append((i, got))
 
