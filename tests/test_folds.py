@@ -39,9 +39,9 @@ def _line(ip: str, t: datetime, target: str, status: int) -> str:
 
 
 def traffic(seed: int) -> list[str]:
-    """Busy routes (over the volume limits while the baseline learns), a client walking
-    order ids whose answers turn from half to all served (its severity rises midway), late
-    lines, a pause of 150 s and one of three hours."""
+    """Busy routes (over the volume limits while the baseline learns, failing for a while),
+    a client walking order ids whose answers turn from half to all served (its severity
+    rises midway), late lines, a pause of 150 s and one of three hours."""
     rnd = random.Random(seed)
     out: list[tuple[datetime, str]] = []
     t = START
@@ -54,7 +54,7 @@ def traffic(seed: int) -> list[str]:
             t += timedelta(hours=3)  # longer than any episode gap
         ip = f"198.51.100.{rnd.randrange(1, 60)}"
         path = rnd.choice(["/api/v1/items", "/search?q=x", "/", "/api/v1/items/7"])
-        status = rnd.choice((200, 200, 200, 404))
+        status = rnd.choice((200, 200, 200, 404) if not 2000 <= n < 2600 else (200, 502, 503))
         if n % 3 == 0:  # the walker: sequential ids, half served, then all (severity rises)
             walker += 1
             status = 500 if n < 3000 and walker % 2 else 200 if n < 9000 else 404
@@ -111,7 +111,7 @@ def test_folded_hits_make_the_same_findings(
     folded, hits_folded = scan_findings(tmp_path, monkeypatch, True, pieces)
     assert max(sizes) > 100 and len(sizes) < hits_folded / 10  # folds did fold
     rules = {r["rule_id"] for r in folded}
-    assert {"abuse.enumeration", "abuse.route-volume-spike"} <= rules, rules
+    assert {"abuse.enumeration", "abuse.route-volume-spike", "abuse.error-rate"} <= rules, rules
     walks = [r for r in folded if r["rule_id"] == "abuse.enumeration"]
     assert len(walks) >= 3  # each pause ends an episode
     assert {r["severity"] for r in walks} == {"medium", "high"} or any(

@@ -170,7 +170,7 @@ class Folds:
     enabled = True  # False: every hit stands alone (tests compare both ways)
 
     def __init__(self) -> None:
-        # (rule id, key) -> [rule, key, first i, last i, last t, n, severity, extra]
+        # (rule id, key) -> [rule, key, first i, last i, last t, n, severity, extra, client]
         self.runs: dict[tuple[str, str], list[Any]] = {}
 
     def extend(self, rule: Rule, key: str, i: int, t: float, severity: Severity) -> bool:
@@ -197,11 +197,12 @@ class Folds:
         extra: str | None,
         s: Stretch,
         out: Hits,
+        client_ip: str | None = "",
     ) -> None:
-        """Start a run with this hit (``extra``: its evidence's note), the one of
-        ``rule`` and ``key`` before it emitted."""
+        """Start a run with this hit (``extra``: its evidence's note; ``client_ip``: as
+        ``make_hit`` takes it), the one of ``rule`` and ``key`` before it emitted."""
         self.cut(rule, key, s, out)
-        self.runs[(rule.id, key)] = [rule, key, i, i, t, 1, severity, extra]
+        self.runs[(rule.id, key)] = [rule, key, i, i, t, 1, severity, extra, client_ip]
 
     def cut(self, rule: Rule, key: str, s: Stretch, out: Hits) -> None:
         """Emit the fold of ``rule`` and ``key`` before another hit of theirs (a fold
@@ -218,8 +219,9 @@ class Folds:
 
     @staticmethod
     def _emit(run: list[Any], s: Stretch, out: Hits) -> None:
-        rule, key, first, last, _t, n, severity, extra = run
-        hit = make_hit(rule, s.events[first], key, 1, None, severity=severity, extra=extra)
+        rule, key, first, last, _t, n, severity, extra, client_ip = run
+        ev = s.events[first]
+        hit = make_hit(rule, ev, key, 1, None, severity=severity, extra=extra, client_ip=client_ip)
         if n > 1:
             hit = replace(hit, timestamp=s.events[last].timestamp, count=n, emits=n)
         out.append((first, [hit]))

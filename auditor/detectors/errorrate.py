@@ -13,7 +13,7 @@ from operator import attrgetter
 from statistics import median
 from typing import Any
 
-from auditor.detectors.base import Env, Hits, StatefulDetector, Stretch, make_hit
+from auditor.detectors.base import Env, Folds, Hits, StatefulDetector, Stretch, make_hit
 from auditor.detectors.fields import EventView
 from auditor.detectors.params import format_duration
 from auditor.model import Event, Hit
@@ -80,6 +80,9 @@ class ErrorRateDetector(StatefulDetector):
         out: Hits = []
         events, ts, marks = s.events, s.ts, s.marks
         get, keys, max_keys = self.get, self.keys, self.max_keys
+        # The count-1 hits of a key past its limit, folded (unless allow-lists must look
+        # at each request).
+        folds = None if self.rule.allow else Folds()
         lo, hi = s.lo, s.hi
         while lo < hi:
             if marks[lo] >= self.edge:
@@ -114,12 +117,14 @@ class ErrorRateDetector(StatefulDetector):
                 status = statuses[i - base]
                 if status is not None and status >= 500:
                     st[REQ] = req
-                    got = self._error(events[i], ts[i], st, k, s, i)
+                    got = self._error(ts[i], st, k, s, i, folds, out)
                     if got:
                         out.append((i, got))
             if st is not None:
                 st[REQ] = req
             lo = end
+        if folds is not None:
+            folds.flush(s, out)
         return out
 
     def _count_quietly(self, s: Stretch, lo: int, end: int) -> bool:
@@ -143,14 +148,30 @@ class ErrorRateDetector(StatefulDetector):
         return True
 
     def _error(
-        self, ev: Event, t: float, st: list[Any], k: Any, s: Stretch, i: int
+        self,
+        t: float,
+        st: list[Any],
+        k: Any,
+        s: Stretch,
+        i: int,
+        folds: Folds | None = None,
+        out: Hits | None = None,
     ) -> list[Hit] | None:
-        """A 5xx answer counted in ``st`` (requests included)."""
+        """A 5xx answer (``s.events[i]``, built only for a hit) counted in ``st``
+        (requests included); with ``folds``, a further hit of a key past its limit is
+        folded there (emitted into ``out``)."""
         st[ERR] += 1
         if st[ERR] == 1:
             st[FIRST] = t
         if st[FIRED]:
-            return self._hit(ev, st, str(k), 1, None, s.env(i))
+            if folds is not None and out is not None:
+                key = str(k)
+                if not folds.extend(self.rule, key, i, t, self.rule.severity):
+                    note = self._note(st, key)
+                    sev = self.rule.severity
+                    folds.start(self.rule, key, i, t, sev, note, s, out, client_ip=None)
+                return None
+            return self._hit(s.events[i], st, str(k), 1, None, s.env(i))
         limit = self.limit.get(k, self.min_ratio)
         if (
             st[ERR] >= self.min_errors
@@ -158,19 +179,24 @@ class ErrorRateDetector(StatefulDetector):
             and st[ERR] / st[REQ] > limit
         ):
             st[FIRED] = True
-            return self._hit(ev, st, str(k), st[ERR], st[FIRST], s.env(i))
+            if folds is not None and out is not None:
+                folds.cut(self.rule, str(k), s, out)
+            return self._hit(s.events[i], st, str(k), st[ERR], st[FIRST], s.env(i))
         return None
+
+    def _note(self, st: list[Any], key: str) -> str:
+        limit = self.limit.get(key, self.min_ratio)
+        return (
+            f"[{st[ERR]} of {st[REQ]} answers 5xx in {format_duration(self.bucket)}"
+            f" ({st[ERR] / st[REQ]:.0%}); limit {limit:.0%}]"
+        )
 
     def _hit(
         self, ev: Event, st: list[Any], key: str, count: int, first: float | None, env: Env
     ) -> list[Hit] | None:
         if self.allowed(self.rule, env):
             return None
-        limit = self.limit.get(key, self.min_ratio)
-        extra = (
-            f"[{st[ERR]} of {st[REQ]} answers 5xx in {format_duration(self.bucket)}"
-            f" ({st[ERR] / st[REQ]:.0%}); limit {limit:.0%}]"
-        )
+        extra = self._note(st, key)
         return [make_hit(self.rule, ev, key, count, first, extra=extra, client_ip=None)]
 
     def dump(self) -> Any:
