@@ -3,12 +3,13 @@ times with a fraction) give what the general helpers give, for usual and odd val
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from auditor.formats import FormatSpec, build_decoder
+from auditor.formats import FormatSpec, build_decoder, jsonfmt
 from auditor.formats.event import _duration
 from auditor.formats.times import _parse_uncached, parse_new_time
 from auditor.model import Event, Line
@@ -81,3 +82,83 @@ def test_an_iso_time_with_a_fraction_reads_as_the_general_way_reads_it(text: str
     except (ValueError, OverflowError, OSError):
         want = None
     assert parse_new_time(text) == want
+
+
+_BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "out"
+_ODD: dict[str, list[dict[str, Any]]] = {
+    "caddy": [
+        {"ts": 1795161600.5, "logger": "http.log.error", "request": {"method": "GET"}},
+        {"ts": 1795161600.5, "logger": 3, "request": {"method": "GET", "uri": "/"}},
+        {"ts": 1795161600.5, "request": "GET /"},
+        {
+            "ts": 1795161600,
+            "request": {
+                "method": "GET",
+                "uri": "/x",
+                "tls": {"version": 772},
+                "remote_ip": "10.0.0.1",
+                "client_ip": "10.0.0.1",
+                "remote_port": 4431,
+                "headers": {"User-Agent": [], "Referer": [7], "X-Request-Id": ["a", "b"]},
+            },
+        },
+        {"ts": "x", "request": {"method": "GET", "uri": "/", "tls": None}},
+        {"ts": 1e9, "request": {"method": "GET", "uri": "/", "tls": {"version": None}}},
+    ],
+    "kong-json": [
+        {"started_at": 1795161600007, "request": {"method": "GET", "uri": "/", "url": "x"}},
+        {
+            "started_at": 1795161600007,
+            "request": {"method": "GET", "uri": "/", "url": "h://a.b/c", "tls": {}},
+        },
+        {"started_at": 1795161600007, "request": [1]},
+    ],
+    "cloudflare": [
+        {"EdgeStartTimestamp": 5, "EdgeEndTimestamp": 3, "ClientRequestURI": "/"},
+        {"EdgeStartTimestamp": True, "EdgeEndTimestamp": 3, "ClientRequestMethod": "GET"},
+        {
+            "EdgeStartTimestamp": 1795161600,
+            "EdgeEndTimestamp": 1795161601,
+            "ClientRequestURI": "/",
+            "ClientSSLProtocol": "NONE",
+        },
+        {"EdgeStartTimestamp": 1795161600007, "ClientRequestURI": "/", "ClientSSLProtocol": ""},
+    ],
+    "traefik-json": [
+        {"StartUTC": "2026-11-20T08:00:00Z", "RequestPath": "/", "ClientHost": "1.2.3.4, 5.6.7.8"},
+        {"StartUTC": "2026-11-20T08:00:00Z", "RequestPath": "/", "DownstreamStatusLine": "200 OK"},
+        {"StartUTC": "2026-11-20T08:00:00Z", "RequestPath": "/", "ClientHost": ","},
+        {"RequestPath": "/", "ClientHost": "1.2.3.4"},
+    ],
+}
+
+
+def _lines(fmt: str) -> list[str]:
+    odd = [orjson.dumps(r).decode() for r in _ODD[fmt]]
+    path = _BENCH / f"fmt-{fmt}-20000.log"
+    if not path.exists():
+        return odd
+    with path.open() as f:
+        return [next(f).rstrip("\n") for _ in range(200)] + odd
+
+
+def _all_events(fmt: str, texts: list[str]) -> list[Event | None]:
+    decode = build_decoder(FormatSpec(fmt), Redactor(b"k" * 32), "s")
+    return [decode(Line("s", "/s.log", i, i + 1, t)) for i, t in enumerate(texts)]
+
+
+@pytest.mark.parametrize("fmt", sorted(_ODD))
+def test_fixups_written_into_the_decoder_do_what_their_functions_do(
+    fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = _lines(fmt)
+    inlined = _all_events(fmt, texts)
+    monkeypatch.setattr(jsonfmt, "INLINE_FIX", False)
+    called = _all_events(fmt, texts)
+    assert inlined == called
+    assert any(e is None for e in inlined) and any(e is not None for e in inlined)
+
+
+def test_every_fixup_is_written_into_its_decoder() -> None:
+    for kind, (fix, keys) in jsonfmt._FIX.items():
+        assert jsonfmt._inline_fix(fix, keys, "", {}) is not None, kind

@@ -15,13 +15,23 @@ time, six of a client address...).
 
 from __future__ import annotations
 
+import ast
+import copy
+import linecache
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any, TypeVar
 
 import orjson
 
 from auditor.errors import ConfigError
-from auditor.formats.event import DictParser, assemble, assemble_inline, build_event
+from auditor.formats.event import (
+    DictParser,
+    _same_code,
+    assemble,
+    assemble_inline,
+    build_event,
+)
 from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS, BoundDecode, Ctx
 from auditor.model import Event, Line
 from auditor.normalize import last_ip
@@ -377,7 +387,13 @@ def _lookup_code(
                 get = f"{objects[lookup[:-1]]}.get({lookup[-1]!r})"
             body.append(f"{indent}{var} = {get}")
             body.append(f"{indent}if {not_text} and {var} is not None:")
-            body.append(f"{indent}    {var} = _text({var})")
+            # _text, with a header logged as a list of texts (Caddy) inline: its first
+            body.append(
+                f"{indent}    if {var}.__class__ is list and {var} and {var}[0].__class__ is str:"
+            )
+            body.append(f"{indent}        {var} = {var}[0]")
+            body.append(f"{indent}    else:")
+            body.append(f"{indent}        {var} = _text({var})")
     if not checked:
         body += _request_check(first_seen, prefix)
     return head + body
@@ -456,25 +472,9 @@ def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None
     dotted = frozenset(lk for _k, lks in sch for lk in lks if isinstance(lk, str) and "." in lk)
     as_text = set(fix_keys) - _FIX_INTS.get(kind, frozenset())
     body = _lookup_code(sch, _INTS - as_text, _NUMBERS - as_text, dotted, shape, prefix)
-    if fix is not None:
-        for key in fix_keys:
-            if key not in keys:
-                body.append(f"    {prefix}{key} = None")
-        names = ", ".join(prefix + k for k in fix_keys)
-        body.append(f"    fixed = fix(obj, {names})")
-        body.append("    if fixed is None:")
-        body.append("        return None")
-        body.append(f"    {names}, = fixed")
-    have = keys | set(fix_keys)
     scope: dict[str, Any] = {}
     if inline is not None:
-        body += [f"    {k} = None" for k in RAW_KEYS if k not in have]
-        body.append(inline[1])
         scope.update(inline[2])  # the globals assemble's body reads
-    else:
-        args = ", ".join(f"k_{k}" if k in have else "None" for k in RAW_KEYS)
-        body.append(f"    return assemble(ctx, line, name, {args})")
-    code = "def decode(obj, ctx, line, name):\n" + "\n".join(body) + "\n"
     scope.update(
         _text=_text,
         _EMPTY=_EMPTY,
@@ -484,6 +484,27 @@ def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None
         assemble=assemble,
         dotted=dotted,
     )
+    if fix is not None:
+        for key in fix_keys:
+            if key not in keys:
+                body.append(f"    {prefix}{key} = None")
+        fix_body = _inline_fix(fix, fix_keys, prefix, scope) if INLINE_FIX else None
+        if fix_body is not None:
+            body += fix_body
+        else:
+            names = ", ".join(prefix + k for k in fix_keys)
+            body.append(f"    fixed = fix(obj, {names})")
+            body.append("    if fixed is None:")
+            body.append("        return None")
+            body.append(f"    {names}, = fixed")
+    have = keys | set(fix_keys)
+    if inline is not None:
+        body += [f"    {k} = None" for k in RAW_KEYS if k not in have]
+        body.append(inline[1])
+    else:
+        args = ", ".join(f"k_{k}" if k in have else "None" for k in RAW_KEYS)
+        body.append(f"    return assemble(ctx, line, name, {args})")
+    code = "def decode(obj, ctx, line, name):\n" + "\n".join(body) + "\n"
     exec(compile(code, f"<json decoder {kind}>", "exec"), scope)  # noqa: S102 - literals only
     decode: JsonDecode = scope["decode"]
     return decode
@@ -492,6 +513,97 @@ def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None
 # Generated decoders write assemble's body out (``assemble_inline``); False: they call it
 # (tests compare both ways).
 INLINE_ASSEMBLE = True
+# Generated decoders write their kind's fixup out (``_inline_fix``); False: they call it.
+INLINE_FIX = True
+
+
+def _inline_fix(
+    fix: Fix, keys: tuple[str, ...], prefix: str, scope: dict[str, Any]
+) -> list[str] | None:
+    """The body of a fixup (``_FIX``) as lines of a generated decoder, which holds its
+    values in the locals ``<prefix><key>``: its parameters are those locals, its own locals
+    are renamed ``_fx_<name>``, a ``return None`` (not a request) returns from the decoder,
+    and its last statement, which must return its parameters in order, is left out. Adds
+    the globals it reads to ``scope``. ``None`` (call it instead) when its source is not
+    at hand, it returns anything else, or a global it reads is another object in
+    ``scope``. A call cost about a fifth of what the fixup does (values packed into a
+    tuple, unpacked again)."""
+    body = _fix_statements(fix, keys)
+    if body is None:
+        return None
+    stored = {
+        n.id
+        for stmt in body
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    renames = {k: prefix + k for k in keys}
+    renames.update({n: "_fx_" + n for n in stored if n not in renames and n != "obj"})
+    globals_read: dict[str, Any] = {}
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name):
+                if node.id in renames:
+                    node.id = renames[node.id]
+                elif node.id != "obj" and node.id in fix.__globals__:
+                    globals_read[node.id] = fix.__globals__[node.id]
+    if any(name in scope and scope[name] is not v for name, v in globals_read.items()):
+        return None
+    scope.update(globals_read)
+    return ["    " + ln for stmt in body for ln in ast.unparse(stmt).splitlines()]
+
+
+@cache
+def _fix_source(fix: Fix) -> ast.FunctionDef | None:
+    """The syntax tree of a fixup, read back from its module's source (as
+    ``assemble_inline`` reads ``assemble``), once per process; ``None`` when not at hand
+    or not the code that runs."""
+    code = getattr(fix, "__code__", None)
+    if code is None:
+        return None
+    lines = linecache.getlines(code.co_filename)
+    start = code.co_firstlineno - 1
+    end = start + 1
+    while end < len(lines) and lines[end][:1] in (" ", "\n", ")", "#"):
+        end += 1
+    try:
+        fn = ast.parse("".join(lines[start:end])).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    if not isinstance(fn, ast.FunctionDef) or fn.name != code.co_name:
+        return None
+    return fn if _same_code(fn, code) else None
+
+
+def _fix_statements(fix: Fix, keys: tuple[str, ...]) -> list[ast.stmt] | None:
+    """The statements of ``fix`` (``fix(obj, *keys)``) before its last, ``return`` of its
+    parameters in order; ``None`` if it is not of that form, returns anything but ``None``
+    before, or holds a scope of its own (a lambda, a comprehension...)."""
+    fn = _fix_source(fix)
+    if fn is None or [a.arg for a in fn.args.args] != ["obj", *keys]:
+        return None
+    body = fn.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    last = body[-1] if body else None
+    if not (
+        isinstance(last, ast.Return)
+        and isinstance(last.value, ast.Tuple)
+        and [getattr(n, "id", None) for n in last.value.elts] == list(keys)
+    ):
+        return None
+    scoped = (ast.Lambda, ast.FunctionDef, ast.ClassDef, ast.comprehension)
+    for node in (n for stmt in body[:-1] for n in ast.walk(stmt)):
+        if isinstance(node, scoped):
+            return None
+        if isinstance(node, ast.Return) and not (
+            node.value is None
+            or (isinstance(node.value, ast.Constant) and node.value.value is None)
+        ):
+            return None
+    return copy.deepcopy(body[:-1])  # renamed by the caller: the cached tree stays as read
+
+
 _MAX_SHAPES = 32  # then the plain decoder: a source of ever new key sets costs no more
 
 
