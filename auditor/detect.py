@@ -22,13 +22,21 @@ from typing import Any
 import orjson
 
 from auditor.detectors import build_detectors
-from auditor.detectors.base import Env, StatefulDetector, Stretch, make_hit, running_max
+from auditor.detectors.base import (
+    Env,
+    Folds,
+    Hits,
+    StatefulDetector,
+    Stretch,
+    make_hit,
+    running_max,
+)
 from auditor.detectors.conditions import Clause, clause_holds, first_failure
 from auditor.detectors.fields import DIRECT_FIELDS, MAX_SCAN, EventView, decode_url, key_of
 from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan, cost
 from auditor.detectors.sieve import RowTest, Sieve
 from auditor.detectors.windows import Window, make_window
-from auditor.model import Event, Hit
+from auditor.model import Event, Hit, Severity
 from auditor.packedevents import PackedEvents
 from auditor.pipeline import Marks
 from auditor.rules import Allow, Rule, RuleSet
@@ -73,6 +81,11 @@ class Detector:
 
     def __init__(self, ruleset: RuleSet, max_keys: int = 20000) -> None:
         self.ruleset = ruleset
+        # While a stretch is detected: the rules' count-1 hits folded (see ``Folds``),
+        # what they emitted, and the index of the event being looked at.
+        self._folds: Folds | None = None
+        self._folded: Hits = []
+        self._at = 0
         eager = _eager_predicates(ruleset)
         self._lazy = {
             name: pred.clauses for name, pred in ruleset.predicates.items() if name not in eager
@@ -297,6 +310,7 @@ class Detector:
             url_suspects = {i - lo for i in url_marked[a : bisect_left(url_marked, hi, a)]}
         elif hi - lo > _SIEVE_FROM:
             suspects, url_suspects = self._suspects(events[lo:hi], columns)
+        self._folds = Folds(events)
         for j in suspects:
             i = lo + j
             ev = events[i]
@@ -307,6 +321,7 @@ class Detector:
                 if view is None:
                     view = EventView(ev, t, _NO_PREDS, lazy)
                 hits: list[Hit] = []
+                self._at = i
                 preds = self._evaluate(cands, view, t, hits)
                 if hits:
                     out.append((i, 0, hits))
@@ -340,6 +355,12 @@ class Detector:
                     got = det.observe(ev, t, env)
                     if got:
                         out.append((i, order + 3, got))
+        folded = self._folded
+        self._folds.flush(folded)
+        self._folds = None
+        if folded:
+            out.extend((i, 0, got) for i, got in folded)
+            folded.clear()
         if self._all_dets:
             stretch = Stretch(events, ts, marks, lo, hi, seen, lazy, columns)
             for pos, det in enumerate(self._all_dets, 1):
@@ -499,7 +520,7 @@ class Detector:
             return
         if window is None:
             key = key_of(view, rule.key) or "-"
-            hits.append(self._hit(rule, view, key, 1, None))
+            self._one(rule, view, key, t, None, hits)
             return
         counted = key_of_view(view)
         if counted is None:
@@ -511,20 +532,46 @@ class Detector:
                 return
         got = window.add(counted, t, value)
         if got is not None:
+            if got[0] == 1:  # a further event of an episode (or a threshold of one)
+                self._one(rule, view, counted, t, got[1], hits)
+                return
+            if self._folds is not None:
+                self._folds.cut(rule, counted, self._folded)
             hits.append(self._hit(rule, view, counted, got[0], got[1]))
 
+    def _one(
+        self, rule: Rule, view: EventView, key: str, t: float, first: float | None, hits: list[Hit]
+    ) -> None:
+        """A count-1 hit at the event being looked at: folded while a stretch is detected."""
+        folds = self._folds
+        if folds is None or not folds.enabled:
+            hits.append(self._hit(rule, view, key, 1, first))
+            return
+        severity = self._severity(rule, view)
+        if not folds.extend(rule, key, self._at, t, severity):
+            extra = self._extra(rule, view)
+            folds.start(rule, key, self._at, t, severity, extra, self._folded, first=first)
+
     @staticmethod
-    def _hit(rule: Rule, view: EventView, key: str, count: int, first: float | None) -> Hit:
+    def _severity(rule: Rule, view: EventView) -> Severity:
         severity = rule.severity
         for esc in rule.escalate:
             if esc.severity > severity and clause_holds(esc.clause, view):
                 severity = esc.severity
-        extra = None
+        return severity
+
+    @staticmethod
+    def _extra(rule: Rule, view: EventView) -> str | None:
         if rule.evidence != "target":
             value = view.get(rule.evidence)
             if value:
                 label = "ua" if rule.evidence == "user_agent" else "referer"
-                extra = f"{label}={str(value)[:100]!r}"
+                return f"{label}={str(value)[:100]!r}"
+        return None
+
+    @classmethod
+    def _hit(cls, rule: Rule, view: EventView, key: str, count: int, first: float | None) -> Hit:
+        severity, extra = cls._severity(rule, view), cls._extra(rule, view)
         return make_hit(rule, view.ev, key, count, first, severity=severity, extra=extra)
 
     def _sweep(self, now: float) -> None:

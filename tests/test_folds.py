@@ -41,7 +41,7 @@ def _line(ip: str, t: datetime, target: str, status: int) -> str:
 def traffic(seed: int) -> list[str]:
     """Busy routes (over the volume limits while the baseline learns, failing for a while),
     a client walking order ids whose answers turn from half to all served (its severity
-    rises midway), late lines, a pause of 150 s and one of three hours."""
+    rises midway), a scanner, late lines, a pause of 150 s and one of three hours."""
     rnd = random.Random(seed)
     out: list[tuple[datetime, str]] = []
     t = START
@@ -59,6 +59,9 @@ def traffic(seed: int) -> list[str]:
             walker += 1
             status = 500 if n < 3000 and walker % 2 else 200 if n < 9000 else 404
             ip, path = "203.0.113.9", f"/api/v1/orders/{walker}"
+        elif n % 5 == 1 and 1000 <= n < 8000:  # a scanner: missing pages, sensitive files
+            ip, status = "192.0.2.50", 404
+            path = rnd.choice(["/.env", "/.git/config", f"/old/page{n}.php", f"/x{n}"])
         stamp = t - timedelta(seconds=2) if n % 97 == 0 else t  # a late line now and then
         out.append((stamp, _line(ip, stamp, path, status)))
     return [line for _, line in out]
@@ -103,15 +106,21 @@ def test_folded_hits_make_the_same_findings(
     sizes: list[int] = []
     emit = Folds._emit
 
-    def noted(run: list[Any], s: Any, out: Any) -> None:
+    def noted(self: Folds, run: list[Any], out: Any) -> None:
         sizes.append(run[5])
-        emit(run, s, out)
+        emit(self, run, out)
 
-    monkeypatch.setattr(Folds, "_emit", staticmethod(noted))
+    monkeypatch.setattr(Folds, "_emit", noted)
     folded, hits_folded = scan_findings(tmp_path, monkeypatch, True, pieces)
     assert max(sizes) > 100 and len(sizes) < hits_folded / 10  # folds did fold
     rules = {r["rule_id"] for r in folded}
-    assert {"abuse.enumeration", "abuse.route-volume-spike", "abuse.error-rate"} <= rules, rules
+    assert {
+        "abuse.enumeration",  # a detector
+        "abuse.route-volume-spike",  # another
+        "abuse.error-rate",  # another
+        "probe.sensitive-file",  # a rule of its own, per request
+        "probe.scanner-sustained",  # a threshold rule over a window
+    } <= rules, rules
     walks = [r for r in folded if r["rule_id"] == "abuse.enumeration"]
     assert len(walks) >= 3  # each pause ends an episode
     assert {r["severity"] for r in walks} == {"medium", "high"} or any(
@@ -124,7 +133,7 @@ def test_folded_hits_make_the_same_findings(
 def test_a_fold_stands_for_its_requests() -> None:
     """A run folds while in time order with one severity and less than the episode gap
     apart; anything else starts a new run (emitting the one before)."""
-    from auditor.detectors.base import Hits, Stretch
+    from auditor.detectors.base import Hits
     from auditor.model import Severity
     from auditor.rules import load_rulesets
     from factories import make_event
@@ -139,12 +148,11 @@ def test_a_fold_stands_for_its_requests() -> None:
         for i, t in enumerate(times)
     ]
     ts = [1.8e9 + t for t in times]
-    s = Stretch(events, ts, ts, 0, len(events), {}, None)
-    folds, out = Folds(), cast(Hits, [])
+    folds, out = Folds(events), cast(Hits, [])
     for i, t in enumerate(ts):
         if not folds.extend(rule, "k", i, t, sev[i]):
-            folds.start(rule, "k", i, t, sev[i], None, s, out)
-    folds.flush(s, out)
+            folds.start(rule, "k", i, t, sev[i], None, out)
+    folds.flush(out)
     runs = [(i, h.count, h.emits, h.first_seen, h.timestamp) for i, [h] in out]
     at = [e.timestamp for e in events]
     assert runs == [

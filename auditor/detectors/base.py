@@ -154,23 +154,25 @@ compares whole milliseconds, and a fold must never join what it would keep apart
 
 
 class Folds:
-    """Per-request hits (count 1) of a detector over a stretch, folded into one hit per
-    rule and key while they come in time order, with one severity, less than the rule's
-    episode gap apart.
+    """Per-request hits (count 1) of a stretch, folded into one hit per rule and key while
+    they come in time order, with one severity, less than the rule's episode gap apart.
 
-    A key whose threshold is crossed (a volume limit, an enumeration under way) makes a
-    hit for each further request: tens of thousands in busy traffic, each an event built
-    from its row and a hit made, for the store to add them up again into one finding. The
-    store folds hits just so (``Store._fold_hits``: count added, first and last seen, the
-    first hit's evidence when the severity does not rise, a new episode after a gap), so
-    the findings are the same; only ``Hit.emits`` tells how many hits one stands for.
+    A key past its threshold (a volume limit, an enumeration under way, a window rule's
+    episode) makes a hit for each further request: tens of thousands in busy traffic, each
+    an event built from its row and a hit made, for the store to add them up again into
+    one finding. The store folds hits just so (``Store._fold_hits``: count added, first
+    and last seen, the first hit's evidence while the severity does not rise, a new
+    episode after a gap), so the findings are the same; ``Hit.emits`` tells how many hits
+    one stands for. ``events``: the stretch's (indexes are theirs).
     """
 
-    __slots__ = ("runs",)
+    __slots__ = ("events", "runs")
     enabled = True  # False: every hit stands alone (tests compare both ways)
 
-    def __init__(self) -> None:
-        # (rule id, key) -> [rule, key, first i, last i, last t, n, severity, extra, client]
+    def __init__(self, events: Sequence[Event]) -> None:
+        self.events = events
+        # (rule id, key) -> [rule, key, first i, last i, last t, n, severity, extra,
+        #                    client_ip, first]
         self.runs: dict[tuple[str, str], list[Any]] = {}
 
     def extend(self, rule: Rule, key: str, i: int, t: float, severity: Severity) -> bool:
@@ -195,36 +197,42 @@ class Folds:
         t: float,
         severity: Severity,
         extra: str | None,
-        s: Stretch,
         out: Hits,
+        *,
         client_ip: str | None = "",
+        first: float | None = None,
     ) -> None:
-        """Start a run with this hit (``extra``: its evidence's note; ``client_ip``: as
-        ``make_hit`` takes it), the one of ``rule`` and ``key`` before it emitted."""
-        self.cut(rule, key, s, out)
-        self.runs[(rule.id, key)] = [rule, key, i, i, t, 1, severity, extra, client_ip]
+        """Start a run with this hit (``extra``: its evidence's note; ``client_ip`` and
+        ``first``: as ``make_hit`` takes them), the one of ``rule`` and ``key`` before it
+        emitted into ``out``."""
+        self.cut(rule, key, out)
+        run = [rule, key, i, i, t, 1, severity, extra, client_ip, first]
+        if self.enabled:
+            self.runs[(rule.id, key)] = run
+        else:
+            self._emit(run, out)
 
-    def cut(self, rule: Rule, key: str, s: Stretch, out: Hits) -> None:
-        """Emit the fold of ``rule`` and ``key`` before another hit of theirs (a fold
-        never spans one)."""
+    def cut(self, rule: Rule, key: str, out: Hits) -> None:
+        """Emit the run of ``rule`` and ``key`` before another hit of theirs (a run never
+        spans one)."""
         run = self.runs.pop((rule.id, key), None)
         if run is not None:
-            self._emit(run, s, out)
+            self._emit(run, out)
 
-    def flush(self, s: Stretch, out: Hits) -> None:
-        """Emit every fold (at the end of the stretch: events are indexed by it)."""
+    def flush(self, out: Hits) -> None:
+        """Emit every run (at the end of the stretch)."""
         for run in self.runs.values():
-            self._emit(run, s, out)
+            self._emit(run, out)
         self.runs.clear()
 
-    @staticmethod
-    def _emit(run: list[Any], s: Stretch, out: Hits) -> None:
-        rule, key, first, last, _t, n, severity, extra, client_ip = run
-        ev = s.events[first]
-        hit = make_hit(rule, ev, key, 1, None, severity=severity, extra=extra, client_ip=client_ip)
+    def _emit(self, run: list[Any], out: Hits) -> None:
+        rule, key, i, last, _t, n, severity, extra, client_ip, first = run
+        hit = make_hit(
+            rule, self.events[i], key, 1, first, severity=severity, extra=extra, client_ip=client_ip
+        )
         if n > 1:
-            hit = replace(hit, timestamp=s.events[last].timestamp, count=n, emits=n)
-        out.append((first, [hit]))
+            hit = replace(hit, timestamp=self.events[last].timestamp, count=n, emits=n)
+        out.append((i, [hit]))
 
 
 class StatefulDetector:
