@@ -103,7 +103,7 @@ class EnumerationDetector(StatefulDetector):
         base = s.lo
         # The count-1 hits of a walk under way, folded (unless allow-lists must look at
         # each request).
-        folds = None if self.has_allow else Folds()
+        folds = None if self.has_allow else Folds(s.events)
         for i in compress(range(s.lo, s.hi), map(with_id.__contains__, names)):
             j = i - base
             route = names[j]
@@ -149,7 +149,7 @@ class EnumerationDetector(StatefulDetector):
                 if folds is not None:
                     sev = self._severity(st)
                     if not folds.extend(self.rule, key, i, ts[i], sev):
-                        folds.start(self.rule, key, i, ts[i], sev, self._note(st), s, out)
+                        folds.start(self.rule, key, i, ts[i], sev, self._note(st), out)
                     continue
                 got = self._emit(events[i], st, key, 1, None, s, i)
                 if got:
@@ -175,12 +175,12 @@ class EnumerationDetector(StatefulDetector):
             if len(ids) >= distinct or st[BEST] >= self.run:
                 st[ACTIVE] = True
                 if folds is not None:
-                    folds.cut(self.rule, key, s, out)  # the walk before, now ended
+                    folds.cut(self.rule, key, out)  # the walk before, now ended
                 got = self._emit(events[i], st, key, st[N], st[FIRST_T], s, i)
                 if got:
                     out.append((i, got))
         if folds is not None:
-            folds.flush(s, out)
+            folds.flush(out)
         return out
 
     def _emit(

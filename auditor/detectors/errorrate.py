@@ -82,7 +82,7 @@ class ErrorRateDetector(StatefulDetector):
         get, keys, max_keys = self.get, self.keys, self.max_keys
         # The count-1 hits of a key past its limit, folded (unless allow-lists must look
         # at each request).
-        folds = None if self.rule.allow else Folds()
+        folds = None if self.rule.allow else Folds(s.events)
         lo, hi = s.lo, s.hi
         while lo < hi:
             if marks[lo] >= self.edge:
@@ -124,7 +124,7 @@ class ErrorRateDetector(StatefulDetector):
                 st[REQ] = req
             lo = end
         if folds is not None:
-            folds.flush(s, out)
+            folds.flush(out)
         return out
 
     def _count_quietly(self, s: Stretch, lo: int, end: int) -> bool:
@@ -169,7 +169,7 @@ class ErrorRateDetector(StatefulDetector):
                 if not folds.extend(self.rule, key, i, t, self.rule.severity):
                     note = self._note(st, key)
                     sev = self.rule.severity
-                    folds.start(self.rule, key, i, t, sev, note, s, out, client_ip=None)
+                    folds.start(self.rule, key, i, t, sev, note, out, client_ip=None)
                 return None
             return self._hit(s.events[i], st, str(k), 1, None, s.env(i))
         limit = self.limit.get(k, self.min_ratio)
@@ -180,7 +180,7 @@ class ErrorRateDetector(StatefulDetector):
         ):
             st[FIRED] = True
             if folds is not None and out is not None:
-                folds.cut(self.rule, str(k), s, out)
+                folds.cut(self.rule, str(k), out)
             return self._hit(s.events[i], st, str(k), st[ERR], st[FIRST], s.env(i))
         return None
 

@@ -137,7 +137,7 @@ class Group:
             span = format_duration(det.bucket)
             extra = f"[{count} requests in {span} by {self.by}, limit {limits[r]}]"
             if fired & bit:
-                folds.start(rule, key, i, s.ts[i], rule.severity, extra, s, out)
+                folds.start(rule, key, i, s.ts[i], rule.severity, extra, out)
             else:
                 self.fired[key] = fired | bit
                 first = det.current * det.bucket
@@ -161,10 +161,10 @@ class Group:
         else:
             keys = list(map(self.get, s.events[lo:hi]))
         counts = self.counts
-        folds = Folds()
+        folds = Folds(s.events)
         if len(keys) < _BULK or len(counts) + len(keys) > self.max_keys:
             self._count_slowly(det, s, lo, keys, out, folds)
-            folds.flush(s, out)
+            folds.flush(out)
             return
         counts.update(keys)  # in C
         counts.pop(None, None)
@@ -180,7 +180,7 @@ class Group:
                 self.limited.add(k)
         if hot:
             self._replay(det, s, lo, keys, hot, out, folds)
-            folds.flush(s, out)
+            folds.flush(out)
 
     def _replay(
         self,
