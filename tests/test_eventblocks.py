@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from typing import Any
 
 import orjson
 import pytest
@@ -76,3 +77,20 @@ def test_blocks_are_zstd_and_blocks_of_earlier_versions_zlib_still_read() -> Non
 def test_a_damaged_block_raises_value_error(data: bytes) -> None:
     with pytest.raises(ValueError, match="damaged event block"):
         unpack(data)
+
+
+@pytest.mark.parametrize("hostile", [False, True])
+def test_each_row_can_be_read_alone_from_its_offsets(hostile: bool) -> None:
+    """One dump of the block is cut at its row boundaries; a logged text holding what
+    separates two rows (``],[``) makes the rows dump one by one instead."""
+    events = [_distinct_event() for _ in range(5)]
+    if hostile:
+        events[2] = dataclasses.replace(events[2], path='/a"],[1,"x"],[', user_agent="],[")
+    offsets: list[Any] = []
+    [block] = serialize_events(events, [1, 2, 3, 4, 5], offsets)
+    [starts] = offsets
+    assert len(starts) == 6 and starts[0] == 1 and starts[-1] == len(block.data)
+    rows = orjson.loads(block.data)
+    for r, row in enumerate(rows):
+        assert orjson.loads(block.data[starts[r] : starts[r + 1] - 1]) == row
+    assert rows[2][9] == ('/a"],[1,"x"],[' if hostile else events[2].path)
