@@ -158,24 +158,30 @@ def parse_time(text: str | None) -> datetime | None:
     dt = _cache.get(text)
     if dt is not None:
         return dt
-    return parse_new_time(text)
+    return _parse_and_remember(text)
 
 
 def parse_new_time(text: str) -> datetime | None:
     """``parse_time`` of a non-empty text that is not in ``TIME_CACHE`` (a decoder that has
-    just looked it up there calls this, not ``parse_time``)."""
+    just looked it up there calls this, not ``parse_time``). An ISO 8601 time in UTC with a
+    fraction is not remembered (an equal value, not the same object, for the same text)."""
     if len(text) > 20 and text[-1] == "Z" and text[4] == "-":
-        # ISO 8601 in UTC with a fraction (JSON loggers, Envoy, Traefik): a new text nearly
-        # every line, so not kept in the memo, where each insertion (and the clearing of a
-        # full one) cost more than the parse itself. Indexing, not slicing, in the test:
-        # three slices cost twice the parse. A year of four ASCII digits (the test below)
-        # is the only one fromisoformat reads.
+        # JSON loggers, Envoy, Traefik: a new text nearly every line, so not kept in the
+        # memo, where each insertion (and the clearing of a full one) cost more than the
+        # parse itself. Indexing, not slicing, in the test: three slices cost twice the
+        # parse. A year of four ASCII digits (the test below) is the only one
+        # fromisoformat reads.
         try:
             iso = _fromisoformat(text)
         except (ValueError, OverflowError, OSError):
             iso = None  # the general way below says what it is
         if iso is not None and iso.tzinfo is UTC:
             return iso
+    return _parse_and_remember(text)
+
+
+def _parse_and_remember(text: str) -> datetime | None:
+    """``parse_time`` of a non-empty text not in the memo, kept there."""
     try:
         if text[-1:] == "Z" and text[4:5] == "-" and text[:4].isdigit():
             # ISO 8601 in UTC (JSON loggers: a new text each line when it has a fraction),
