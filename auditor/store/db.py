@@ -98,7 +98,10 @@ class Store:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA busy_timeout=30000")
-            db = Database(conn)
+            # No sqlite-utils plugins on the store's connection: nothing installed beside
+            # us gets to change it (and start-up skips scanning the installed packages
+            # for them, about 35 ms).
+            db = Database(conn, execute_plugins=False)
             migrations.apply(db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{p}: cannot open the store: {exc}") from None
