@@ -549,15 +549,10 @@ def _same_code(fn: ast.FunctionDef, code: CodeType) -> bool:
     return False
 
 
-@cache
-def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
-    """``assemble`` for a code generator to write into its own function (a generated
-    JSON decoder: a call with 32 arguments costs about as much as the JSON lookups do):
-    (its raw-field parameters in order, its body's source lines as written (indented by
-    four spaces), the globals the body reads). The generated function must have ``ctx``,
-    ``line``, ``name`` and each raw-field parameter as locals, and returns what the body
-    returns. ``None`` when the source is not at hand (then call ``assemble``)."""
-    code = assemble.__code__
+def function_source(code: CodeType) -> ast.FunctionDef | None:
+    """The syntax tree of the top-level function whose code is ``code``, read back from its
+    module's source; ``None`` when the source is not at hand or is not the code that runs
+    (the file changed since the module was imported)."""
     lines = linecache.getlines(code.co_filename)
     start = code.co_firstlineno - 1
     # the function ends before the next line that starts a top-level statement
@@ -568,10 +563,25 @@ def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
         fn = ast.parse("".join(lines[start:end])).body[0]
     except (SyntaxError, IndexError):
         return None
-    if not isinstance(fn, ast.FunctionDef) or fn.name != "assemble" or len(fn.body) < 2:
+    if not isinstance(fn, ast.FunctionDef) or fn.name != code.co_name:
         return None
-    if not _same_code(fn, code):
-        return None  # the file changed since the module was imported: call assemble
+    return fn if _same_code(fn, code) else None
+
+
+@cache
+def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
+    """``assemble`` for a code generator to write into its own function (a generated
+    JSON decoder: a call with 32 arguments costs about as much as the JSON lookups do):
+    (its raw-field parameters in order, its body's source lines as written (indented by
+    four spaces), the globals the body reads). The generated function must have ``ctx``,
+    ``line``, ``name`` and each raw-field parameter as locals, and returns what the body
+    returns. ``None`` when the source is not at hand (then call ``assemble``)."""
+    code = assemble.__code__
+    fn = function_source(code)
+    if fn is None or len(fn.body) < 2:
+        return None  # not at hand, or changed since the module was imported: call assemble
+    lines = linecache.getlines(code.co_filename)
+    start = code.co_firstlineno - 1
     first = fn.body[1] if isinstance(fn.body[0], ast.Expr) else fn.body[0]  # past the docstring
     body = "".join(lines[start + first.lineno - 1 : start + (fn.end_lineno or 0)])
     params = tuple(a.arg for a in fn.args.args[3:])  # after ctx, line, name

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import linecache
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, TypeVar
@@ -27,10 +26,10 @@ import orjson
 from auditor.errors import ConfigError
 from auditor.formats.event import (
     DictParser,
-    _same_code,
     assemble,
     assemble_inline,
     build_event,
+    function_source,
 )
 from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS, BoundDecode, Ctx
 from auditor.model import Event, Line
@@ -559,20 +558,7 @@ def _fix_source(fix: Fix) -> ast.FunctionDef | None:
     ``assemble_inline`` reads ``assemble``), once per process; ``None`` when not at hand
     or not the code that runs."""
     code = getattr(fix, "__code__", None)
-    if code is None:
-        return None
-    lines = linecache.getlines(code.co_filename)
-    start = code.co_firstlineno - 1
-    end = start + 1
-    while end < len(lines) and lines[end][:1] in (" ", "\n", ")", "#"):
-        end += 1
-    try:
-        fn = ast.parse("".join(lines[start:end])).body[0]
-    except (SyntaxError, IndexError):
-        return None
-    if not isinstance(fn, ast.FunctionDef) or fn.name != code.co_name:
-        return None
-    return fn if _same_code(fn, code) else None
+    return None if code is None else function_source(code)
 
 
 def _fix_statements(fix: Fix, keys: tuple[str, ...]) -> list[ast.stmt] | None:
