@@ -154,8 +154,8 @@ class ErrorRateDetector(StatefulDetector):
         k: Any,
         s: Stretch,
         i: int,
-        folds: Folds | None = None,
-        out: Hits | None = None,
+        folds: Folds | None,
+        out: Hits,
     ) -> list[Hit] | None:
         """A 5xx answer (``s.events[i]``, built only for a hit) counted in ``st``
         (requests included); with ``folds``, a further hit of a key past its limit is
@@ -164,7 +164,7 @@ class ErrorRateDetector(StatefulDetector):
         if st[ERR] == 1:
             st[FIRST] = t
         if st[FIRED]:
-            if folds is not None and out is not None:
+            if folds is not None:
                 key = str(k)
                 if not folds.extend(self.rule, key, i, t, self.rule.severity):
                     note = self._note(st, key)
@@ -179,7 +179,7 @@ class ErrorRateDetector(StatefulDetector):
             and st[ERR] / st[REQ] > limit
         ):
             st[FIRED] = True
-            if folds is not None and out is not None:
+            if folds is not None:
                 folds.cut(self.rule, str(k), out)
             return self._hit(s.events[i], st, str(k), st[ERR], st[FIRST], s.env(i))
         return None

@@ -10,7 +10,8 @@ limit of a busy key for a bucket is ``max(floor, median + z * MAD / 0.6745)`` (t
 modified z-score of Iglewicz and Hoaglin; if MAD is 0, 1.2533 × the mean absolute
 deviation), once it has ``min_history`` buckets. Crossing a limit emits a hit with the
 bucket's count (``first_seen`` = the bucket's start); further requests in that bucket
-emit count-1 hits (folded, see ``Folds``). Events that arrive late count toward the current bucket.
+emit count-1 hits (folded, see ``Folds``). Events that arrive late count toward the
+current bucket.
 """
 
 from __future__ import annotations
