@@ -121,6 +121,9 @@ class MinuteStats:
 ExposureKey = tuple[str, str, str, str, str, str, str]
 """(UTC day, source, pii type, location, route, parameter or "", digest)."""
 
+HourClients = tuple[int, dict[str, int]]
+"""(epoch hour, {client IP: requests})."""
+
 
 @dataclass(slots=True)
 class Batch:
@@ -129,7 +132,9 @@ class Batch:
     positions: list[Position] = field(default_factory=list)
     counters: dict[str, SourceCounters] = field(default_factory=dict)
     minutes: dict[tuple[str, int], MinuteStats] = field(default_factory=dict)
-    client_hours: dict[tuple[int, str], int] = field(default_factory=dict)  # (epoch hour, ip)
+    # Requests per client IP of each epoch hour, in parts: one per hour of each decoded
+    # stretch (a merge only puts parts together; the store sums them, in SQL).
+    client_hours: list[HourClients] = field(default_factory=list)
     detector_state: bytes | None = None
     event_ms: list[int] = field(default_factory=list)  # epoch ms of each event, same order
     # The events already serialized into store blocks (uncompressed: the store compresses
@@ -227,9 +232,7 @@ def merge(into: Batch, part: Batch) -> None:
             into.minutes[key] = m
         else:
             have.add(m)
-    hours = into.client_hours
-    for hk, n in part.client_hours.items():
-        hours[hk] = hours.get(hk, 0) + n
+    into.client_hours.extend(part.client_hours)
     if part.detector_state is not None:
         into.detector_state = part.detector_state
     into.marks = None  # marks index one part's events
@@ -367,10 +370,11 @@ class Pipeline:
     def _aggregate(batch: Batch) -> None:
         batch.event_ms = times = epoch_ms(batch.events)
         minutes = batch.minutes
-        clients = batch.client_hours
+        hours: dict[int, dict[str, int]] = {}
         src: str | None = None
         minute = -1
         m = MinuteStats()
+        clients: dict[str, int] = {}
         for ev, ms in zip(batch.events, times, strict=True):
             # Events come in runs of one source and minute: look the stats up per run.
             if ms // 60000 != minute or ev.source != src:
@@ -381,6 +385,7 @@ class Pipeline:
                 if got is None:
                     got = minutes[key] = MinuteStats()
                 m = got
+                clients = hours.get(minute // 60) or hours.setdefault(minute // 60, {})
             m.requests += 1
             st = ev.status or 0
             if st < 300:
@@ -400,8 +405,8 @@ class Pipeline:
                 m.bytes_out += ev.bytes_out
             ip = ev.client_ip
             if ip is not None:
-                ck = (minute // 60, ip)
-                clients[ck] = clients.get(ck, 0) + 1
+                clients[ip] = clients.get(ip, 0) + 1
+        batch.client_hours.extend((h, c) for h, c in hours.items() if c)
         batch.exposures = count_exposures(batch.events, times)
         Pipeline._event_span(batch, times)
 

@@ -74,4 +74,12 @@ def test_minute_stats_equal_a_plain_count(
             if value:
                 got[(s, minute, name)] += value
     assert got == +expected
-    assert sum(batch.client_hours.values()) == len(events)
+    assert sum(sum(c.values()) for _, c in batch.client_hours) == len(events)
+    per_ip: Counter[tuple[int, str]] = Counter()
+    for ev in events:
+        per_ip[(int(ev.timestamp.timestamp()) // 3600, ev.client_ip or "")] += 1
+    parts: Counter[tuple[int, str]] = Counter()
+    for hour, clients in batch.client_hours:
+        for ip, n in clients.items():
+            parts[(hour, ip)] += n
+    assert parts == per_ip

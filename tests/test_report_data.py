@@ -366,7 +366,7 @@ def test_clients_from_a_day_rollup_match_the_hourly_table(demo: Store) -> None:
     assert with_days == hourly
     assert rq.clients(demo.conn, START_MS, END_MS, 3) == rq.clients(demo.conn, START_MS, END_MS, 3)
     in_range = demo.conn.execute(
-        "SELECT sum(requests) FROM client_hours WHERE hour >= ? AND hour < ?",
+        "SELECT sum(requests) FROM client_hours_all WHERE hour >= ? AND hour < ?",
         (start // 3_600_000, end // 3_600_000),
     ).fetchone()[0]
     assert hourly[1] == 4 and hourly[2] == in_range == 2280

@@ -163,7 +163,7 @@ def test_prune_deletes_only_what_is_older_than_the_periods(store: Store) -> None
     days = sorted(r[0] for r in store.conn.execute("SELECT DISTINCT day FROM exposures"))
     assert days == [old.strftime("%Y-%m-%d"), recent.strftime("%Y-%m-%d")]
     assert _count(store, "minute_stats") == 2
-    assert _count(store, "client_hours") == 2
+    assert _count(store, "client_hours_all") == 2  # the newest hour is still in parts
     assert _count(store, "journal") == 0
     # Exactly-once machinery is never pruned.
     assert _count(store, "positions") == 1
@@ -178,6 +178,26 @@ def test_prune_deletes_only_what_is_older_than_the_periods(store: Store) -> None
         "journal": 1,
     }
     assert result.total == 8
+
+
+def test_prune_deletes_the_client_hours_kept_in_parts(store: Store) -> None:
+    """Requests per client and hour are kept as JSON parts (``client_hour_parts``), and
+    rows of ``client_hours`` from earlier versions: both go when their hour is old."""
+    from auditor.pipeline import Batch
+
+    old_hour = int((NOW - timedelta(days=500)).timestamp()) // 3600
+    store.write(Batch(client_hours=[(old_hour - 5, {"192.0.2.1": 3})]))
+    store.write(Batch(client_hours=[(old_hour, {"192.0.2.2": 1})]))
+    store.conn.execute(
+        "INSERT INTO client_hours (hour, client_ip, requests) VALUES (?, '192.0.2.3', 1)",
+        (old_hour - 9,),
+    )
+    assert _count(store, "client_hour_parts") == 2
+
+    result = prune(store, RET, NOW)
+
+    assert result.deleted["client_hours"] == 3
+    assert _count(store, "client_hours_all") == 0
 
 
 def test_prune_again_deletes_nothing(store: Store) -> None:

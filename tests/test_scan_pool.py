@@ -62,7 +62,12 @@ def dump(db: Path) -> dict[str, list[dict[str, Any]]]:
         out[what] = sorted(rows, key=lambda d: orjson.dumps(d, option=orjson.OPT_SORT_KEYS))
     with sqlite3.connect(db) as conn:  # what the report counts leaks from, and traffic
         for table in ("exposures", "minute_stats", "client_hours"):
-            rows = conn.execute(f"SELECT * FROM {table}").fetchall()
+            if table == "client_hours":  # in parts as they were written: sum them
+                rows = conn.execute(
+                    "SELECT hour, client_ip, sum(requests) FROM client_hours_all GROUP BY 1, 2"
+                ).fetchall()
+            else:
+                rows = conn.execute(f"SELECT * FROM {table}").fetchall()
             out[table] = sorted(({"row": list(r)} for r in rows), key=repr)
     status = orjson.loads(run("status", "--db", str(db), "--json"))
     out["sources"] = [

@@ -203,6 +203,43 @@ def test_events_are_read_in_time_order_across_sources_and_blocks(tmp_path: Path)
         s.close()
 
 
+def test_client_hours_merge_once_the_log_has_moved_on(tmp_path: Path) -> None:
+    """Each batch's clients land as one part per hour; the parts of each hour before the
+    newest but one are merged into one, also a part that comes late for such an hour,
+    and the parts always add up to what was written."""
+    h0 = 20_000 * 24 + 5
+    s = Store.open(tmp_path / "a.db")
+
+    def parts() -> list[int]:
+        return [r[0] for r in s.conn.execute("SELECT hour FROM client_hour_parts ORDER BY 1")]
+
+    def everything() -> dict[tuple[int, str], int]:
+        rows = s.conn.execute(
+            "SELECT hour, client_ip, sum(requests) FROM client_hours_all GROUP BY 1, 2"
+        )
+        return {(h, ip): n for h, ip, n in rows}
+
+    s.write(Batch(client_hours=[(h0, {"192.0.2.1": 2, "2001:db8::1": 1})]))
+    s.write(Batch(client_hours=[(h0, {"192.0.2.1": 3}), (h0 + 1, {"192.0.2.2": 1})]))
+    assert parts() == [h0, h0, h0 + 1]
+    s.write(Batch(client_hours=[(h0 + 2, {"192.0.2.1": 1})]))
+    assert parts() == [h0, h0 + 1, h0 + 2]
+    s.write(Batch(client_hours=[(h0, {"192.0.2.1": 4, 'a"b\\c': 1})]))  # late, odd text
+    assert parts() == [h0, h0, h0 + 1, h0 + 2]
+    s.write(Batch(client_hours=[(h0 + 3, {"192.0.2.9": 1}), (h0 + 1, {"192.0.2.2": 2})]))
+    assert parts() == [h0, h0 + 1, h0 + 2, h0 + 3]
+    assert everything() == {
+        (h0, "192.0.2.1"): 9,
+        (h0, "2001:db8::1"): 1,
+        (h0, 'a"b\\c'): 1,
+        (h0 + 1, "192.0.2.2"): 3,
+        (h0 + 2, "192.0.2.1"): 1,
+        (h0 + 3, "192.0.2.9"): 1,
+    }
+    assert s.conn.execute("SELECT count(*) FROM client_hours").fetchone() == (0,)
+    s.close()
+
+
 @pytest.mark.parametrize("order", ["forward", "backward", "shuffled"])
 def test_client_days_roll_up_gives_the_sums_of_the_hours(tmp_path: Path, order: str) -> None:
     """``client_days`` is rolled up a day at a time once the log moves on; rows that come
@@ -216,12 +253,13 @@ def test_client_days_roll_up_gives_the_sums_of_the_hours(tmp_path: Path, order: 
     h0 = 20_000 * 24  # an epoch hour at midnight
     batches = []
     for b in range(40):
-        hours: dict[tuple[int, str], int] = {}
+        hours: dict[int, dict[str, int]] = {}
         base = h0 + b * 3  # four days of batches, each over a few hours
         for _ in range(30):
-            k = (base + rnd.randrange(4), f"198.51.100.{rnd.randrange(12)}")
-            hours[k] = hours.get(k, 0) + rnd.randrange(1, 5)
-        batches.append(Batch(client_hours=hours))
+            ip = f"198.51.100.{rnd.randrange(12)}"
+            per_ip = hours.setdefault(base + rnd.randrange(4), {})
+            per_ip[ip] = per_ip.get(ip, 0) + rnd.randrange(1, 5)
+        batches.append(Batch(client_hours=list(hours.items())))
     if order == "backward":
         batches.reverse()
     elif order == "shuffled":
@@ -234,7 +272,7 @@ def test_client_days_roll_up_gives_the_sums_of_the_hours(tmp_path: Path, order: 
         got = clients(s.conn, start_h * HOUR_MS, end_h * HOUR_MS, 50)
         want = dict(
             s.conn.execute(
-                "SELECT client_ip, sum(requests) FROM client_hours"
+                "SELECT client_ip, sum(requests) FROM client_hours_all"
                 " WHERE hour >= ? AND hour < ? GROUP BY 1",
                 (start_h, end_h),
             ).fetchall()

@@ -21,7 +21,7 @@ from sqlite_utils import Database
 
 from auditor.errors import StoreError
 from auditor.model import Event, Hit
-from auditor.pipeline import Batch, ExposureKey, Position, count_exposures
+from auditor.pipeline import Batch, ExposureKey, HourClients, Position, count_exposures
 from auditor.store.eventblocks import compress_block, serialize_events
 from auditor.store.report_queries import client_days_through
 from auditor.store.schema import migrations
@@ -214,12 +214,7 @@ class Store:
                 ],
             )
         if batch.client_hours:
-            c.executemany(
-                "INSERT INTO client_hours (hour, client_ip, requests) VALUES (?,?,?)"
-                " ON CONFLICT(hour, client_ip) DO UPDATE SET requests = requests + excluded.requests",
-                [(h, ip, n) for (h, ip), n in batch.client_hours.items()],
-            )
-            self._client_days(batch.client_hours)
+            self._client_hours(batch.client_hours)
         if batch.detector_state is not None:
             c.execute(
                 "INSERT INTO detector_state (id, blob, updated_at_ms) VALUES (1, ?, ?)"
@@ -228,25 +223,75 @@ class Store:
                 (batch.detector_state, now),
             )
 
-    def _client_days(self, hours: dict[tuple[int, str], int]) -> None:
-        """Keep ``client_days`` = the sum of ``client_hours`` over every day up to the
-        day in meta ``client_days_through``; later days are in ``client_hours`` only.
+    def _client_hours(self, parts: list[HourClients]) -> None:
+        """Add requests per client and hour: each part as a row of ``client_hour_parts``
+        (its clients as one JSON object), and the parts of the hours the log has left
+        behind merged into one per hour (``merge_client_hours``).
+
+        A row per client and batch upserted into ``client_hours`` cost about 5 us per
+        client and batch (in the million-line bench, 440,000 of them: 2.3 s of the
+        store's CPU); folding the parts into such rows in SQL, once per client and hour,
+        still cost 2 us per client. A merge in Python is a dict update per client.
+        """
+        self.conn.executemany(
+            "INSERT INTO client_hour_parts (hour, counts) VALUES (?, ?)",
+            [(h, orjson.dumps(clients).decode()) for h, clients in parts],
+        )
+        newest = max(h for h, _ in parts)
+        # Lines come in time order, give or take: the hour before the newest stays open.
+        self.merge_client_hours(newest - 1)
+        self._client_days(parts)
+
+    def merge_client_hours(self, before_hour: int) -> None:
+        """Merge the parts of each hour before ``before_hour`` into one (in the caller's
+        transaction). A part that comes later for such an hour (a late source) is merged
+        with the next batch, so the view ``client_hours_all`` reads one JSON object per
+        hour, but for the last two."""
+        c = self.conn
+        hours = [
+            h
+            for (h,) in c.execute(
+                "SELECT hour FROM client_hour_parts WHERE hour < ?"
+                " GROUP BY hour HAVING count(*) > 1",
+                (before_hour,),
+            )
+        ]
+        for h in hours:
+            rows = c.execute(
+                "SELECT id, counts FROM client_hour_parts WHERE hour = ? ORDER BY length(counts) DESC",
+                (h,),
+            ).fetchall()
+            total: dict[str, int] = orjson.loads(rows[0][1])  # the biggest, as it is
+            get = total.get
+            for _, counts in rows[1:]:
+                for ip, n in orjson.loads(counts).items():
+                    total[ip] = get(ip, 0) + n
+            c.executemany("DELETE FROM client_hour_parts WHERE id = ?", [(r[0],) for r in rows])
+            c.execute(
+                "INSERT INTO client_hour_parts (hour, counts) VALUES (?, ?)",
+                (h, orjson.dumps(total).decode()),
+            )
+
+    def _client_days(self, parts: list[HourClients]) -> None:
+        """Keep ``client_days`` = the sum of ``client_hours_all`` over every day up to the
+        day in meta ``client_days_through``; later days are in ``client_hours_all`` only.
 
         A day is rolled up once the log has moved on to the next one: its rows are then
         appended in key order, once. Adding each batch's clients instead touched pages all
         over the current day's rows, and every page touched is written again at commit
-        (about 6 us per line on a busy day). Rows for days already rolled up (a late
+        (about 6 us per line on a busy day). Clients of days already rolled up (a late
         source, an older file scanned after a newer one) go to both tables.
         """
         c = self.conn
         through = self.client_days_through()
         late: dict[tuple[int, str], int] = {}
         newest = through
-        for (h, ip), n in hours.items():
+        for h, clients in parts:
             day = h // 24
             if day <= through:
-                k = (day, ip)
-                late[k] = late.get(k, 0) + n
+                for ip, n in clients.items():
+                    k = (day, ip)
+                    late[k] = late.get(k, 0) + n
             elif day > newest:
                 newest = day
         if late:
@@ -270,7 +315,7 @@ class Store:
             return
         self.conn.execute(
             "INSERT INTO client_days (day, client_ip, requests)"
-            " SELECT hour / 24, client_ip, sum(requests) FROM client_hours"
+            " SELECT hour / 24, client_ip, sum(requests) FROM client_hours_all"
             " WHERE hour >= ? AND hour < ? GROUP BY 1, 2 ORDER BY 1, 2"
             " ON CONFLICT(day, client_ip) DO UPDATE SET requests = requests + excluded.requests",
             ((through + 1) * 24, (upto_day + 1) * 24),

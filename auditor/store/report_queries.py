@@ -308,7 +308,10 @@ Clients = tuple[tuple[ClientRow, ...], int, int]
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    """Whether the store has this table or view (a benchmark's store may lack some)."""
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?", (name,)
+    )
     return row.fetchone() is not None
 
 
@@ -322,7 +325,8 @@ def client_days_through(conn: sqlite3.Connection) -> int:
 def clients(conn: sqlite3.Connection, start_ms: int, end_ms: int, top_n: int) -> Clients:
     """Top clients by requests, the number of distinct clients and their request total.
 
-    ``client_hours`` is kept per hour; periods are hour-aligned for scheduled reports.
+    ``client_hours`` is kept per hour (the hours still under way in parts beside it: the
+    view ``client_hours_all`` reads both); periods are hour-aligned for scheduled reports.
     This is the report's one query whose cost grows with traffic (distinct clients per
     hour): ``clients_from_file`` runs it on its own connection, beside the others. When
     the store also keeps ``client_days`` (day, client_ip, requests), whole days are read
@@ -334,18 +338,19 @@ def clients(conn: sqlite3.Connection, start_ms: int, end_ms: int, top_n: int) ->
     rolled = (
         max(d0, min(d1, client_days_through(conn) + 1)) if _has_table(conn, "client_days") else d0
     )
+    hours = "client_hours_all" if _has_table(conn, "client_hours_all") else "client_hours"
     if d0 < rolled:
         rows = conn.execute(
             "SELECT client_ip, sum(n) FROM ("
             " SELECT client_ip, requests AS n FROM client_days WHERE day >= ? AND day < ?"
-            " UNION ALL SELECT client_ip, requests FROM client_hours"
+            f" UNION ALL SELECT client_ip, requests FROM {hours}"
             " WHERE (hour >= ? AND hour < ?) OR (hour >= ? AND hour < ?)"
             ") GROUP BY client_ip",
             (d0, rolled, h0, d0 * 24, rolled * 24, h1),
         )
     else:
         rows = conn.execute(
-            "SELECT client_ip, sum(requests) FROM client_hours WHERE hour >= ? AND hour < ?"
+            f"SELECT client_ip, sum(requests) FROM {hours} WHERE hour >= ? AND hour < ?"
             " GROUP BY client_ip",
             (h0, h1),
         )

@@ -169,12 +169,20 @@ def _chunk_minute_stats(store: Store, c: Cutoffs, n: int) -> int:
 
 
 def _chunk_client_hours(store: Store, c: Cutoffs, n: int) -> int:
+    # The parts of an hour not folded yet (see Store.fold_client_hours) go first.
+    parts = store.conn.execute(
+        "DELETE FROM client_hour_parts WHERE id IN"
+        " (SELECT id FROM client_hour_parts WHERE hour < ? ORDER BY hour LIMIT ?)",
+        (c.hour, n),
+    ).rowcount
+    if parts >= n:
+        return parts
     cur = store.conn.execute(
         "DELETE FROM client_hours WHERE (hour, client_ip) IN"
         " (SELECT hour, client_ip FROM client_hours WHERE hour < ? ORDER BY hour LIMIT ?)",
-        (c.hour, n),
+        (c.hour, n - parts),
     )
-    return cur.rowcount
+    return parts + cur.rowcount
 
 
 def _chunk_client_days(store: Store, c: Cutoffs, n: int) -> int:
