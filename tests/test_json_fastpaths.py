@@ -1,5 +1,6 @@
 """The inline fast paths of the JSON decoders (ports as text, durations in ns, ISO 8601
-times with a fraction) give what the general helpers give, for usual and odd values."""
+times with a fraction, epoch times as JSON numbers) give what the general helpers give,
+for usual and odd values."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditor.formats import FormatSpec, build_decoder, jsonfmt
 from auditor.formats.event import _duration
-from auditor.formats.times import _parse_uncached, parse_new_time
+from auditor.formats.spec import Ctx
+from auditor.formats.times import _parse_uncached, epoch_time, parse_new_time
 from auditor.model import Event, Line
 from auditor.normalize import to_int
 from auditor.redact import Redactor
@@ -82,6 +86,71 @@ def test_an_iso_time_with_a_fraction_reads_as_the_general_way_reads_it(text: str
     except (ValueError, OverflowError, OSError):
         want = None
     assert parse_new_time(text) == want
+
+
+EPOCHS: list[Any] = [
+    1795161600.007,  # Caddy: seconds as a float
+    1795161600,
+    1795161600007,  # Kong: ms
+    1795161600007000,
+    1795161600007000000,  # Cloudflare: ns
+    99_999_999,
+    100_000_000,
+    1e8,
+    1e8 - 1e-7,
+    1e11,
+    1e11 - 1e-5,
+    10**11 - 1,
+    10**11,
+    10**14 - 1,
+    10**14,
+    10**17 - 1,  # its float is 1e17: scaled as ns, as the general way does
+    10**17 - 64,
+    10**17,
+    10**19 - 1,
+    10**19,
+    2**63,
+    -1795161600,
+    -1.5,
+    0,
+    0.0,
+    1e15 + 0.5,
+    1e16,
+    1e300,
+    float("inf"),
+    float("nan"),
+    True,
+]
+
+
+def _caddy_time(ts: Any) -> Any:
+    """The time of a Caddy record whose ``ts`` is this value (any Python number: the
+    record as orjson would give it, and beyond its 64-bit integers)."""
+    obj = {"ts": ts, "logger": "http.log.access", "request": {"method": "GET", "uri": "/"}}
+    ev = _CADDY(obj, _CTX, Line("c", "/c.log", 0, 1, "{}"), "caddy")
+    return None if ev is None else ev.timestamp
+
+
+_CADDY = jsonfmt.decoder_for(jsonfmt.CADDY, "caddy")
+_CTX = Ctx("c", Redactor(b"k" * 32), None)
+
+
+@pytest.mark.parametrize("value", EPOCHS)
+def test_an_epoch_time_reads_as_epoch_time_reads_it(value: Any) -> None:
+    assert _caddy_time(value) == epoch_time(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.integers(10**7, 10**20),
+        st.floats(1e7, 1e12),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+    )
+)
+def test_any_epoch_number_reads_as_epoch_time_reads_it(value: float) -> None:
+    assert _caddy_time(value) == epoch_time(value)
 
 
 _BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "out"

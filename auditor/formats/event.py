@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import linecache
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from types import CodeType
 from typing import Any, TypeVar, cast
@@ -339,6 +339,21 @@ def assemble(  # noqa: C901 - one flat function: it runs per line
             ts = parse_new_time(time)
             if ts is None:
                 return None
+    elif time.__class__ is float and 1e8 <= time < 1e11:
+        # epoch seconds (Caddy): epoch_time's case, inline (no unit to scale, no year
+        # out of range)
+        ts = _fromtimestamp(time, UTC)
+    elif time.__class__ is int and 100_000_000 <= time < 10**19:
+        # ns (Cloudflare), µs or ms (Kong) since the epoch: epoch_time's case, inline,
+        # scaled by the float's magnitude as _from_epoch does (every result in range)
+        f = float(time)
+        if f >= 1e17:
+            f /= 1e9
+        elif f >= 1e14:
+            f /= 1e6
+        elif f >= 1e11:
+            f /= 1e3
+        ts = _fromtimestamp(f, UTC)
     else:
         ts = epoch_time(time)  # type: ignore[arg-type]
         if ts is None:
@@ -588,6 +603,7 @@ def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
     return params, body.rstrip(), globals()
 
 
+_fromtimestamp = datetime.fromtimestamp
 _F_MAX = 2**1023  # ints below this in size convert to float without OverflowError
 _time_get = TIME_CACHE.get
 _route_get = ROUTE_CACHE.get
