@@ -1,6 +1,6 @@
 """The inline fast paths of the JSON decoders (ports as text, durations in ns, ISO 8601
-times with a fraction, epoch times as JSON numbers) give what the general helpers give,
-for usual and odd values."""
+times with a fraction, epoch times as JSON numbers, a fixup's reads of the record) give
+what the general helpers give, for usual and odd values."""
 
 from __future__ import annotations
 
@@ -173,6 +173,12 @@ _ODD: dict[str, list[dict[str, Any]]] = {
         },
         {"ts": "x", "request": {"method": "GET", "uri": "/", "tls": None}},
         {"ts": 1e9, "request": {"method": "GET", "uri": "/", "tls": {"version": None}}},
+        # the keys the fixup reads absent, null or of another type, in records of one shape
+        {"ts": 1e9, "logger": None, "request": {"method": "GET", "uri": "/"}},
+        {"ts": 1e9, "logger": ["http.log.access"], "request": {"method": "GET", "uri": "/"}},
+        {"logger": "http.log.access.x", "ts": 1e9, "request": {"method": "GET", "uri": "/"}},
+        {"ts": 1e9, "logger": "http.log.access", "request": None},
+        {"ts": 1e9, "logger": "http.log.access"},
     ],
     "kong-json": [
         {"started_at": 1795161600007, "request": {"method": "GET", "uri": "/", "url": "x"}},
@@ -181,6 +187,8 @@ _ODD: dict[str, list[dict[str, Any]]] = {
             "request": {"method": "GET", "uri": "/", "url": "h://a.b/c", "tls": {}},
         },
         {"started_at": 1795161600007, "request": [1]},
+        {"started_at": 1795161600007, "request": None},
+        {"started_at": 1795161600007, "client_ip": "192.0.2.1"},
     ],
     "cloudflare": [
         {"EdgeStartTimestamp": 5, "EdgeEndTimestamp": 3, "ClientRequestURI": "/"},
@@ -192,6 +200,17 @@ _ODD: dict[str, list[dict[str, Any]]] = {
             "ClientSSLProtocol": "NONE",
         },
         {"EdgeStartTimestamp": 1795161600007, "ClientRequestURI": "/", "ClientSSLProtocol": ""},
+        {"EdgeStartTimestamp": 1795161600007, "ClientRequestURI": "/", "ClientSSLProtocol": None},
+        {"EdgeStartTimestamp": 1795161600007, "ClientRequestURI": "/", "ClientSSLProtocol": 3},
+        {"EdgeStartTimestamp": 1795161600007, "EdgeEndTimestamp": None, "ClientRequestURI": "/"},
+        {"EdgeEndTimestamp": 1795161600019, "EdgeStartTimestamp": 1795161600007, "RayID": "r"},
+        {
+            "EdgeStartTimestamp": "2026-11-20T08:00:00Z",
+            "EdgeEndTimestamp": "2026-11-20T08:00:01Z",
+            "ClientRequestURI": "/",
+            "ClientRequestScheme": "http",
+            "ClientSSLProtocol": "TLSv1.3",
+        },
     ],
     "traefik-json": [
         {"StartUTC": "2026-11-20T08:00:00Z", "RequestPath": "/", "ClientHost": "1.2.3.4, 5.6.7.8"},

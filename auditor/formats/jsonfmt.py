@@ -338,6 +338,8 @@ def _lookup_code(
     dotted: frozenset[str],
     shape: tuple[str, ...] | None = None,
     prefix: str = "k_",
+    top: dict[str, str] | None = None,
+    also: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Code that sets ``<prefix><key>`` for each key of ``sch`` as ``compile_schema`` sets
     ``raw[key]`` (``None`` when absent), and returns ``None`` when the record has no time
@@ -346,9 +348,14 @@ def _lookup_code(
 
     With ``shape`` (the top-level keys of the records the code is for, in order), the code
     takes the values in one unpacking of ``obj.values()`` instead of a lookup per key, and
-    leaves out the lookups of the other top-level keys: each would give ``None``."""
+    leaves out the lookups of the other top-level keys: each would give ``None``. Then
+    ``top`` gets each top-level key's local (``also``: further keys to unpack, those a
+    fixup reads)."""
     head: list[str] = []
-    top = {} if shape is None else _unpack(sch, shape, head)
+    unpacked = {} if shape is None else _unpack(sch, shape, head, also)
+    if top is not None:
+        top.update(unpacked)
+    top = unpacked
     objects = _nested_objects(sch, head, top, shape is not None)
     if dotted and shape is None:  # a flat "a.b" key is looked up only in records that have one
         head.append("    flat = not dotted.isdisjoint(obj)")
@@ -398,10 +405,13 @@ def _lookup_code(
     return head + body
 
 
-def _unpack(sch: Schema, shape: tuple[str, ...], head: list[str]) -> dict[str, str]:
+def _unpack(
+    sch: Schema, shape: tuple[str, ...], head: list[str], also: frozenset[str] = frozenset()
+) -> dict[str, str]:
     """Appends to ``head`` the unpacking of a record of this shape's values into locals
-    (``o<i>``; ``_`` for keys no lookup of ``sch`` reads); returns key -> local."""
-    used = {lk if isinstance(lk, str) else lk[0] for _k, lks in sch for lk in lks}
+    (``o<i>``; ``_`` for keys neither a lookup of ``sch`` nor ``also`` reads); returns
+    key -> local."""
+    used = {lk if isinstance(lk, str) else lk[0] for _k, lks in sch for lk in lks} | also
     names = [f"o{i}" if key in used else "_" for i, key in enumerate(shape)]
     if shape:
         head.append(f"    {', '.join(names)}, = obj.values()")
@@ -470,7 +480,11 @@ def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None
     prefix = "" if inline is not None else "k_"  # inline: the locals are its parameters
     dotted = frozenset(lk for _k, lks in sch for lk in lks if isinstance(lk, str) and "." in lk)
     as_text = set(fix_keys) - _FIX_INTS.get(kind, frozenset())
-    body = _lookup_code(sch, _INTS - as_text, _NUMBERS - as_text, dotted, shape, prefix)
+    top: dict[str, str] = {}
+    fix_reads = _fix_reads(fix, fix_keys) if fix is not None and INLINE_FIX else frozenset()
+    body = _lookup_code(
+        sch, _INTS - as_text, _NUMBERS - as_text, dotted, shape, prefix, top, fix_reads
+    )
     scope: dict[str, Any] = {}
     if inline is not None:
         scope.update(inline[2])  # the globals assemble's body reads
@@ -487,7 +501,8 @@ def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None
         for key in fix_keys:
             if key not in keys:
                 body.append(f"    {prefix}{key} = None")
-        fix_body = _inline_fix(fix, fix_keys, prefix, scope) if INLINE_FIX else None
+        shaped = top if shape is not None else None
+        fix_body = _inline_fix(fix, fix_keys, prefix, scope, shaped) if INLINE_FIX else None
         if fix_body is not None:
             body += fix_body
         else:
@@ -517,7 +532,11 @@ INLINE_FIX = True
 
 
 def _inline_fix(
-    fix: Fix, keys: tuple[str, ...], prefix: str, scope: dict[str, Any]
+    fix: Fix,
+    keys: tuple[str, ...],
+    prefix: str,
+    scope: dict[str, Any],
+    shaped: Mapping[str, str] | None = None,
 ) -> list[str] | None:
     """The body of a fixup (``_FIX``) as lines of a generated decoder, which holds its
     values in the locals ``<prefix><key>``: its parameters are those locals, its own locals
@@ -526,10 +545,16 @@ def _inline_fix(
     the globals it reads to ``scope``. ``None`` (call it instead) when its source is not
     at hand, it returns anything else, or a global it reads is another object in
     ``scope``. A call cost about a fifth of what the fixup does (values packed into a
-    tuple, unpacked again)."""
+    tuple, unpacked again).
+
+    ``shaped``: the decoder is for one record shape, whose top-level values are these
+    locals (key -> local): each ``obj.get('key')`` of the fixup reads its local instead,
+    or ``None`` for a key the shape has not (what the lookup gives on such a record)."""
     body = _fix_statements(fix, keys)
     if body is None:
         return None
+    if shaped is not None:
+        body = [_ShapedGets(shaped).visit(stmt) for stmt in body]
     stored = {
         n.id
         for stmt in body
@@ -550,6 +575,44 @@ def _inline_fix(
         return None
     scope.update(globals_read)
     return ["    " + ln for stmt in body for ln in ast.unparse(stmt).splitlines()]
+
+
+def _obj_get_key(node: ast.AST) -> str | None:
+    """The key of an ``obj.get('key')`` call (a text literal, one argument), else None."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "obj"
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
+        return node.args[0].value
+    return None
+
+
+def _fix_reads(fix: Fix, keys: tuple[str, ...]) -> frozenset[str]:
+    """The top-level keys a fixup reads with ``obj.get('key')``."""
+    body = _fix_statements(fix, keys) or []
+    found = (_obj_get_key(n) for stmt in body for n in ast.walk(stmt))
+    return frozenset(k for k in found if k is not None)
+
+
+class _ShapedGets(ast.NodeTransformer):
+    """``obj.get('key')`` -> the local holding that key's value (``None`` if absent)."""
+
+    def __init__(self, shaped: Mapping[str, str]) -> None:
+        self.shaped = shaped
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        key = _obj_get_key(node)
+        if key is None:
+            return self.generic_visit(node)
+        local = self.shaped.get(key)
+        return ast.Constant(None) if local is None else ast.Name(local, ast.Load())
 
 
 @cache
