@@ -240,6 +240,37 @@ def test_client_hours_merge_once_the_log_has_moved_on(tmp_path: Path) -> None:
     s.close()
 
 
+def test_client_parts_of_an_hour_under_way_merge_when_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon writes a batch every second or so: the parts of the hour under way are
+    merged once there are ``MERGE_PARTS`` of them, also after a reopen."""
+    from auditor.store import db
+
+    monkeypatch.setattr(db, "MERGE_PARTS", 3)
+    h = 20_000 * 24 + 5
+    s = Store.open(tmp_path / "a.db")
+
+    def parts() -> int:
+        return int(s.conn.execute("SELECT count(*) FROM client_hour_parts").fetchone()[0])
+
+    s.write(Batch(client_hours=[(h, {"192.0.2.1": 1})]))
+    s.write(Batch(client_hours=[(h, {"192.0.2.1": 1})]))
+    assert parts() == 2
+    s.close()
+    s = Store.open(tmp_path / "a.db")
+    s.write(Batch(client_hours=[(h, {"192.0.2.2": 1})]))
+    assert parts() == 1
+    for _ in range(3):  # 2, 3 (merged: 1), 2
+        s.write(Batch(client_hours=[(h, {"192.0.2.1": 1})]))
+    assert parts() == 2
+    rows = s.conn.execute(
+        "SELECT client_ip, sum(requests) FROM client_hours_all GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert rows == [("192.0.2.1", 5), ("192.0.2.2", 1)]
+    s.close()
+
+
 @pytest.mark.parametrize("order", ["forward", "backward", "shuffled"])
 def test_client_days_roll_up_gives_the_sums_of_the_hours(tmp_path: Path, order: str) -> None:
     """``client_days`` is rolled up a day at a time once the log moves on; rows that come

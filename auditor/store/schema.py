@@ -290,8 +290,8 @@ def m006_client_days_through(db: Database) -> None:
 @migrations()
 def m007_client_hour_parts(db: Database) -> None:
     """Requests per client and hour as JSON objects ``{ip: requests}``: a row per hour of
-    each batch written, merged into one per hour once the log has moved on
-    (``Store.merge_client_hours``). A row per client and batch upserted into
+    each batch written, merged into one per hour once the log has moved on, or once an
+    hour under way has ``MERGE_PARTS`` of them (``Store._client_hours``). A row per client and batch upserted into
     ``client_hours`` cost the store about 5 us per client; that table keeps the hours
     written before, and the view ``client_hours_all`` reads both."""
     db.executescript(
