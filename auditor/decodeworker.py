@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from auditor.errors import AuditorError
 from auditor.formats import FormatSpec, build_decoder
@@ -168,8 +168,8 @@ class _Sieve:
     detector: Detector
     token: str
 
-    def mark(self, events: list[Event]) -> Marks:
-        return self.detector.sieve(events, self.token)
+    def mark(self, events: list[Event], columns: dict[str, list[Any]]) -> Marks:
+        return self.detector.sieve(events, self.token, columns)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -198,15 +198,16 @@ def _reply(
     for the parent's rules, so that the parent, which detects, need not)."""
     events = batch.events
     columns = None
+    read: dict[str, list[Any]] = {}  # the columns the sieve read (pack reuses them)
     if sieve is not None and events:
-        batch.marks = sieve.mark(events)
+        batch.marks = sieve.mark(events, read)
         # What the parent's detectors read of every event, so that it builds only the
         # events they look at one by one.
         columns = sieve.columns
     # The parent rebuilds the events from the rows as serialized for the store (one
     # serialisation, not two; the store compresses them, in a thread of the parent where
     # zlib runs without the GIL); see auditor.packedevents.
-    packed = pack(events, batch.event_ms, columns)
+    packed = pack(events, batch.event_ms, columns, read)
     batch.packed = packed.blocks
     batch.dropped = len(events)  # until the parent rebuilds them
     batch.events = []

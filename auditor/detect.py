@@ -367,10 +367,13 @@ class Detector:
                 for i, got in det.observe_stretch(stretch):
                     out.append((i, pos, got))
 
-    def sieve(self, events: Sequence[Event], token: str) -> Marks:
+    def sieve(
+        self, events: Sequence[Event], token: str, columns: dict[str, list[Any]] | None = None
+    ) -> Marks:
         """The sieve's verdict on ``events`` (see ``_suspects``), for ``observe_many`` in
-        the process that detects them: a decode worker sieves what it decoded."""
-        out, url = self._sieve.suspects(events)
+        the process that detects them: a decode worker sieves what it decoded. The fields
+        the sieve read are left in ``columns``."""
+        out, url = self._sieve.suspects(events, columns)
         out |= url
         return Marks(array("I", sorted(out)), array("I", sorted(url)), len(events), token)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from operator import attrgetter
@@ -49,14 +49,23 @@ class Packed(NamedTuple):
         )
 
 
-def pack(events: Sequence[Event], times: Sequence[int], columns: Sequence[str] | None) -> Packed:
+def pack(
+    events: Sequence[Event],
+    times: Sequence[int],
+    columns: Sequence[str] | None,
+    read: Mapping[str, list[Any]] | None = None,
+) -> Packed:
     """``events`` (``times``: their epoch ms) serialized for the store, with the named
-    ``columns`` for a process that builds only the events it looks at; with ``columns``
-    None, for one that builds them all."""
+    ``columns`` for a process that builds only the events it looks at (``read``: columns
+    already read, e.g. by the sieve); with ``columns`` None, for one that builds them all."""
     got: dict[str, list[Any]] | None = None
     offsets: list[array[int]] | None = None
     if columns is not None:
-        got = {name: list(map(attrgetter(name), events)) for name in columns}
+        have = read or {}
+        got = {
+            name: have[name] if name in have else list(map(attrgetter(name), events))
+            for name in columns
+        }
         offsets = []
     blocks = serialize_events(events, times, offsets)
     stamps, index = _stamps(events, times)

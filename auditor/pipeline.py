@@ -320,6 +320,7 @@ class Pipeline:
                 current_source = line.source
                 counter = batch.counter(current_source)
                 decode = decoders.get(current_source)
+                decode = getattr(decode, "direct", decode)  # see SourceDecoder.direct
             if line.replay:
                 if decode is not None:
                     decode(line)  # only for the state it sets (the file's columns)

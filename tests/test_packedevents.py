@@ -69,6 +69,24 @@ def test_every_event_comes_back_as_it_was(sources: list[int], rnd: random.Random
         packed[len(events)]
 
 
+def test_columns_the_worker_sieve_read_are_sent_as_read() -> None:
+    """A sieving worker hands ``pack`` the columns its sieve read: they are sent as they
+    are (not read again), and the others are read from the events."""
+    rules = load_rulesets(sorted(bundled_rules_dir().glob("*.toml")), {})
+    from auditor.detect import Detector
+
+    detector = Detector(rules)
+    read: dict[str, list[object]] = {}
+    detector.sieve(EVENTS, "t", read)
+    assert "path" in read and "status" in read
+    packed = pack(EVENTS, epoch_ms(EVENTS), detector.columns, read)
+    assert packed.columns is not None
+    for name in detector.columns:
+        assert packed.columns[name] == [getattr(e, name) for e in EVENTS]
+        if name in read:
+            assert packed.columns[name] is read[name]
+
+
 @pytest.mark.parametrize("pattern", ["one", "runs", "interleaved"])
 def test_rows_are_found_across_full_blocks(pattern: str) -> None:
     """More than ``BLOCK_MAX`` events of a source: several blocks per source."""

@@ -330,7 +330,7 @@ class SourceDecoder:
     directive line: see ``is_directive``). ``take_choices()`` drains what ``auto``
     decided since the last call. Never raises on any line."""
 
-    __slots__ = ("_decode", "_slow", "auto")
+    __slots__ = ("_decode", "_slow", "auto", "direct")
 
     def __init__(self, spec: FormatSpec, redactor: RedactorLike, source: str) -> None:
         ctx = Ctx(source, redactor, _check_scheme(spec))
@@ -339,6 +339,8 @@ class SourceDecoder:
         slow: _Auto | _Named = _Auto(ctx) if parser is None else _Named(parser, ctx)
         self._slow = slow
         self._decode = _fast_path(slow.states, slow.find)
+        # The same function without this object's call around it (a hot loop's own).
+        self.direct: Callable[[Line], Event | None] = self._decode
 
     def __call__(self, line: Line) -> Event | None:
         return self._decode(line)
