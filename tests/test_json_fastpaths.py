@@ -250,3 +250,29 @@ def test_fixups_written_into_the_decoder_do_what_their_functions_do(
 def test_every_fixup_is_written_into_its_decoder() -> None:
     for kind, (fix, keys) in jsonfmt._FIX.items():
         assert jsonfmt._inline_fix(fix, keys, "", {}) is not None, kind
+
+
+_KINDS = {
+    "caddy": "caddy",
+    "kong-json": "kong",
+    "cloudflare": "cloudflare",
+    "traefik-json": "traefik",
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(_ODD))
+def test_records_of_changing_shapes_decode_as_the_dict_way_decodes_them(fmt: str) -> None:
+    """A source's bound decoder keeps the last record's shape and decoder: lines of one
+    shape, then of others, then of the first again give what the dict way gives."""
+    bench = _lines(fmt)[: -len(_ODD[fmt])]
+    odd = [orjson.dumps(r).decode() for r in _ODD[fmt]]
+    texts = bench[:3] + odd + bench[3:6] + odd[::-1] + odd[:1] * 3 + bench[6:9] + ["{}", "[1]"]
+    kind = _KINDS[fmt]
+    via_dict = jsonfmt._decoder_via_dict(jsonfmt.SCHEMAS[kind], kind)
+    ctx = Ctx("s", Redactor(b"k" * 32), None)
+    want = []
+    for i, text in enumerate(texts):
+        obj = orjson.loads(text)
+        line = Line("s", "/s.log", i, i + 1, text)
+        want.append(via_dict(obj, ctx, line, fmt) if isinstance(obj, dict) else None)
+    assert _all_events(fmt, texts) == want

@@ -995,8 +995,14 @@ def _bind_one(
         return decode_plain
     shapes_get = decoder.shapes.get
     for_shape = decoder.for_shape
+    # The last record's shape and its decoder: a logger writes one shape line after line,
+    # and comparing with it costs less than hashing the shape for the lookup (the keys are
+    # the same objects from line to line: orjson keeps them, so each compares by identity)
+    last_shape: tuple[str, ...] = ()
+    last_dec: JsonDecode | None = None
 
     def decode(text: str, line: Line) -> Event | None:
+        nonlocal last_shape, last_dec
         if text[:1] != "{":  # what _json_object does, inline
             return None if otherwise is None else otherwise(text, line)
         try:
@@ -1006,9 +1012,12 @@ def _bind_one(
         if obj.__class__ is not dict:
             return None
         shape = tuple(obj)
+        if shape == last_shape and last_dec is not None:
+            return last_dec(obj, ctx, line, name)
         dec = shapes_get(shape)
         if dec is None:
             dec = for_shape(shape)
+        last_shape, last_dec = shape, dec
         return dec(obj, ctx, line, name)
 
     return decode
