@@ -672,19 +672,22 @@ class Shaped:
     """``compile_decoder(sch, kind)``, specialised per record shape (its top-level keys in
     order, as a logger writes them line after line): the code for one shape takes the
     values in one unpacking and looks up only the spellings present. Same event for
-    every record; past ``_MAX_SHAPES`` shapes, new ones go to the plain decoder."""
+    every record; past ``_MAX_SHAPES`` shapes, new ones go to the plain decoder (compiled
+    then: about 7 ms of each process's start that a source of a few shapes never needs)."""
 
     __slots__ = ("kind", "plain", "sch", "shapes")
 
     def __init__(self, sch: Schema, kind: str) -> None:
         self.sch = sch
         self.kind = kind
-        self.plain = compile_decoder(sch, kind)
+        self.plain: JsonDecode | None = None
         self.shapes: dict[tuple[str, ...], JsonDecode] = {}
 
     def for_shape(self, shape: tuple[str, ...]) -> JsonDecode:
         """The decoder of records of this shape (``shapes`` has no entry for it yet)."""
         if len(self.shapes) >= _MAX_SHAPES:
+            if self.plain is None:
+                self.plain = compile_decoder(self.sch, self.kind)
             return self.plain
         dec = self.shapes[shape] = compile_decoder(self.sch, self.kind, shape)
         return dec
