@@ -271,6 +271,24 @@ def test_client_parts_of_an_hour_under_way_merge_when_many(
     s.close()
 
 
+def test_client_parts_with_wild_hours(tmp_path: Path) -> None:
+    """Hostile times: a line from the far future does not close the hour under way (its
+    parts would then be merged with every batch), and a batch with more hours than
+    SQLite takes parameters is written."""
+    h = 20_000 * 24 + 5
+    s = Store.open(tmp_path / "a.db")
+    busy = {f"192.0.2.{i}": 1 for i in range(20)}
+    for _ in range(3):
+        s.write(Batch(client_hours=[(h, busy), (h + 100_000, {"203.0.113.9": 1})]))
+    n_h = s.conn.execute("SELECT count(*) FROM client_hour_parts WHERE hour = ?", (h,))
+    assert n_h.fetchone() == (3,)  # still open: not merged
+    wild = [(h - 50_000 + 2 * i, {"198.51.100.1": 1}) for i in range(40_000)]
+    s.write(Batch(client_hours=wild))
+    total = s.conn.execute("SELECT sum(requests) FROM client_hours_all").fetchone()[0]
+    assert total == 3 * 21 + 40_000
+    s.close()
+
+
 @pytest.mark.parametrize("order", ["forward", "backward", "shuffled"])
 def test_client_days_roll_up_gives_the_sums_of_the_hours(tmp_path: Path, order: str) -> None:
     """``client_days`` is rolled up a day at a time once the log moves on; rows that come

@@ -233,7 +233,7 @@ class Store:
     def _client_hours(self, parts: list[HourClients]) -> None:
         """Add requests per client and hour: each part as a row of ``client_hour_parts``
         (its clients as one JSON object); then merge the parts of each hour the log has
-        left behind (before the newest but one) into one, and those of an hour under way
+        left behind (before the log's hour but one) into one, and those of an hour under way
         once it has ``MERGE_PARTS`` (a daemon writes a batch every second or so: its
         parts stay few, and no bigger on disk than the hour's clients, give or take).
 
@@ -255,15 +255,22 @@ class Store:
                     "SELECT hour FROM client_hour_parts GROUP BY hour HAVING count(*) > 1"
                 )
             }
-        unmerged.update(h for h, _ in parts)
-        # Lines come in time order, give or take: the hour before the newest stays open.
-        closed = max(h for h, _ in parts) - 1
+        # The log's hour is where most of the batch's clients are (a line from the far
+        # future must not close the hour under way: its parts would be merged with every
+        # batch). Lines come in time order, give or take: the hour before stays open.
+        weight: dict[int, int] = {}
+        for h, clients in parts:
+            weight[h] = weight.get(h, 0) + len(clients)
+        closed = max(weight, key=lambda h: (weight[h], h)) - 1
+        unmerged.update(weight)
         hours = sorted(unmerged)
+        # A range, not a list of hours (a batch of wild times could pass SQLite's limit on
+        # parameters); the parts of other hours in it are one per hour.
         counts = dict(
             c.execute(
                 "SELECT hour, count(*) FROM client_hour_parts"
-                f" WHERE hour IN ({','.join('?' * len(hours))}) GROUP BY hour",
-                hours,
+                " WHERE hour >= ? AND hour <= ? GROUP BY hour",
+                (hours[0], hours[-1]),
             ).fetchall()
         )
         for h in hours:
