@@ -39,22 +39,20 @@ def main() -> int:
     )
     if have_report == 0:
         out = ROOT / "reports" / "demo-2026-11-20.pdf"
-        if (
-            run(
-                "report",
-                "--config",
-                cfg,
-                "--from",
-                "2026-11-20",
-                "--to",
-                "2026-11-21",
-                "--out",
-                str(out.relative_to(ROOT)),
-            )
-            != 0
-        ):
+        args = ["report", "--config", cfg, "--from", "2026-11-20", "--to", "2026-11-21"]
+        args += ["--out", str(out.relative_to(ROOT))]
+        print(f"$ log-auditor {' '.join(args)}", flush=True)
+        done = subprocess.run(
+            [EXE, *args], check=False, cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        print(done.stdout, end="", flush=True)
+        if done.returncode != 0:
             return 1
-        print(f"\nPDF report: {out}")
+        # An issued report is never overwritten: a second demo writes ...-r2.pdf, and the
+        # command's first line says where.
+        lines = done.stdout.splitlines()
+        written = ROOT / lines[0].strip() if lines and lines[0].strip() else out
+        print(f"\nPDF report: {written}")
     return 0
 
 
