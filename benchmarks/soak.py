@@ -52,11 +52,14 @@ from procmem import TreeMemory, tree_memory
 
 HERE = Path(__file__).resolve().parent
 TS = "20/Nov/2026:12:00:00 +0000"
-LINE = '198.51.100.7 - - [{ts}] "GET /item/{n} HTTP/1.1" 200 5 "-" "soak"\n'
+LINE = '198.51.{a}.{b} - - [{ts}] "GET /item/{n} HTTP/1.1" 200 5 "-" "soak"\n'
+CLIENTS = 5000  # client IPs, in turn: the per-client aggregates see many keys
 
 
 def lines(start: int, stop: int) -> str:
-    return "".join(LINE.format(ts=TS, n=n) for n in range(start, stop))
+    return "".join(
+        LINE.format(a=n % CLIENTS // 250, b=n % 250, ts=TS, n=n) for n in range(start, stop)
+    )
 
 
 def write_config(work: Path, log: Path, *, rules: bool = True, daemon: str = "") -> Path:
@@ -115,6 +118,18 @@ def wait_registered(db: Path, source: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the daemon did not start within {timeout} s")
         time.sleep(0.05)
+
+
+def aggregate_totals(db: Path) -> tuple[int, int]:
+    """Requests counted in ``minute_stats`` and in the per-client hours: committed with
+    the events, they must add up to the events stored, kills or not."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        minutes = conn.execute("SELECT coalesce(sum(requests), 0) FROM minute_stats")
+        clients = conn.execute("SELECT coalesce(sum(requests), 0) FROM client_hours_all")
+        return int(minutes.fetchone()[0]), int(clients.fetchone()[0])
+    finally:
+        conn.close()
 
 
 def stored_count(db: Path) -> int:
@@ -240,15 +255,22 @@ class SoakResult:
     write_seconds: float
     catch_up_seconds: float
     exit_code: int | None
+    aggregates: tuple[int, int] = (0, 0)  # requests in minute_stats, in client hours
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.doubled and self.stored == self.lines
+        return (
+            not self.missing
+            and not self.doubled
+            and self.stored == self.lines
+            and self.aggregates == (self.lines, self.lines)
+        )
 
     def summary(self) -> str:
         return (
             f"lines={self.lines} stored={self.stored} distinct_ok={self.ok}"
             f" missing={len(self.missing)} doubled={len(self.doubled)} kills={self.kills}"
+            f" minute_requests={self.aggregates[0]} client_requests={self.aggregates[1]}"
             f" rotations={self.rotations} write_rate={self.lines / self.write_seconds:,.0f}/s"
             f" catch_up={self.catch_up_seconds:.1f}s final_exit={self.exit_code}"
         )
@@ -326,6 +348,7 @@ def soak(
         write_seconds,
         catch_up,
         code,
+        aggregate_totals(db),
     )
 
 

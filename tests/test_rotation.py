@@ -153,6 +153,7 @@ def test_sigkill_at_random_moments_with_rotations_short_soak(tmp_path: Path) -> 
     assert not res.missing, f"missing {res.missing[:20]}"
     assert not res.doubled, f"doubled {res.doubled[:20]}"
     assert res.stored == 20_000
+    assert res.aggregates == (20_000, 20_000)  # per minute and per client, exactly once too
     assert res.rotations["rename"] >= 1 and res.rotations["copytruncate"] >= 1
 
 
