@@ -216,3 +216,11 @@ def test_pass_through_redactor_satisfies_protocol() -> None:
     assert r.redact_target("/a", "b=1") == ("/a", "b=1", ())
     assert r.redact_url("http://x/", "referer") == ("http://x/", ())
     assert r.redact_text("ua") == "ua" and r.redact_user("bob") == "bob"
+
+
+def test_paths_of_one_route_share_its_text() -> None:
+    """A decode worker sends every event's route: one object per route is pickled once."""
+    a = route_template("/api/v1/users/81234/orders")
+    b = route_template("/api/v1/users/99120/orders")
+    assert a == "/api/v1/users/{id}/orders"
+    assert a is b
