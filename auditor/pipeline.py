@@ -244,19 +244,22 @@ def _times(batch: Batch) -> list[int]:
 
 
 def epoch_ms(events: Sequence[Event]) -> list[int]:
-    """Epoch milliseconds of each event, converting each distinct datetime object once.
+    """Epoch milliseconds of each event, converting each run of one datetime object once.
 
-    Decoders share one datetime object per distinct time string, and every event of the
-    batch is alive while this runs, so ``id()`` is a safe and cheap cache key here.
+    Decoders share one datetime object per distinct time string, and a log's lines of one
+    second come together: the last object is the cache. (A dict by ``id()`` cost more
+    than it saved where every line has a time of its own, as JSON logs with fractions:
+    0.46 against 0.31 us an event for traefik-json, 0.13 against 0.07 for nginx.)
     """
-    cache: dict[int, int] = {}
     out: list[int] = []
     append = out.append
+    last: object = None
+    ms = 0
     for ev in events:
         ts = ev.timestamp
-        ms = cache.get(id(ts))
-        if ms is None:
-            ms = cache[id(ts)] = int(ts.timestamp() * 1000)
+        if ts is not last:
+            last = ts
+            ms = int(ts.timestamp() * 1000)
         append(ms)
     return out
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditor.pipeline import Batch, Pipeline
+from auditor.pipeline import Batch, Pipeline, epoch_ms
 from factories import make_event
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
@@ -83,3 +83,16 @@ def test_minute_stats_equal_a_plain_count(
         for ip, n in clients.items():
             parts[(hour, ip)] += n
     assert parts == per_ip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 999_999)), max_size=60))
+def test_epoch_ms_of_shared_and_own_datetimes(stamps: list[tuple[int, int]]) -> None:
+    """Runs of one datetime object, objects met again later, equal times in other objects:
+    each event's epoch ms is its own time's."""
+    shared = {s: T0 + timedelta(seconds=s) for s, _ in stamps}
+    events = [
+        make_event(timestamp=shared[s] if us % 2 else T0 + timedelta(seconds=s, microseconds=us))
+        for s, us in stamps
+    ]
+    assert epoch_ms(events) == [int(e.timestamp.timestamp() * 1000) for e in events]
