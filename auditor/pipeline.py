@@ -133,7 +133,8 @@ class Batch:
     counters: dict[str, SourceCounters] = field(default_factory=dict)
     minutes: dict[tuple[str, int], MinuteStats] = field(default_factory=dict)
     # Requests per client IP of each epoch hour, in parts: one per hour of each decoded
-    # stretch (a merge only puts parts together; the store sums them, in SQL).
+    # stretch (a merge only puts parts together; the store keeps them as they are and
+    # merges an hour's parts once the log has moved on: see Store._client_hours).
     client_hours: list[HourClients] = field(default_factory=list)
     detector_state: bytes | None = None
     event_ms: list[int] = field(default_factory=list)  # epoch ms of each event, same order

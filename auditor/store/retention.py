@@ -169,7 +169,7 @@ def _chunk_minute_stats(store: Store, c: Cutoffs, n: int) -> int:
 
 
 def _chunk_client_hours(store: Store, c: Cutoffs, n: int) -> int:
-    # The parts of an hour not folded yet (see Store.fold_client_hours) go first.
+    # Requests per client kept as JSON parts (see Store._client_hours) go first.
     parts = store.conn.execute(
         "DELETE FROM client_hour_parts WHERE id IN"
         " (SELECT id FROM client_hour_parts WHERE hour < ? ORDER BY hour LIMIT ?)",

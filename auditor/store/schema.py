@@ -291,9 +291,9 @@ def m006_client_days_through(db: Database) -> None:
 def m007_client_hour_parts(db: Database) -> None:
     """Requests per client and hour as JSON objects ``{ip: requests}``: a row per hour of
     each batch written, merged into one per hour once the log has moved on, or once an
-    hour under way has ``MERGE_PARTS`` of them (``Store._client_hours``). A row per client and batch upserted into
-    ``client_hours`` cost the store about 5 us per client; that table keeps the hours
-    written before, and the view ``client_hours_all`` reads both."""
+    hour under way has ``MERGE_PARTS`` of them (``Store._client_hours``). A row per client
+    and batch upserted into ``client_hours`` cost the store about 5 us per client; that
+    table keeps the hours written before, and the view ``client_hours_all`` reads both."""
     db.executescript(
         """
         CREATE TABLE client_hour_parts (
