@@ -397,6 +397,17 @@ def scan_file_parallel(
     size = HERE_CHUNK if here is not None else CHUNK if n == 1 else CHUNK // 2
     turn = 0
     worker = 0  # the turn's taker (chosen as the turn starts: a line stays with one)
+
+    def hand_out(taker: int, offset: int, data: bytes, end: int) -> None:
+        """The chunk at ``offset`` to its taker: a worker, or this process (HERE)."""
+        s = _Sent(ident, source, str(path), end, taker)
+        if taker == HERE:
+            assert here is not None
+            s.done = here.decode(s, offset, data)
+        else:
+            pool.workers[taker].send(ident.file_id, source, spec, str(path), offset, data, end)
+        sent.append(s)
+
     try:
         start = batcher.resume_offset(ident.file_id)
         if not ident.compressed and start >= ident.size:
@@ -418,15 +429,7 @@ def scan_file_parallel(
                     cut = buf.rfind(b"\n") + 1
                     if cut:
                         piece, rest = buf[:cut], buf[cut:]
-                s = _Sent(ident, source, str(path), end, worker)
-                if worker == HERE:
-                    assert here is not None
-                    s.done = here.decode(s, offset, piece)
-                else:
-                    pool.workers[worker].send(
-                        ident.file_id, source, spec, str(path), offset, piece, end
-                    )
-                sent.append(s)
+                hand_out(worker, offset, piece, end)
                 offset += len(piece)
                 on_bytes(len(piece) if not ident.compressed else 0)
                 _collect(pool, sent, batcher, keep, ready_only=here is not None)
@@ -439,15 +442,7 @@ def scan_file_parallel(
                         worker = turn
                 buf = rest + more if rest else more
             if sent and sent[-1].end == MORE:  # a file that ended on a chunk boundary
-                s = _Sent(ident, source, str(path), end_code, worker)
-                if worker == HERE:
-                    assert here is not None
-                    s.done = here.decode(s, offset, b"")
-                else:
-                    pool.workers[worker].send(
-                        ident.file_id, source, spec, str(path), offset, b"", end_code
-                    )
-                sent.append(s)
+                hand_out(worker, offset, b"", end_code)
     finally:
         # Whatever was read (also before damage) is kept with its position.
         _collect(pool, sent, batcher, 0)
