@@ -13,13 +13,17 @@ per-event bulk gating, which needs no other event) for this process's rules
 (``use_sieve``) and sends its marks along, and the columns the detectors read over every
 event: this process then builds only the events its detectors look at one by one.
 
-``scan`` uses workers for large inputs (``PARALLEL_MIN_BYTES``: starting a process costs
-a few hundred milliseconds), the daemon when ``decode_worker`` is on.
+``scan`` uses workers for large inputs (``PARALLEL_MIN_BYTES``), the daemon when
+``decode_worker`` is on. The daemon's workers are new ``python`` processes (about 0.15 s
+each to start: the interpreter and the imports); a scan's are forked from it
+(``DecodePool(fork=True)``), with every module already imported, while it has no other
+thread.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import pickle
 import queue
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +80,13 @@ def child_main() -> None:
     child_main; child_main()" TASK_FD RESULT_FD MAX_LINE PARENT_PID``. The redaction key
     comes first on the task pipe (never in the command line or the environment)."""
     task_fd, result_fd, max_line, parent = (int(a) for a in sys.argv[1:5])
+    _run(task_fd, result_fd, max_line, parent)
+    # Nothing is left to flush (results go out unbuffered): no interpreter teardown, which
+    # the parent, waiting for its workers to end, would wait for.
+    os._exit(0)
+
+
+def _run(task_fd: int, result_fd: int, max_line: int, parent: int) -> None:
     tasks = Connection(task_fd, writable=False)
     conn = Connection(result_fd, readable=False)
     try:
@@ -82,6 +94,98 @@ def child_main() -> None:
     except (EOFError, OSError):
         return
     _serve(tasks, conn, key, max_line, parent)
+
+
+def _forked_main(task_fd: int, result_fd: int, max_line: int, parent: int) -> None:
+    """The worker forked from a scan (``DecodePool(fork=True)``): this process is a copy
+    of the parent, which had no other thread. Keeps only its two pipes of the parent's
+    files (another worker's task pipe held open here would hide the parent's closing it
+    from that worker), reads nothing from the terminal, and leaves the parent's objects
+    out of its collections: they are never finalized here (the caller ends with
+    ``os._exit``), so nothing of the parent's (its store, its buffered output) is closed
+    or flushed twice."""
+    gc.freeze()
+    lo, hi = sorted((task_fd, result_fd))
+    os.closerange(3, lo)
+    os.closerange(lo + 1, hi)
+    os.closerange(hi + 1, _max_fd())
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    _run(task_fd, result_fd, max_line, parent)
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(os.sysconf("SC_OPEN_MAX")), 1024)
+    except (OSError, ValueError):
+        return 65536
+
+
+class _Forked:
+    """A forked worker, with what ``DecodeWorker`` uses of a ``subprocess.Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                got, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                self.returncode = -1
+                return self.returncode
+            if got:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.0005
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"decode worker {self.pid}", timeout or 0.0)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return code
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _fork(task_fd: int, result_fd: int, max_line: int) -> _Forked:
+    """Start a worker as a fork of this process (see ``_forked_main``)."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:
+        _forked_main(task_fd, result_fd, max_line, parent)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except BaseException:  # noqa: BLE001 - reported, then this process ends
+        try:
+            os.write(2, traceback.format_exc().encode(errors="replace"))
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def can_fork() -> bool:
+    """Whether a worker may be forked from this process: only while it has no other
+    thread (a lock another thread holds would stay held in the copy)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 def _serve(tasks: Connection, conn: Connection, key: bytes, max_line: int, parent: int) -> None:
@@ -231,28 +335,26 @@ class DecodeWorker:
     The worker is a plain ``python`` child started with ``subprocess`` and two pipes, not
     a ``multiprocessing`` process: spawn also starts a resource-tracker process (13 MiB
     for nothing here) and runs the parent's main script again in the child (the console
-    script: click and the whole CLI imported in every worker)."""
+    script: click and the whole CLI imported in every worker).
 
-    def __init__(self, key: bytes, max_line: int) -> None:
+    ``fork``: fork the worker from this process instead if it has no other thread
+    (``can_fork``), as a scan does: no interpreter to start, nothing to import again.
+    ``start``: start the threads that talk to it now; a pool forks every worker first
+    and then starts them (``start``)."""
+
+    def __init__(
+        self, key: bytes, max_line: int, *, fork: bool = False, start: bool = True
+    ) -> None:
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
         for fd in (task_w, result_w):
             _widen(fd)
+        self._proc: subprocess.Popen[bytes] | _Forked
         try:
-            self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
-                    "-c",
-                    "from auditor.decodeworker import child_main; child_main()",
-                    str(task_r),
-                    str(result_w),
-                    str(max_line),
-                    str(os.getpid()),
-                ],
-                pass_fds=(task_r, result_w),
-                stdin=subprocess.DEVNULL,
-            )
+            if fork and can_fork():
+                self._proc = _fork(task_r, result_w, max_line)
+            else:
+                self._proc = self._exec(task_r, result_w, max_line)
         except BaseException:
             for fd in (task_w, result_r):
                 os.close(fd)
@@ -260,24 +362,55 @@ class DecodeWorker:
         finally:
             os.close(task_r)
             os.close(result_w)
+        self._task_w, self._result_r = task_w, result_r
+        self.key = key
+        self._sieve: SieveRules | None = None
+        self._poll_at = 0.0
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._started = False
+        if start:
+            self.start()
+
+    @staticmethod
+    def _exec(task_r: int, result_w: int, max_line: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+                "-c",
+                "from auditor.decodeworker import child_main; child_main()",
+                str(task_r),
+                str(result_w),
+                str(max_line),
+                str(os.getpid()),
+            ],
+            pass_fds=(task_r, result_w),
+            stdin=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        """Start talking to the worker (once)."""
+        if self._started:
+            return
+        self._started = True
         # Chunks are written by a thread of their own: a send never waits on a receive,
         # so the two processes cannot deadlock on full pipes. Results are read by another
         # as soon as they come: a result is larger than a pipe holds, and the worker
         # waited, unable to start its next chunk, until this process came to read it.
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._feeder = threading.Thread(
-            target=_feed, args=(Connection(task_w, readable=False), self._outbox), daemon=True
+            target=_feed,
+            args=(Connection(self._task_w, readable=False), self._outbox),
+            daemon=True,
         )
         self._feeder.start()
-        self._inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._reader = threading.Thread(
-            target=_drain, args=(Connection(result_r, writable=False), self._inbox), daemon=True
+            target=_drain,
+            args=(Connection(self._result_r, writable=False), self._inbox),
+            daemon=True,
         )
         self._reader.start()
-        self._outbox.put(key)
-        self.key = key
-        self._sieve: SieveRules | None = None
-        self._poll_at = 0.0
+        self._outbox.put(self.key)
 
     def _alive(self) -> None:
         """Raise if the worker is known dead, looking at most every ``ALIVE_EVERY``
@@ -350,6 +483,16 @@ class DecodeWorker:
     def close(self, timeout: float = 2.0) -> None:
         """Ask the worker to finish; kill it if it has not within ``timeout`` seconds (it
         keeps nothing worth waiting for: it may be blocked sending results nobody reads)."""
+        if not self._started:  # never talked to: its pipes are closed here
+            self._started = True
+            os.close(self._task_w)
+            os.close(self._result_r)
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            return
         self._outbox.put(None)  # the feeder closes the task pipe: the worker reads its end
         try:
             self._proc.wait(timeout=timeout)
@@ -440,9 +583,12 @@ class DecodePool:
     already split lines) sends a part to the next worker in turn when every source in it
     is ``spreadable``, and otherwise to the first worker, where every part of such a
     source goes, so its per-file state (``auto``'s choice, W3C columns) lives in one place.
-    ``send_lines`` and ``receive`` may run in different threads (one each)."""
+    ``send_lines`` and ``receive`` may run in different threads (one each).
 
-    def __init__(self, key: bytes, max_line: int, n: int = 1) -> None:
+    ``fork``: the workers are forked from this process if it has no other thread (see
+    ``DecodeWorker``), every one before the threads that talk to them start."""
+
+    def __init__(self, key: bytes, max_line: int, n: int = 1, *, fork: bool = False) -> None:
         self.key = key
         self.max_line = max_line
         self.workers: list[DecodeWorker] = []
@@ -451,7 +597,9 @@ class DecodePool:
         self._spread: dict[str, tuple[FormatSpec, bool]] = {}
         try:
             for _ in range(max(1, n)):
-                self.workers.append(DecodeWorker(key, max_line))
+                self.workers.append(DecodeWorker(key, max_line, fork=fork, start=False))
+            for w in self.workers:
+                w.start()
         except BaseException:
             self.close()
             raise

@@ -486,7 +486,7 @@ def scan_paths(
 
     pool = None
     if parallel is not None and total >= parallel.min_bytes:
-        pool = DecodePool(parallel.key, max_line, parallel.workers)
+        pool = DecodePool(parallel.key, max_line, parallel.workers, fork=True)
         if pipeline.setup is not None:
             pool.use_sieve(pipeline.setup.sieve)  # None without rules
     try:
