@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -33,7 +33,16 @@ from auditor.detectors.base import (
 )
 from auditor.detectors.conditions import Clause, clause_holds, first_failure
 from auditor.detectors.fields import DIRECT_FIELDS, MAX_SCAN, EventView, decode_url, key_of
-from auditor.detectors.gate import CachedGate, Entry, Plan, build_plan, cost
+from auditor.detectors.gate import (
+    CachedGate,
+    Entry,
+    Plan,
+    build_plan,
+    cost,
+    gate_of,
+    status_values,
+)
+from auditor.detectors.lane import Row, lane_attributes
 from auditor.detectors.sieve import RowTest, Sieve
 from auditor.detectors.windows import Window, make_window
 from auditor.model import Event, Hit, Severity
@@ -79,6 +88,8 @@ class Verdict:
 class Detector:
     """Stateful rule evaluation over a stream of events (see module doc)."""
 
+    use_lane = True  # False: every rule through the gates (tests compare both ways)
+
     def __init__(self, ruleset: RuleSet, max_keys: int = 20000) -> None:
         self.ruleset = ruleset
         # While a stretch is detected: the rules' count-1 hits folded (see ``Folds``),
@@ -102,7 +113,13 @@ class Detector:
             if rule.detector is None:
                 for clause in rule.clauses:
                     entries.append(Entry(len(entries), rule.id, False, _cheap_first(clause, names)))
-        self._plan: Plan = build_plan(entries, frozenset(eager))
+        # Rules counted from columns (see ``auditor.detectors.lane``) leave the gates.
+        self._lane, self._lane_exact, lane_attrs = self._lane_of(ruleset, entries, eager)
+        in_lane = {i for ids in self._lane.values() for i in ids}
+        self._lane_attrs = tuple(sorted(lane_attrs))
+        self._plan: Plan = build_plan(
+            [e for e in entries if e.index not in in_lane], frozenset(eager)
+        )
         self._entries = entries
         self._rules = {r.id: r for r in ruleset.rules}
         self._allow = {r.id: r.allow for r in ruleset.rules if r.allow}
@@ -153,7 +170,9 @@ class Detector:
         self._all_dets = [d for d in self._dets if d.wants == "all"]
         # What the detectors read of every event (a decode worker sends these columns).
         self.columns: tuple[str, ...] = tuple(
-            dict.fromkeys(["source", *(c for d in self._all_dets for c in d.columns)])
+            dict.fromkeys(
+                ["source", *(c for d in self._all_dets for c in d.columns), *self._lane_attrs]
+            )
         )
         self._transport_dets = [d for d in self._dets if d.wants == "transport"]
         self._pred_statuses: frozenset[int] = frozenset().union(
@@ -182,6 +201,48 @@ class Detector:
         self._next_sweep = 0.0
         self._last_dt: datetime | None = None
         self._last_t = 0.0
+
+    def _lane_of(
+        self, ruleset: RuleSet, entries: list[Entry], eager: set[str]
+    ) -> tuple[dict[int, tuple[int, ...]], frozenset[int], set[str]]:
+        """The lane: status → the entries of the rules counted from columns, in rule order
+        (every clause of such a rule qualifies, else it could fire twice), which of them
+        hold whenever their status does, and the attributes they read."""
+        if not self.use_lane:
+            return {}, frozenset(), set()
+        gated = frozenset(eager)
+        clauses = {name: pred.clauses for name, pred in ruleset.predicates.items()}
+        by_rule: dict[str, list[tuple[Entry, frozenset[int], frozenset[str] | None]]] = {}
+        for e in entries:
+            if e.is_pred:
+                continue
+            kind, best = gate_of(e.clause, gated)
+            if kind != "status":  # a clause gated elsewhere may test the status too
+                best = next((c for c in e.clause if status_values(c)), best)
+            codes = status_values(best)
+            attrs = None
+            if codes:
+                rule = self._rule_by_id(ruleset, e.owner)
+                attrs = lane_attributes(rule, e.clause, clauses, self._lazy)
+            by_rule.setdefault(e.owner, []).append((e, codes, attrs))
+        lane: dict[int, list[int]] = {}
+        exact: set[int] = set()
+        used: set[str] = set()
+        for parts in by_rule.values():
+            if any(attrs is None for _, _, attrs in parts):
+                continue
+            for e, codes, attrs in parts:
+                assert attrs is not None
+                used |= attrs
+                for code in codes:
+                    lane.setdefault(code, []).append(e.index)
+                if len(e.clause) == 1:  # its one condition is the status test
+                    exact.add(e.index)
+        return {code: tuple(ids) for code, ids in lane.items()}, frozenset(exact), used
+
+    @staticmethod
+    def _rule_by_id(ruleset: RuleSet, rule_id: str) -> Rule:
+        return next(r for r in ruleset.rules if r.id == rule_id)
 
     def _firing_of(self, rule: Rule) -> Firing:
         th = rule.threshold
@@ -310,6 +371,7 @@ class Detector:
             url_suspects = {i - lo for i in url_marked[a : bisect_left(url_marked, hi, a)]}
         elif hi - lo > _SIEVE_FROM:
             suspects, url_suspects = self._suspects(events[lo:hi], columns)
+        stretch = Stretch(events, ts, marks, lo, hi, seen, lazy, columns)
         self._folds = Folds(events)
         for j in suspects:
             i = lo + j
@@ -355,6 +417,8 @@ class Detector:
                     got = det.observe(ev, t, env)
                     if got:
                         out.append((i, order + 3, got))
+        if self._lane:
+            self._run_lane(stretch, out)
         folded = self._folded
         self._folds.flush(folded)
         self._folds = None
@@ -362,10 +426,48 @@ class Detector:
             out.extend((i, 0, got) for i, got in folded)
             folded.clear()
         if self._all_dets:
-            stretch = Stretch(events, ts, marks, lo, hi, seen, lazy, columns)
             for pos, det in enumerate(self._all_dets, 1):
                 for i, got in det.observe_stretch(stretch):
                     out.append((i, pos, got))
+
+    def _run_lane(self, s: Stretch, out: list[tuple[int, int, list[Hit]]]) -> None:
+        """The lane's rules over the stretch (see ``_lane_of``): from the columns, each
+        event read through a ``Row`` (its event built only for a hit), unless the events
+        are built already."""
+        lane = self._lane
+        statuses = s.column("status")
+        todo = [j for j, code in enumerate(statuses) if code in lane]
+        if not todo:
+            return
+        events, ts, lo, lazy = s.events, s.ts, s.lo, self._lazy
+        cols = (
+            [(a, s.column(a)) for a in self._lane_attrs]
+            if isinstance(events, PackedEvents)
+            else None
+        )
+        entries, exact, firing, fire = self._entries, self._lane_exact, self._firing, self._fire
+        for j in todo:
+            i = lo + j
+            if cols is None:
+                ev = events[i]
+            else:
+                row = Row(events, i)
+                for name, col in cols:
+                    setattr(row, name, col[j])
+                ev = cast(Event, row)
+            t = ts[i]
+            view = EventView(ev, t, _NO_PREDS, lazy)
+            self._at = i
+            hits: list[Hit] = []
+            last = ""
+            for k in lane[statuses[j]]:
+                e = entries[k]
+                owner = e.owner
+                if owner != last and (k in exact or clause_holds(e.clause, view)):
+                    last = owner
+                    fire(firing[owner], view, t, hits)
+            if hits:
+                out.append((i, 0, hits))
 
     def sieve(
         self, events: Sequence[Event], token: str, columns: dict[str, list[Any]] | None = None

@@ -290,6 +290,17 @@ class Plan:
         return self.url.patterns()
 
 
+def gate_of(clause: Clause, pred_names: frozenset[str]) -> tuple[str, Condition]:
+    """The kind of gate a (non-empty) clause gets, and the condition it gates on."""
+    best = min(clause, key=lambda c: _score(c, pred_names)[0])
+    return _score(best, pred_names)[1], best
+
+
+def status_values(cond: Condition) -> frozenset[int]:
+    """The status codes a status gate's condition lets through."""
+    return _status_values(cond) or frozenset()
+
+
 def build_plan(entries: list[Entry], pred_names: frozenset[str]) -> Plan:
     status: dict[int | None, list[int]] = {}
     fields: dict[str, dict[object, list[int]]] = {}
@@ -302,8 +313,7 @@ def build_plan(entries: list[Entry], pred_names: frozenset[str]) -> Plan:
         if not e.clause:
             always.append(e.index)
             continue
-        best = min(e.clause, key=lambda c: _score(c, pred_names)[0])
-        kind = _score(best, pred_names)[1]
+        kind, best = gate_of(e.clause, pred_names)
         if kind == "status":
             for code in _status_values(best) or ():
                 status.setdefault(code, []).append(e.index)
