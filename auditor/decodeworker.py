@@ -28,7 +28,6 @@ import os
 import pickle
 import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,7 +35,6 @@ import traceback
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +50,8 @@ from auditor.pipeline import Batch, Decoder, Marks, Pipeline, SieveRules
 from auditor.redact import Redactor
 
 if TYPE_CHECKING:
+    import subprocess
+
     from auditor.detect import Detector
 
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
@@ -87,8 +87,8 @@ def child_main() -> None:
 
 
 def _run(task_fd: int, result_fd: int, max_line: int, parent: int) -> None:
-    tasks = Connection(task_fd, writable=False)
-    conn = Connection(result_fd, readable=False)
+    tasks = _Pipe(task_fd)
+    conn = _Pipe(result_fd)
     try:
         key = tasks.recv_bytes()
     except (EOFError, OSError):
@@ -143,12 +143,13 @@ class _Forked:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def wait(self, timeout: float | None = None) -> int:
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code, or None if the worker still runs after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.0005
         while (code := self.poll()) is None:
             if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"decode worker {self.pid}", timeout or 0.0)
+                return None
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         return code
@@ -188,7 +189,7 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def _serve(tasks: Connection, conn: Connection, key: bytes, max_line: int, parent: int) -> None:
+def _serve(tasks: _Pipe, conn: _Pipe, key: bytes, max_line: int, parent: int) -> None:
     """The worker's loop (runs in the child process); ``parent``: the parent's pid."""
     # Ctrl-C reaches the terminal's whole process group: the parent, which stops this
     # worker itself once its last batch is decoded, decides (no traceback from here).
@@ -296,7 +297,7 @@ def _load_sieve(rules: SieveRules) -> _Sieve | None:
 
 
 def _reply(
-    conn: Connection, batch: Batch, offset: int, pending: bool, sieve: _Sieve | None = None
+    conn: _Pipe, batch: Batch, offset: int, pending: bool, sieve: _Sieve | None = None
 ) -> None:
     """Send one decoded chunk back, its events serialized into store blocks (and sieved
     for the parent's rules, so that the parent, which detects, need not)."""
@@ -369,11 +370,15 @@ class DecodeWorker:
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._started = False
+        self._feeder: threading.Thread | None = None
+        self._reader: threading.Thread | None = None
         if start:
             self.start()
 
     @staticmethod
     def _exec(task_r: int, result_w: int, max_line: int) -> subprocess.Popen[bytes]:
+        import subprocess  # here: a scan, which forks, never pays for its import
+
         return subprocess.Popen(
             [
                 sys.executable,
@@ -400,13 +405,13 @@ class DecodeWorker:
         # waited, unable to start its next chunk, until this process came to read it.
         self._feeder = threading.Thread(
             target=_feed,
-            args=(Connection(self._task_w, readable=False), self._outbox),
+            args=(_Pipe(self._task_w), self._outbox),
             daemon=True,
         )
         self._feeder.start()
         self._reader = threading.Thread(
             target=_drain,
-            args=(Connection(self._result_r, writable=False), self._inbox),
+            args=(_Pipe(self._result_r), self._inbox),
             daemon=True,
         )
         self._reader.start()
@@ -466,10 +471,7 @@ class DecodeWorker:
         raw = self._inbox.get()
         if raw is None:  # the result pipe closed: the worker is gone
             self._inbox.put(None)  # and stays gone for any later receive
-            try:
-                code = self._proc.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                code = None
+            code = _wait(self._proc, 1.0)
             raise WorkerError(f"the decode worker died (exit code {code})") from None
         batch, packed, offset, pending = pickle.loads(raw)
         if events:
@@ -483,27 +485,96 @@ class DecodeWorker:
     def close(self, timeout: float = 2.0) -> None:
         """Ask the worker to finish; kill it if it has not within ``timeout`` seconds (it
         keeps nothing worth waiting for: it may be blocked sending results nobody reads)."""
+        self.finish()
+        self.wait_finished(timeout)
+
+    def finish(self) -> None:
+        """Ask the worker to finish (``close`` without the wait: a pool asks all first)."""
         if not self._started:  # never talked to: its pipes are closed here
             self._started = True
             os.close(self._task_w)
             os.close(self._result_r)
-            try:
-                self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            self._feeder = self._reader = None
             return
-        self._outbox.put(None)  # the feeder closes the task pipe: the worker reads its end
-        try:
-            self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        if self._feeder is not None:
+            self._outbox.put(None)  # the feeder closes the task pipe: the worker reads its end
+
+    def wait_finished(self, timeout: float = 2.0) -> None:
+        """``close``'s wait, after ``finish``."""
+        if _wait(self._proc, timeout) is None:
             self._proc.kill()
             self._proc.wait()
         # The worker is gone: a chunk the feeder was still writing fails (broken pipe) and
         # the rest are dropped with the feeder; the reader sees the result pipe close.
-        self._feeder.join(timeout=timeout)
-        self._reader.join(timeout=timeout)
+        for t in (self._feeder, self._reader):
+            if t is not None:
+                t.join(timeout=timeout)
+        self._feeder = self._reader = None
 
+
+def _wait(proc: subprocess.Popen[bytes] | _Forked, timeout: float) -> int | None:
+    """The worker's exit code, or None if it still runs after ``timeout`` seconds."""
+    if isinstance(proc, _Forked):
+        return proc.wait(timeout)
+    import subprocess  # imported already: it started ``proc``
+
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+class _Pipe:
+    """One end of a pipe that carries whole messages: each an 8-byte length, then its
+    bytes. (``multiprocessing.connection`` did the same, and its import, with sockets,
+    temporary files and the rest of ``multiprocessing``, cost every scan 15 ms.)"""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send_bytes(self, data: bytes) -> None:
+        """Raises ``OSError`` (``BrokenPipeError``: the reader is gone)."""
+        head = len(data).to_bytes(8, "big")
+        if len(data) <= _JOIN_MAX:
+            self._write(head + data)
+        else:  # not copied to go behind its length
+            self._write(head)
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        done = os.write(self.fd, data)
+        if done < len(data):
+            view = memoryview(data)
+            while done < len(data):
+                done += os.write(self.fd, view[done:])
+
+    def recv_bytes(self) -> bytes:
+        """The next message; ``EOFError`` once the writer closed its end."""
+        return self._read(int.from_bytes(self._read(8), "big"))
+
+    def _read(self, n: int) -> bytes:
+        data = os.read(self.fd, n) if n else b""
+        if len(data) == n:
+            return data
+        parts = [data]
+        got = len(data)
+        while data and got < n:
+            data = os.read(self.fd, n - got)
+            parts.append(data)
+            got += len(data)
+        if got < n:
+            raise EOFError
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+_JOIN_MAX = 1 << 14  # a message up to this long goes in one write, behind its length
 
 PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size for unprivileged users
 
@@ -519,7 +590,7 @@ def _widen(fd: int) -> None:
         pass
 
 
-def _drain(conn: Connection, inbox: queue.SimpleQueue[bytes | None]) -> None:
+def _drain(conn: _Pipe, inbox: queue.SimpleQueue[bytes | None]) -> None:
     """Read the worker's results into ``inbox`` as they come; ``None`` once its pipe
     closes (the worker finished or died). Bounded by what the caller keeps in flight."""
     try:
@@ -532,7 +603,7 @@ def _drain(conn: Connection, inbox: queue.SimpleQueue[bytes | None]) -> None:
         conn.close()
 
 
-def _feed(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
+def _feed(conn: _Pipe, outbox: queue.SimpleQueue[bytes | None]) -> None:
     """Write the queued messages to the worker, in order, until ``None``; then close."""
     try:
         while (data := outbox.get()) is not None:
@@ -634,5 +705,7 @@ class DecodePool:
         return self._order.popleft().receive()
 
     def close(self, timeout: float = 2.0) -> None:
+        for w in self.workers:  # all asked first: they end side by side
+            w.finish()
         for w in self.workers:
-            w.close(timeout)
+            w.wait_finished(timeout)
