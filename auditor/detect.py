@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from operator import attrgetter, itemgetter
+from itertools import compress
+from operator import attrgetter, itemgetter, or_
 from typing import Any, cast
 
 import orjson
@@ -42,13 +43,13 @@ from auditor.detectors.gate import (
     gate_of,
     status_values,
 )
-from auditor.detectors.lane import Row, lane_attributes
+from auditor.detectors.lane import LaneColumns, Row, lane_attributes, texts
 from auditor.detectors.sieve import RowTest, Sieve
 from auditor.detectors.windows import Window, make_window
 from auditor.model import Event, Hit, Severity
 from auditor.packedevents import PackedEvents
 from auditor.pipeline import Marks
-from auditor.rules import Allow, Rule, RuleSet
+from auditor.rules import Allow, Rule, RuleSet, Threshold
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,8 @@ class Detector:
                 for clause in rule.clauses:
                     entries.append(Entry(len(entries), rule.id, False, _cheap_first(clause, names)))
         # Rules counted from columns (see ``auditor.detectors.lane``) leave the gates.
-        self._lane, self._lane_exact, lane_attrs = self._lane_of(ruleset, entries, eager)
-        in_lane = {i for ids in self._lane.values() for i in ids}
+        lane, self._lane_codes, lane_attrs = self._lane_of(ruleset, entries, eager)
+        in_lane = {e.index for _, parts in lane for e in parts}
         self._lane_attrs = tuple(sorted(lane_attrs))
         self._plan: Plan = build_plan(
             [e for e in entries if e.index not in in_lane], frozenset(eager)
@@ -162,6 +163,11 @@ class Detector:
         self._firing: dict[str, Firing] = {
             r.id: self._firing_of(r) for r in ruleset.rules if r.detector is None
         }
+        self.lane_rules = tuple(rule.id for rule, _ in lane)
+        self._lane: list[LaneRule] = [
+            (self._firing[rule.id], tuple(e.clause for e in parts), rule.threshold)
+            for rule, parts in lane
+        ]
         self._dets: list[StatefulDetector] = build_detectors(
             [r for r in ruleset.rules if r.detector is not None]
         )
@@ -204,12 +210,12 @@ class Detector:
 
     def _lane_of(
         self, ruleset: RuleSet, entries: list[Entry], eager: set[str]
-    ) -> tuple[dict[int, tuple[int, ...]], frozenset[int], set[str]]:
-        """The lane: status → the entries of the rules counted from columns, in rule order
-        (every clause of such a rule qualifies, else it could fire twice), which of them
-        hold whenever their status does, and the attributes they read."""
+    ) -> tuple[list[tuple[Rule, list[Entry]]], frozenset[int], set[str]]:
+        """The rules counted from columns (see ``auditor.detectors.lane``) with their
+        entries, in rule order, the status codes they look at, and the attributes they read.
+        Every clause of such a rule must qualify, else the rule could fire twice."""
         if not self.use_lane:
-            return {}, frozenset(), set()
+            return [], frozenset(), set()
         gated = frozenset(eager)
         clauses = {name: pred.clauses for name, pred in ruleset.predicates.items()}
         by_rule: dict[str, list[tuple[Entry, frozenset[int], frozenset[str] | None]]] = {}
@@ -225,20 +231,18 @@ class Detector:
                 rule = self._rule_by_id(ruleset, e.owner)
                 attrs = lane_attributes(rule, e.clause, clauses, self._lazy)
             by_rule.setdefault(e.owner, []).append((e, codes, attrs))
-        lane: dict[int, list[int]] = {}
-        exact: set[int] = set()
+        lane: list[tuple[Rule, list[Entry]]] = []
+        codes_used: set[int] = set()
         used: set[str] = set()
-        for parts in by_rule.values():
+        for rule_id, parts in by_rule.items():
             if any(attrs is None for _, _, attrs in parts):
                 continue
-            for e, codes, attrs in parts:
+            lane.append((self._rule_by_id(ruleset, rule_id), [e for e, _, _ in parts]))
+            for _, codes, attrs in parts:
                 assert attrs is not None
                 used |= attrs
-                for code in codes:
-                    lane.setdefault(code, []).append(e.index)
-                if len(e.clause) == 1:  # its one condition is the status test
-                    exact.add(e.index)
-        return {code: tuple(ids) for code, ids in lane.items()}, frozenset(exact), used
+                codes_used |= codes
+        return lane, frozenset(codes_used), used
 
     @staticmethod
     def _rule_by_id(ruleset: RuleSet, rule_id: str) -> Rule:
@@ -417,7 +421,7 @@ class Detector:
                     got = det.observe(ev, t, env)
                     if got:
                         out.append((i, order + 3, got))
-        if self._lane:
+        if self._lane_codes:
             self._run_lane(stretch, out)
         folded = self._folded
         self._folds.flush(folded)
@@ -431,43 +435,59 @@ class Detector:
                     out.append((i, pos, got))
 
     def _run_lane(self, s: Stretch, out: list[tuple[int, int, list[Hit]]]) -> None:
-        """The lane's rules over the stretch (see ``_lane_of``): from the columns, each
-        event read through a ``Row`` (its event built only for a hit), unless the events
-        are built already."""
-        lane = self._lane
-        statuses = s.column("status")
-        todo = [j for j, code in enumerate(statuses) if code in lane]
-        if not todo:
+        """The lane's rules over the stretch (see ``_lane_of``), a rule at a time in rule
+        order, each condition tested on a column of the events with one of the lane's
+        status codes; a window is fed in event order, and an event is built for a hit."""
+        codes = self._lane_codes
+        at = [j for j, code in enumerate(s.column("status")) if code in codes]
+        if not at:
             return
-        events, ts, lo, lazy = s.events, s.ts, s.lo, self._lazy
-        cols = (
-            [(a, s.column(a)) for a in self._lane_attrs]
-            if isinstance(events, PackedEvents)
-            else None
-        )
-        entries, exact, firing, fire = self._entries, self._lane_exact, self._firing, self._fire
-        for j in todo:
-            i = lo + j
-            if cols is None:
-                ev = events[i]
-            else:
-                row = Row(events, i)
-                for name, col in cols:
-                    setattr(row, name, col[j])
-                ev = cast(Event, row)
-            t = ts[i]
-            view = EventView(ev, t, _NO_PREDS, lazy)
-            self._at = i
-            hits: list[Hit] = []
-            last = ""
-            for k in lane[statuses[j]]:
-                e = entries[k]
-                owner = e.owner
-                if owner != last and (k in exact or clause_holds(e.clause, view)):
-                    last = owner
-                    fire(firing[owner], view, t, hits)
-            if hits:
-                out.append((i, 0, hits))
+        cols = LaneColumns(at, s.column, self._lazy)
+        for (rule, unless, allow, _, _, window), clauses, th in self._lane:
+            ok = cols.clause(clauses[0])
+            for clause in clauses[1:]:
+                ok = list(map(or_, ok, cols.clause(clause)))
+            for _, clause in unless or ():
+                ok = cols.unless(ok, clause)
+            if True not in ok:
+                continue
+            keys = values = None
+            if th is not None:
+                keys = _keys(cols, th.by)
+                values = texts(cols.values(th.of)) if th.of is not None else None
+            for p in compress(range(len(at)), ok):
+                i = s.lo + at[p]
+                t = s.ts[i]
+                if allow and allow.allows(self._row_view(s, i, t)):
+                    continue
+                hits: list[Hit] = []
+                self._at = i
+                if window is None or keys is None:
+                    view = EventView(s.events[i], t, _NO_PREDS, self._lazy)
+                    self._one(rule, view, key_of(view, rule.key) or "-", t, None, hits)
+                else:
+                    counted = keys[p]
+                    value = None if values is None else values[p]
+                    if counted is None or (values is not None and value is None):
+                        continue
+                    got = window.add(counted, t, value)
+                    if got is None:
+                        continue
+                    view = EventView(s.events[i], t, _NO_PREDS, self._lazy)
+                    self._crossed(rule, got, counted, view, t, hits)
+                if hits:
+                    out.append((i, 0, hits))
+
+    def _row_view(self, s: Stretch, i: int, t: float) -> EventView:
+        """A view of event ``i`` that reads the lane's columns (for an allow-list)."""
+        ev = s.events[i]
+        if isinstance(s.events, PackedEvents):
+            row = Row(s.events, i)
+            j = i - s.lo
+            for name in self._lane_attrs:
+                setattr(row, name, s.column(name)[j])
+            ev = cast(Event, row)
+        return EventView(ev, t, _NO_PREDS, self._lazy)
 
     def sieve(
         self, events: Sequence[Event], token: str, columns: dict[str, list[Any]] | None = None
@@ -637,12 +657,24 @@ class Detector:
                 return
         got = window.add(counted, t, value)
         if got is not None:
-            if got[0] == 1:  # a further event of an episode (or a threshold of one)
-                self._one(rule, view, counted, t, got[1], hits)
-                return
-            if self._folds is not None:
-                self._folds.cut(rule, counted, self._folded)
-            hits.append(self._hit(rule, view, counted, got[0], got[1]))
+            self._crossed(rule, got, counted, view, t, hits)
+
+    def _crossed(
+        self,
+        rule: Rule,
+        got: tuple[int, float],
+        key: str,
+        view: EventView,
+        t: float,
+        hits: list[Hit],
+    ) -> None:
+        """The hit of a window that ``add`` says crossed its threshold, or went on past it."""
+        if got[0] == 1:  # a further event of an episode (or a threshold of one)
+            self._one(rule, view, key, t, got[1], hits)
+            return
+        if self._folds is not None:
+            self._folds.cut(rule, key, self._folded)
+        hits.append(self._hit(rule, view, key, got[0], got[1]))
 
     def _one(
         self, rule: Rule, view: EventView, key: str, t: float, first: float | None, hits: list[Hit]
@@ -819,6 +851,21 @@ Firing = tuple[
 ]
 """How a rule whose clause matched counts or fires: the rule, its unless-clauses, its
 allow-list, the key and the distinct value of its threshold, and its window."""
+
+
+LaneRule = tuple[Firing, tuple[Clause, ...], "Threshold | None"]
+"""A rule counted from columns: how it fires, its clauses (OR), its threshold."""
+
+
+def _keys(cols: LaneColumns, by: tuple[str, ...]) -> list[str | None]:
+    """Each lane event's threshold key (as ``key_of`` makes it from a view)."""
+    if len(by) == 1:
+        return texts(cols.values(by[0]))
+    parts = [texts(cols.values(name)) for name in by]
+    return [
+        None if None in ps else "|".join(cast(tuple[str, ...], ps))
+        for ps in zip(*parts, strict=True)
+    ]
 
 
 def _none(view: EventView) -> str | None:

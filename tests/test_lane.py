@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from auditor.detect import Detector
-from auditor.detectors.lane import Row
+from auditor.detectors.fields import EventView
+from auditor.detectors.lane import COLUMN_FIELDS, Row, field_values
 from auditor.model import Event, Hit
 from auditor.packedevents import pack
 from auditor.pipeline import epoch_ms
@@ -21,7 +22,7 @@ BUNDLED = load_rulesets([bundled_rules_dir()], {})
 
 
 def lane_rules(det: Detector) -> set[str]:
-    return {det._entries[i].owner for ids in det._lane.values() for i in ids}
+    return set(det.lane_rules)
 
 
 def test_bundled_not_found_rules_leave_the_gates_for_the_lane() -> None:
@@ -90,6 +91,29 @@ allow = { user_agents = ["^monitor"] }
 threshold = { count = 3, within = "10s", by = "client_ip" }
 
 [[rule]]
+id = "t.allow-listed"
+title = "allow-listed by address and path"
+severity = "low"
+category = "scanner-probe"
+description = "d"
+remediation = "r"
+controls = ["OWASP-API-2023:API9"]
+where = { status = { in = [404, 410] }, path = { prefix = ["/b", "/c"] } }
+allow = { cidrs = ["198.51.100.1/32"], paths = ["^/c/1"] }
+key = ["client_ip", "path"]
+
+[[rule]]
+id = "t.two-keys"
+title = "keyed by address and route"
+severity = "low"
+category = "scanner-probe"
+description = "d"
+remediation = "r"
+controls = ["OWASP-API-2023:API9"]
+where = { status_class = 4, user_name = { exists = false } }
+threshold = { count = 2, within = "30s", by = ["client_ip", "route"] }
+
+[[rule]]
 id = "t.eager-unless"
 title = "eager unless"
 severity = "low"
@@ -133,7 +157,7 @@ def ruleset(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
 def test_a_rule_qualifies_only_when_columns_decide_it(ruleset: RuleSet) -> None:
     # Escalation may read any field (a hit builds its event); an allow-list on the user
     # agent, an eager predicate, or a clause with no status test keep a rule at the gates.
-    assert lane_rules(Detector(ruleset)) == {"t.notfound-burst"}
+    assert lane_rules(Detector(ruleset)) == {"t.notfound-burst", "t.allow-listed", "t.two-keys"}
 
 
 def traffic() -> list[Event]:
@@ -174,7 +198,7 @@ def test_the_lane_on_a_workers_columns_gives_the_hits_of_built_events(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Detector, "use_lane", False)
         gated = Detector(ruleset)  # every rule through the gates and the per-event loop
-    assert not gated._lane
+    assert not gated.lane_rules
     reference: list[tuple[Any, ...]] = []
     want: list[tuple[Any, ...]] = []
     got: list[tuple[Any, ...]] = []
@@ -190,7 +214,19 @@ def test_the_lane_on_a_workers_columns_gives_the_hits_of_built_events(
     # coming after the per-event loop's.
     assert sorted(want) == sorted(reference)
     fired = {h[0] for h in want}
-    assert {"t.notfound-burst", "t.ua-allowed", "t.eager-unless", "t.half-status"} <= fired
+    assert {
+        "t.notfound-burst",
+        "t.allow-listed",
+        "t.two-keys",
+        "t.ua-allowed",
+        "t.eager-unless",
+        "t.half-status",
+    } <= fired
+    # The allow-list, read from the columns, let neither its address nor its path count.
+    allowed = [h for h in want if h[0] == "t.allow-listed"]
+    assert allowed
+    assert not any(h[1].startswith("198.51.100.1|") for h in allowed)
+    assert not any(h[6].split()[1].startswith("/c/1") for h in allowed)
     # The escalation read the user agent from the event a hit built.
     assert {h[5] for h in want if h[0] == "t.notfound-burst"} >= {"high"}
 
@@ -202,3 +238,19 @@ def test_a_row_reads_what_it_does_not_hold_from_the_event() -> None:
     assert row.path == "/from-column"  # its own slot, not the event's
     assert row.user_agent == "ua/2"
     assert row.timestamp == events[1].timestamp
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"user_name": "-", "status": None, "path": "//a/./b%2541"},
+        {"user_name": "", "client_ip": None, "path": "/x%20y", "route": "/x"},
+        {"user_name": "bob", "status": 503, "path": "/%252e%252e/etc"},
+    ],
+)
+def test_a_lane_column_holds_what_the_view_gives(kw: dict[str, Any]) -> None:
+    ev = make_event(**kw)
+    view = EventView(ev, 0.0)
+    for field, attr in COLUMN_FIELDS.items():
+        assert field_values(field, [getattr(ev, attr)]) == [view.get(field)], field

@@ -17,10 +17,12 @@ by ``Row``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import and_, not_, or_, truth
 from typing import Any
 
-from auditor.detectors.conditions import Clause
+from auditor.detectors.conditions import Clause, Condition
+from auditor.detectors.fields import FIELDS, decode_path
 from auditor.model import Event
 from auditor.rules import Rule
 
@@ -104,3 +106,94 @@ def _fields_read(
                 seen.add(name)
                 clauses.extend(predicates[name])
     return fields
+
+
+def field_values(field: str, raw: list[Any]) -> list[Any]:
+    """A field's values as ``EventView.get`` gives them, from its attribute's values."""
+    if field == "path":
+        return [decode_path(p) for p in raw]
+    if field == "status_class":
+        return [None if code is None else code // 100 for code in raw]
+    if field == "user_name":
+        return [None if u is None or u in ("-", "") else u for u in raw]
+    return raw  # status, raw_path, client_ip, route, source: as logged
+
+
+def texts(values: list[Any]) -> list[str | None]:
+    """Values as a threshold's key or distinct value takes them: ``None`` when missing or
+    empty, else as text."""
+    return [None if v is None or v == "" else v if isinstance(v, str) else str(v) for v in values]
+
+
+class LaneColumns:
+    """The lane's events of one stretch (at positions ``at`` of its columns), a field or a
+    condition at a time for all of them: each value computed once, each test a ``map``.
+
+    ``column(attribute)`` gives an attribute of every event of the stretch; ``predicates``:
+    the lazy predicates' clauses (the lane evaluates them as ``EventView`` does)."""
+
+    __slots__ = ("_column", "_held", "_lower", "_predicates", "_values", "at")
+
+    def __init__(
+        self,
+        at: list[int],
+        column: Callable[[str], list[Any]],
+        predicates: Mapping[str, Sequence[Clause]],
+    ) -> None:
+        self.at = at
+        self._column = column
+        self._predicates = predicates
+        self._values: dict[str, list[Any]] = {}
+        self._lower: dict[str, list[str | None]] = {}
+        self._held: dict[int, list[bool]] = {}  # by id of the condition
+
+    def values(self, field: str) -> list[Any]:
+        got = self._values.get(field)
+        if got is None:
+            if field in self._predicates:
+                got = self._predicate(field)
+            else:
+                col = self._column(COLUMN_FIELDS[field])
+                got = field_values(field, [col[j] for j in self.at])
+            self._values[field] = got
+        return got
+
+    def clause(self, clause: Clause) -> list[bool]:
+        """Whether ``clause`` holds, for each event."""
+        out: list[bool] | None = None
+        for cond in clause:
+            held = self._holds(cond)
+            out = held if out is None else list(map(and_, out, held))
+        return [True] * len(self.at) if out is None else out
+
+    def unless(self, ok: list[bool], clause: Clause) -> list[bool]:
+        """``ok``, but False where ``clause`` holds."""
+        return list(map(and_, ok, map(not_, self.clause(clause))))
+
+    def _holds(self, cond: Condition) -> list[bool]:
+        got = self._held.get(id(cond))
+        if got is None:
+            name, test = cond.field, cond.test
+            if cond.lowered:
+                got = list(map(truth, map(test, self._lowered(name))))
+            elif name not in FIELDS and cond.op == "eq" and isinstance(cond.value, bool):
+                value = cond.value  # a predicate (see conditions._fused)
+                got = [v is value for v in self.values(name)]
+            else:
+                got = list(map(truth, map(test, self.values(name))))
+            self._held[id(cond)] = got
+        return got
+
+    def _lowered(self, field: str) -> list[str | None]:
+        got = self._lower.get(field)
+        if got is None:
+            got = self._lower[field] = [
+                v.lower() if isinstance(v, str) else None for v in self.values(field)
+            ]
+        return got
+
+    def _predicate(self, name: str) -> list[bool]:
+        out = [False] * len(self.at)
+        for clause in self._predicates[name]:
+            out = list(map(or_, out, self.clause(clause)))
+        return out
