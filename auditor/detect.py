@@ -43,7 +43,7 @@ from auditor.detectors.gate import (
     gate_of,
     status_values,
 )
-from auditor.detectors.lane import LaneColumns, Row, lane_attributes, texts
+from auditor.detectors.lane import LaneColumns, Row, condition_keys, lane_attributes
 from auditor.detectors.sieve import RowTest, Sieve
 from auditor.detectors.windows import Window, make_window
 from auditor.model import Event, Hit, Severity
@@ -168,6 +168,13 @@ class Detector:
             (self._firing[rule.id], tuple(e.clause for e in parts), rule.threshold)
             for rule, parts in lane
         ]
+        self._lane_keys = condition_keys(
+            [
+                *(clause for _, clauses, _ in self._lane for clause in clauses),
+                *(clause for rule, _ in lane for clause in rule.unless),
+                *(clause for clauses in self._lazy.values() for clause in clauses),
+            ]
+        )
         self._dets: list[StatefulDetector] = build_detectors(
             [r for r in ruleset.rules if r.detector is not None]
         )
@@ -439,10 +446,11 @@ class Detector:
         order, each condition tested on a column of the events with one of the lane's
         status codes; a window is fed in event order, and an event is built for a hit."""
         codes = self._lane_codes
-        at = [j for j, code in enumerate(s.column("status")) if code in codes]
+        statuses = s.column("status")
+        at = list(compress(range(len(statuses)), map(codes.__contains__, statuses)))
         if not at:
             return
-        cols = LaneColumns(at, s.column, self._lazy)
+        cols = LaneColumns(at, s.column, self._lazy, self._lane_keys)
         for (rule, unless, allow, _, _, window), clauses, th in self._lane:
             ok = cols.clause(clauses[0])
             for clause in clauses[1:]:
@@ -451,32 +459,68 @@ class Detector:
                 ok = cols.unless(ok, clause)
             if True not in ok:
                 continue
-            keys = values = None
-            if th is not None:
-                keys = _keys(cols, th.by)
-                values = texts(cols.values(th.of)) if th.of is not None else None
+            if window is None or th is None:
+                self._lane_plain(s, [at[p] for p in compress(range(len(at)), ok)], rule, out)
+                continue
+            keys = _keys(cols, th.by)
+            values = cols.texts(th.of) if th.of is not None else None
+            lo, ts, add = s.lo, s.ts, window.add
             for p in compress(range(len(at)), ok):
-                i = s.lo + at[p]
-                t = s.ts[i]
+                counted = keys[p]
+                if counted is None:
+                    continue
+                value = None
+                if values is not None:
+                    value = values[p]
+                    if value is None:
+                        continue
+                i = lo + at[p]
+                t = ts[i]
                 if allow and allow.allows(self._row_view(s, i, t)):
                     continue
-                hits: list[Hit] = []
-                self._at = i
-                if window is None or keys is None:
-                    view = EventView(s.events[i], t, _NO_PREDS, self._lazy)
-                    self._one(rule, view, key_of(view, rule.key) or "-", t, None, hits)
-                else:
-                    counted = keys[p]
-                    value = None if values is None else values[p]
-                    if counted is None or (values is not None and value is None):
-                        continue
-                    got = window.add(counted, t, value)
-                    if got is None:
-                        continue
-                    view = EventView(s.events[i], t, _NO_PREDS, self._lazy)
-                    self._crossed(rule, got, counted, view, t, hits)
-                if hits:
-                    out.append((i, 0, hits))
+                got = add(counted, t, value)
+                if got is not None:
+                    hits = self._lane_hit(s, i, t, rule, got, counted)
+                    if hits:
+                        out.append((i, 0, hits))
+
+    def _lane_plain(
+        self, s: Stretch, matched: list[int], rule: Rule, out: list[tuple[int, int, list[Hit]]]
+    ) -> None:
+        """A lane's rule without a threshold: a hit for each event that matches (at the
+        stretch's positions ``matched``) and is not allow-listed."""
+        allow = rule.allow
+        for j in matched:
+            i = s.lo + j
+            t = s.ts[i]
+            if allow and allow.allows(self._row_view(s, i, t)):
+                continue
+            view = EventView(s.events[i], t, _NO_PREDS, self._lazy)
+            hits: list[Hit] = []
+            self._at = i
+            self._one(rule, view, key_of(view, rule.key) or "-", t, None, hits)
+            if hits:
+                out.append((i, 0, hits))
+
+    def _lane_hit(
+        self, s: Stretch, i: int, t: float, rule: Rule, got: tuple[int, float], key: str
+    ) -> list[Hit]:
+        """The hit of a lane's window at event ``i``; a further event of an episode is
+        folded into the run under way without building the event when it can be (what
+        ``_one`` would do: its severity cannot rise without an escalation)."""
+        folds = self._folds
+        if (
+            got[0] == 1
+            and not rule.escalate
+            and folds is not None
+            and folds.enabled
+            and folds.extend(rule, key, i, t, rule.severity)
+        ):
+            return []
+        hits: list[Hit] = []
+        self._at = i
+        self._crossed(rule, got, key, EventView(s.events[i], t, _NO_PREDS, self._lazy), t, hits)
+        return hits
 
     def _row_view(self, s: Stretch, i: int, t: float) -> EventView:
         """A view of event ``i`` that reads the lane's columns (for an allow-list)."""
@@ -860,8 +904,8 @@ LaneRule = tuple[Firing, tuple[Clause, ...], "Threshold | None"]
 def _keys(cols: LaneColumns, by: tuple[str, ...]) -> list[str | None]:
     """Each lane event's threshold key (as ``key_of`` makes it from a view)."""
     if len(by) == 1:
-        return texts(cols.values(by[0]))
-    parts = [texts(cols.values(name)) for name in by]
+        return cols.texts(by[0])
+    parts = [cols.texts(name) for name in by]
     return [
         None if None in ps else "|".join(cast(tuple[str, ...], ps))
         for ps in zip(*parts, strict=True)

@@ -108,6 +108,18 @@ def _fields_read(
     return fields
 
 
+def condition_keys(clauses: Iterable[Clause]) -> dict[int, int]:
+    """By id of each condition of ``clauses``, a number that equal conditions (same field,
+    operator and value) share: rules often repeat one (a list of status codes), and a lane
+    tests it once. The ids are those of conditions the caller keeps alive with the map."""
+    numbers: dict[tuple[str, str, str], int] = {}
+    return {
+        id(c): numbers.setdefault((c.field, c.op, repr(c.value)), len(numbers))
+        for clause in clauses
+        for c in clause
+    }
+
+
 def field_values(field: str, raw: list[Any]) -> list[Any]:
     """A field's values as ``EventView.get`` gives them, from its attribute's values."""
     if field == "path":
@@ -132,20 +144,23 @@ class LaneColumns:
     ``column(attribute)`` gives an attribute of every event of the stretch; ``predicates``:
     the lazy predicates' clauses (the lane evaluates them as ``EventView`` does)."""
 
-    __slots__ = ("_column", "_held", "_lower", "_predicates", "_values", "at")
+    __slots__ = ("_column", "_held", "_keys", "_lower", "_predicates", "_texts", "_values", "at")
 
     def __init__(
         self,
         at: list[int],
         column: Callable[[str], list[Any]],
         predicates: Mapping[str, Sequence[Clause]],
+        keys: Mapping[int, int],
     ) -> None:
         self.at = at
         self._column = column
         self._predicates = predicates
+        self._keys = keys  # see ``condition_keys``
         self._values: dict[str, list[Any]] = {}
         self._lower: dict[str, list[str | None]] = {}
-        self._held: dict[int, list[bool]] = {}  # by id of the condition
+        self._held: dict[int, list[bool]] = {}
+        self._texts: dict[str, list[str | None]] = {}
 
     def values(self, field: str) -> list[Any]:
         got = self._values.get(field)
@@ -156,6 +171,13 @@ class LaneColumns:
                 col = self._column(COLUMN_FIELDS[field])
                 got = field_values(field, [col[j] for j in self.at])
             self._values[field] = got
+        return got
+
+    def texts(self, field: str) -> list[str | None]:
+        """The field's values as a threshold's key or distinct value (see ``texts``)."""
+        got = self._texts.get(field)
+        if got is None:
+            got = self._texts[field] = texts(self.values(field))
         return got
 
     def clause(self, clause: Clause) -> list[bool]:
@@ -171,7 +193,8 @@ class LaneColumns:
         return list(map(and_, ok, map(not_, self.clause(clause))))
 
     def _holds(self, cond: Condition) -> list[bool]:
-        got = self._held.get(id(cond))
+        key = self._keys[id(cond)]
+        got = self._held.get(key)
         if got is None:
             name, test = cond.field, cond.test
             if cond.lowered:
@@ -181,7 +204,7 @@ class LaneColumns:
                 got = [v is value for v in self.values(name)]
             else:
                 got = list(map(truth, map(test, self.values(name))))
-            self._held[id(cond)] = got
+            self._held[key] = got
         return got
 
     def _lowered(self, field: str) -> list[str | None]:
