@@ -35,6 +35,9 @@ class _LineDraft:
 
 
 _new_line = cast(Callable[[str, str, int, int, str, bool], Line], _LineDraft)
+LONG_LINE = 600
+"""A chunk whose first line is at least this long is cut with ``find``, not ``split``
+(see ``LineSplitter._feed_ascii``): the two cost the same at about 470 bytes a line."""
 
 
 @dataclass(slots=True)
@@ -64,22 +67,42 @@ class LineSplitter:
         """The common case: decode every complete line at once (byte offsets are character
         offsets in ASCII) and split; over-long and CR-ended lines are cut like below."""
         text = buf[: last + 1].decode("ascii")
-        parts = text.split("\n")
-        parts.pop()  # the empty string after the last newline
         source, file, max_len = self.source, self.file, self.max_len
         crlf = "\r" in text
         make = _new_line
         out: list[Line] = []
-        pos = self.offset
-        for t in parts:
-            end = pos + len(t) + 1
-            if crlf and t.endswith("\r"):
-                t = t[:-1]
-            if len(t) > max_len:
-                out.append(make(source, file, pos, end, t[:max_len], True))
-            else:
-                out.append(make(source, file, pos, end, t, False))
-            pos = end
+        base = self.offset  # ASCII: a character's index is its byte's offset from here
+        if text.find("\n", 0, LONG_LINE) < 0:
+            # Long lines (the first one tells): each found with ``find`` (memchr), not
+            # ``split``, which looks at every character in turn: at 870 bytes a line
+            # (Traefik's JSON) 4,400 instructions of it against 2,200 for the find and
+            # slice; shorter lines split for less than a find costs.
+            find = text.find
+            i = 0
+            while i <= last:
+                nl = find("\n", i)
+                t = text[i:nl]
+                if crlf and t.endswith("\r"):
+                    t = t[:-1]
+                if len(t) > max_len:
+                    out.append(make(source, file, base + i, base + nl + 1, t[:max_len], True))
+                else:
+                    out.append(make(source, file, base + i, base + nl + 1, t, False))
+                i = nl + 1
+            pos = base + i
+        else:
+            parts = text.split("\n")
+            parts.pop()  # the empty string after the last newline
+            pos = base
+            for t in parts:
+                end = pos + len(t) + 1
+                if crlf and t.endswith("\r"):
+                    t = t[:-1]
+                if len(t) > max_len:
+                    out.append(make(source, file, pos, end, t[:max_len], True))
+                else:
+                    out.append(make(source, file, pos, end, t, False))
+                pos = end
         rest = buf[last + 1 :]
         if len(rest) > max_len:  # an over-long last line: its head now, skip the rest
             out.append(self._make(rest[:max_len], pos, pos + len(rest), True))
