@@ -50,7 +50,7 @@ def test_bundled_not_found_rules_leave_the_gates_for_the_lane() -> None:
     assert {"status", "path", "client_ip"} <= set(det.columns)
 
 
-RULES = """
+HEADER = """
 [ruleset]
 name = "lane-test"
 description = "rules for the lane tests"
@@ -64,87 +64,80 @@ where = { path = { suffix = [".png", ".css"] } }
 name = "gated_pred"
 description = "eager: a rule's clause names it"
 where = { method = "POST" }
+"""
 
+
+def rule(rule_id: str, body: str) -> str:
+    """A lane-test rule: ``body`` (its conditions) under the keys every rule needs."""
+    return f"""
 [[rule]]
-id = "t.notfound-burst"
-title = "not-found burst"
+id = "{rule_id}"
+title = "{rule_id}"
 severity = "low"
 category = "scanner-probe"
 description = "d"
 remediation = "r"
 controls = ["OWASP-API-2023:API9"]
+{body}
+"""
+
+
+RULES = HEADER + "".join(
+    [
+        rule(
+            "t.notfound-burst",
+            """
 where = { status = { in = [404, 410] } }
 unless = [ { is_asset = true }, { raw_path = { eq = "/" } } ]
 escalate = [ { when = { user_agent = { contains = ["nuclei"] } }, severity = "high" } ]
 threshold = { distinct = 3, of = "path", within = "10s", by = "client_ip" }
-
-[[rule]]
-id = "t.ua-allowed"
-title = "ua allowed"
-severity = "low"
-category = "scanner-probe"
-description = "d"
-remediation = "r"
-controls = ["OWASP-API-2023:API9"]
+""",
+        ),
+        rule(
+            "t.ua-allowed",
+            """
 where = { status = 404 }
 allow = { user_agents = ["^monitor"] }
 threshold = { count = 3, within = "10s", by = "client_ip" }
-
-[[rule]]
-id = "t.allow-listed"
-title = "allow-listed by address and path"
-severity = "low"
-category = "scanner-probe"
-description = "d"
-remediation = "r"
-controls = ["OWASP-API-2023:API9"]
+""",
+        ),
+        rule(
+            "t.allow-listed",
+            """
 where = { status = { in = [404, 410] }, path = { prefix = ["/b", "/c"] } }
 allow = { cidrs = ["198.51.100.1/32"], paths = ["^/c/1"] }
 key = ["client_ip", "path"]
-
-[[rule]]
-id = "t.two-keys"
-title = "keyed by address and route"
-severity = "low"
-category = "scanner-probe"
-description = "d"
-remediation = "r"
-controls = ["OWASP-API-2023:API9"]
+""",
+        ),
+        rule(
+            "t.two-keys",
+            """
 where = { status_class = 4, user_name = { exists = false } }
 threshold = { count = 2, within = "30s", by = ["client_ip", "route"] }
-
-[[rule]]
-id = "t.eager-unless"
-title = "eager unless"
-severity = "low"
-category = "scanner-probe"
-description = "d"
-remediation = "r"
-controls = ["OWASP-API-2023:API9"]
+""",
+        ),
+        rule(
+            "t.eager-unless",
+            """
 where = { status = 404 }
 unless = [ { gated_pred = true } ]
 threshold = { count = 3, within = "10s", by = "client_ip" }
-
-[[rule]]
-id = "t.uses-pred"
-title = "uses the eager predicate"
-severity = "low"
-category = "scanner-probe"
-description = "d"
-remediation = "r"
-controls = ["OWASP-API-2023:API9"]
+""",
+        ),
+        rule(
+            "t.uses-pred",
+            """
 where = { gated_pred = true, path = { prefix = ["/login"] } }
-
-[[rule]]
-id = "t.half-status"
-title = "one clause without a status"
-severity = "low"
-category = "scanner-probe"
-description = "d"
-remediation = "r"
-controls = ["OWASP-API-2023:API9"]
+""",
+        ),
+        rule(
+            "t.half-status",
+            """
 any = [ { status = 410 }, { path = { prefix = ["/gone"] } } ]
-"""
+""",
+        ),
+    ]
+)
 
 
 @pytest.fixture(scope="module")
