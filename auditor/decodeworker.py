@@ -370,6 +370,7 @@ class DecodeWorker:
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._started = False
+        self._finishing = False
         self._feeder: threading.Thread | None = None
         self._reader: threading.Thread | None = None
         if start:
@@ -496,7 +497,8 @@ class DecodeWorker:
             os.close(self._result_r)
             self._feeder = self._reader = None
             return
-        if self._feeder is not None:
+        if self._feeder is not None and not self._finishing:
+            self._finishing = True
             self._outbox.put(None)  # the feeder closes the task pipe: the worker reads its end
 
     def wait_finished(self, timeout: float = 2.0) -> None:
@@ -704,8 +706,12 @@ class DecodePool:
         """The result of the oldest part sent with ``send_lines``."""
         return self._order.popleft().receive()
 
-    def close(self, timeout: float = 2.0) -> None:
-        for w in self.workers:  # all asked first: they end side by side
+    def finish(self) -> None:
+        """Ask every worker to finish once it has done what it was sent (``close`` waits)."""
+        for w in self.workers:
             w.finish()
+
+    def close(self, timeout: float = 2.0) -> None:
+        self.finish()  # all asked first: they end side by side
         for w in self.workers:
             w.wait_finished(timeout)

@@ -492,6 +492,8 @@ def scan_paths(
     try:
         _scan_all(files, batcher, summary, source_for, max_line, on_bytes, pool, parallel)
     finally:
+        if pool is not None:
+            pool.finish()  # every result is in: the workers end while the last batch is written
         try:
             batcher.close()
         finally:
