@@ -224,6 +224,7 @@ class Detector:
         if not self.use_lane:
             return [], frozenset(), set()
         gated = frozenset(eager)
+        rules = {r.id: r for r in ruleset.rules}
         clauses = {name: pred.clauses for name, pred in ruleset.predicates.items()}
         by_rule: dict[str, list[tuple[Entry, frozenset[int], frozenset[str] | None]]] = {}
         for e in entries:
@@ -235,8 +236,7 @@ class Detector:
             codes = status_values(best)
             attrs = None
             if codes:
-                rule = self._rule_by_id(ruleset, e.owner)
-                attrs = lane_attributes(rule, e.clause, clauses, self._lazy)
+                attrs = lane_attributes(rules[e.owner], e.clause, clauses, self._lazy)
             by_rule.setdefault(e.owner, []).append((e, codes, attrs))
         lane: list[tuple[Rule, list[Entry]]] = []
         codes_used: set[int] = set()
@@ -244,16 +244,12 @@ class Detector:
         for rule_id, parts in by_rule.items():
             if any(attrs is None for _, _, attrs in parts):
                 continue
-            lane.append((self._rule_by_id(ruleset, rule_id), [e for e, _, _ in parts]))
+            lane.append((rules[rule_id], [e for e, _, _ in parts]))
             for _, codes, attrs in parts:
                 assert attrs is not None
                 used |= attrs
                 codes_used |= codes
         return lane, frozenset(codes_used), used
-
-    @staticmethod
-    def _rule_by_id(ruleset: RuleSet, rule_id: str) -> Rule:
-        return next(r for r in ruleset.rules if r.id == rule_id)
 
     def _firing_of(self, rule: Rule) -> Firing:
         th = rule.threshold
@@ -462,7 +458,7 @@ class Detector:
             if window is None or th is None:
                 self._lane_plain(s, [at[p] for p in compress(range(len(at)), ok)], rule, out)
                 continue
-            keys = _keys(cols, th.by)
+            keys = cols.keys(th.by)
             values = cols.texts(th.of) if th.of is not None else None
             lo, ts, add = s.lo, s.ts, window.add
             for p in compress(range(len(at)), ok):
@@ -899,17 +895,6 @@ allow-list, the key and the distinct value of its threshold, and its window."""
 
 LaneRule = tuple[Firing, tuple[Clause, ...], "Threshold | None"]
 """A rule counted from columns: how it fires, its clauses (OR), its threshold."""
-
-
-def _keys(cols: LaneColumns, by: tuple[str, ...]) -> list[str | None]:
-    """Each lane event's threshold key (as ``key_of`` makes it from a view)."""
-    if len(by) == 1:
-        return cols.texts(by[0])
-    parts = [cols.texts(name) for name in by]
-    return [
-        None if None in ps else "|".join(cast(tuple[str, ...], ps))
-        for ps in zip(*parts, strict=True)
-    ]
 
 
 def _none(view: EventView) -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import and_, not_, or_, truth
-from typing import Any
+from typing import Any, cast
 
 from auditor.detectors.conditions import Clause, Condition
 from auditor.detectors.fields import FIELDS, decode_path
@@ -179,6 +179,16 @@ class LaneColumns:
         if got is None:
             got = self._texts[field] = texts(self.values(field))
         return got
+
+    def keys(self, by: tuple[str, ...]) -> list[str | None]:
+        """Each event's threshold key (as ``key_of`` makes it from a view)."""
+        if len(by) == 1:
+            return self.texts(by[0])
+        parts = [self.texts(name) for name in by]
+        return [
+            None if None in ps else "|".join(cast(tuple[str, ...], ps))
+            for ps in zip(*parts, strict=True)
+        ]
 
     def clause(self, clause: Clause) -> list[bool]:
         """Whether ``clause`` holds, for each event."""
