@@ -6,6 +6,7 @@ Times are integer milliseconds since the epoch (UTC), from the log's own clock, 
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
@@ -16,13 +17,41 @@ from auditor.store.eventblocks import BLOCK_MAX, EVENT_COLUMNS, pack_block
 
 migrations = Migrations("log-auditor")
 
+
+def _script(db: Database, sql: str) -> None:
+    """``db.executescript(sql)``, the same statements run the same way, found faster.
+
+    Inside a migration's transaction sqlite-utils runs a script statement by statement,
+    found by trying ``sqlite3.complete_statement`` on the text up to every character: a
+    fresh store spent 20-40 ms of every first scan's start in m001. A statement ends at a
+    ``;``, so only the text up to each ``;`` is tried here.
+    """
+    if not db.conn.in_transaction:
+        db.executescript(sql)
+        return
+    cursor = db.conn.cursor()
+    pieces = sql.split(";")
+    last = len(pieces) - 1
+    pending = ""
+    for i, piece in enumerate(pieces):
+        pending += piece if i == last else piece + ";"
+        statement = pending.strip()
+        if statement and sqlite3.complete_statement(statement):
+            cursor.execute(statement)
+            pending = ""
+    statement = pending.strip()
+    if statement:
+        cursor.execute(statement)
+
+
 # The events table of m001 is superseded by event_blocks (m003); its columns live on in
 # auditor.store.eventblocks.EVENT_COLUMNS, the order of a stored row.
 
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE events (
             id INTEGER PRIMARY KEY,
@@ -173,14 +202,15 @@ def m001_initial(db: Database) -> None:
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL
         );
-        """
+        """,
     )
 
 
 @migrations()
 def m002_client_days(db: Database) -> None:
     """Requests per client and day (epoch days): top clients over a month read ~24x fewer rows."""
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE client_days (
             day INTEGER NOT NULL,
@@ -190,14 +220,15 @@ def m002_client_days(db: Database) -> None:
         ) WITHOUT ROWID;
         INSERT INTO client_days (day, client_ip, requests)
             SELECT hour / 24, client_ip, sum(requests) FROM client_hours GROUP BY 1, 2;
-        """
+        """,
     )
 
 
 @migrations()
 def m003_event_blocks(db: Database) -> None:
     """Events in compressed blocks (see auditor.store.eventblocks); existing rows move over."""
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE event_blocks (
             id INTEGER PRIMARY KEY,
@@ -209,7 +240,7 @@ def m003_event_blocks(db: Database) -> None:
         );
         CREATE INDEX event_blocks_first ON event_blocks (first_ms);
         CREATE INDEX event_blocks_last ON event_blocks (last_ms);
-        """
+        """,
     )
     cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
     rows: list[list[Any]] = []
@@ -237,7 +268,8 @@ def m003_event_blocks(db: Database) -> None:
 @migrations()
 def m004_output_cursor(db: Database) -> None:
     """Per output: the last finding dealt with (auditor.store.outputs) and lasting totals."""
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE output_cursor (
             name TEXT PRIMARY KEY,
@@ -251,7 +283,7 @@ def m004_output_cursor(db: Database) -> None:
             created_at_ms INTEGER NOT NULL,
             updated_at_ms INTEGER NOT NULL
         );
-        """
+        """,
     )
 
 
@@ -260,7 +292,8 @@ def m005_output_cursor_follows_deletes(db: Database) -> None:
     """When the newest findings are deleted (retention), SQLite reuses their rowids: lower
     the output cursors to the newest finding left, in the deleting transaction, so a
     later finding with a reused rowid is still delivered (auditor.store.outputs)."""
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TRIGGER output_cursor_after_finding_delete AFTER DELETE ON findings
         WHEN old.rowid > (SELECT coalesce(max(rowid), 0) FROM findings)
@@ -269,7 +302,7 @@ def m005_output_cursor_follows_deletes(db: Database) -> None:
             SET last_rowid = (SELECT coalesce(max(rowid), 0) FROM findings)
             WHERE last_rowid > (SELECT coalesce(max(rowid), 0) FROM findings);
         END;
-        """
+        """,
     )
 
 
@@ -279,11 +312,12 @@ def m006_client_days_through(db: Database) -> None:
     days it holds so far are complete, so they all count as rolled up."""
     if not db["client_days"].exists():  # only a benchmark's store goes without it
         return
-    db.executescript(
+    _script(
+        db,
         """
         INSERT OR REPLACE INTO meta (key, value)
             SELECT 'client_days_through', max(day) FROM client_days HAVING count(*) > 0;
-        """
+        """,
     )
 
 
@@ -294,7 +328,8 @@ def m007_client_hour_parts(db: Database) -> None:
     hour under way has ``MERGE_PARTS`` of them (``Store._client_hours``). A row per client
     and batch upserted into ``client_hours`` cost the store about 5 us per client; that
     table keeps the hours written before, and the view ``client_hours_all`` reads both."""
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE client_hour_parts (
             id INTEGER PRIMARY KEY,
@@ -306,5 +341,5 @@ def m007_client_hour_parts(db: Database) -> None:
             SELECT hour, client_ip, requests FROM client_hours
             UNION ALL
             SELECT p.hour, j.key, j.value FROM client_hour_parts p, json_each(p.counts) j;
-        """
+        """,
     )
