@@ -23,7 +23,7 @@ from auditor.errors import StoreError
 from auditor.model import Event, Hit
 from auditor.pipeline import Batch, ExposureKey, HourClients, Position, count_exposures
 from auditor.store.eventblocks import compress_block, serialize_events
-from auditor.store.report_queries import client_days_through
+from auditor.store.meta import client_days_through
 from auditor.store.schema import migrations
 
 _INSERT_BLOCK = (

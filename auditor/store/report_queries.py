@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from auditor.store.meta import client_days_through
+
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
@@ -313,13 +315,6 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
         "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?", (name,)
     )
     return row.fetchone() is not None
-
-
-def client_days_through(conn: sqlite3.Connection) -> int:
-    """The last day rolled up into ``client_days`` (see ``Store._client_days``); -1: none
-    (migration m006 set it for stores that kept every day complete before)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'client_days_through'").fetchone()
-    return int(row[0]) if row else -1
 
 
 def clients(conn: sqlite3.Connection, start_ms: int, end_ms: int, top_n: int) -> Clients:
