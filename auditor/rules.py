@@ -41,6 +41,7 @@ from auditor.detectors.params import (
 )
 from auditor.errors import RulesetError
 from auditor.model import CATEGORIES, Severity
+from auditor.ruleset import RuleSet as RuleSet  # noqa: PLC0414 - re-exported: see there
 
 ENV_RULESETS = "LOG_AUDITOR_RULESETS"
 _RULE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,79}")
@@ -198,32 +199,6 @@ def _stable(value: object) -> object:
     if isinstance(value, list | tuple):
         return type(value)(_stable(v) for v in value)
     return value
-
-
-@dataclass(frozen=True, eq=False)
-class RuleSet:
-    """The enabled rules of all loaded files, in load order, and what identifies them."""
-
-    rules: tuple[Rule, ...]
-    predicates: Mapping[str, Predicate]
-    files: tuple[Path, ...]
-    sha256: str  # of the files' bytes, in load order
-    disabled: tuple[str, ...] = ()
-
-    @property
-    def version(self) -> str:
-        return f"{len(self.rules)} rules, sha256:{self.sha256[:12]}"
-
-    def get(self, rule_id: str) -> Rule | None:
-        for rule in self.rules:
-            if rule.id == rule_id:
-                return rule
-        return None
-
-    def only(self, rule_ids: Sequence[str]) -> RuleSet:
-        """The same set restricted to some rules (examples run one rule at a time)."""
-        keep = tuple(r for r in self.rules if r.id in rule_ids)
-        return RuleSet(keep, self.predicates, self.files, self.sha256, self.disabled)
 
 
 # --- locating ------------------------------------------------------------------------------
