@@ -122,14 +122,15 @@ class Engine:
 
 def build_engine(
     config: Config,
-    store: Store,
+    store: Store | None,
     db_path: Path,
     extra_sources: Mapping[str, FormatSpec] | None = None,
 ) -> Engine:
-    """Build the engine; the detector resumes from the state committed in the store."""
+    """Build the engine; the detector resumes from the state committed in the store (None:
+    a new store, not open yet, which holds none)."""
     redactor = Redactor(load_or_create_key(key_path(config, db_path)))
     ruleset = load_config_rules(config)
-    blob = store.detector_state()
+    blob = store.detector_state() if store is not None else None
     # Built now (a state that cannot be restored is logged now), except without rules: then
     # when first asked for (``Engine.detector``), which a scan never does.
     detector = restore_detector(ruleset, blob) if ruleset.rules else None

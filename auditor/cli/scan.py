@@ -15,8 +15,7 @@ from auditor.decodeworker import PARALLEL_MIN_BYTES, workers_wanted
 from auditor.engine import build_engine, check_format_name, format_spec
 from auditor.formats import FormatSpec
 from auditor.gctune import tune_for_ingest
-from auditor.scanfiles import ParallelDecode, scan_paths
-from auditor.store import Store
+from auditor.scanfiles import LazyStore, ParallelDecode, scan_paths
 
 _ROTATED = re.compile(r"(\.gz|\.\d+|-\d{8}(\d{2})?)+$")
 
@@ -59,9 +58,10 @@ def scan_cmd(
         check_format_name(fmt)
     config = resolve_config(config_path)
     db = resolve_db(config, db_path)
-    store = Store.open(db, check_same_thread=False)
+    # A new store is opened by the first write, while the decode workers work (LazyStore).
+    store = LazyStore.at(db)
     try:
-        engine = build_engine(config, store, db)
+        engine = build_engine(config, store.opened, db)
         names: dict[Path, str] = {}
 
         def source_for(path: Path) -> str:
@@ -101,6 +101,7 @@ def scan_cmd(
                 workers_wanted(detecting=bool(engine.ruleset.rules)),
             ),
         )
+        store.get()  # a new store nothing was written to exists with its tables, as before
     finally:
         store.close()
     if as_json:

@@ -15,16 +15,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
-from sqlite_utils import Database
 
 from auditor.errors import StoreError
 from auditor.model import Event, Hit
 from auditor.pipeline import Batch, ExposureKey, HourClients, Position, count_exposures
 from auditor.store.eventblocks import compress_block, serialize_events
 from auditor.store.meta import client_days_through
-from auditor.store.schema import migrations
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+# sqlite-utils (with the schema's migrations) is imported by ``Store.open``, not with this
+# module: its import made a quarter of a scan's start (~80 ms, a third of that compiling
+# one regular expression), and a scan into a new store opens it while its decode workers
+# work (``auditor.scanfiles.LazyStore``).
 
 _INSERT_BLOCK = (
     "INSERT INTO event_blocks (source, first_ms, last_ms, n, data) VALUES (?, ?, ?, ?, ?)"
@@ -91,9 +98,23 @@ class Store:
         # Hours whose client parts may want a merge (see _client_hours); None: not read yet.
         self._unmerged: set[int] | None = None
 
+    @staticmethod
+    def create(path: Path | str) -> None:
+        """Create the store's file (owner-only, and its directory) as ``open`` does first,
+        with ``open``'s ``StoreError``; ``open`` creates the tables."""
+        p = Path(path)
+        try:
+            _create_private(p)
+        except OSError as exc:
+            raise StoreError(f"{p}: cannot open the store: {exc}") from None
+
     @classmethod
     def open(cls, path: Path | str, *, check_same_thread: bool = True) -> Store:
         """Open (creating and migrating) the store; ``StoreError`` with the reason otherwise."""
+        from sqlite_utils import Database
+
+        from auditor.store.schema import migrations
+
         p = Path(path)
         try:
             _create_private(p)
