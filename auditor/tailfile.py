@@ -114,6 +114,8 @@ class Blank:
     It has no identity and nothing to read, but it is followed like a ``LogFile``: the
     writer that holds it may fill it after it was renamed or deleted (an empty file
     rotated away, a file copytruncated and then renamed), and what it then holds is read.
+    Filled as a gzip file (the ``.gz`` a compressor had just created, found empty), its
+    first line is that of its decompressed bytes: the line of the file it copies.
     """
 
     path: str
@@ -234,15 +236,45 @@ def _blank(raw: io.FileIO, path: str) -> Blank:
 
 
 def head_fingerprint(fileobj: io.FileIO) -> str | None:
-    """The fingerprint of an open plain file's first line now.
+    """The fingerprint of an open file's first line now, decompressed for a gzip file
+    (as ``peek`` and ``open_at`` identify it): a ``.gz`` copy is known as its original.
 
-    None when there is no complete first line (yet, or any more: it was truncated);
-    ``""`` when it cannot be read now (an I/O error: nothing can be concluded).
+    None when there is no complete first line (yet, or any more: it was truncated; an
+    archive still without one, or unreadable); ``""`` when it cannot be read now (an I/O
+    error: nothing can be concluded).
     """
     try:
-        return fingerprint(os.pread(fileobj.fileno(), FIRST_LINE_MAX, 0))
+        fd = fileobj.fileno()
+        head = os.pread(fd, FIRST_LINE_MAX, 0)
+        if head[:2] == GZIP_MAGIC:
+            head = gzip_head(fd)
+        return fingerprint(head)
     except (OSError, ValueError):
         return ""
+
+
+def gzip_head(fd: int, block: int = 16384) -> bytes:
+    """The first decompressed bytes of an open gzip file, up to its first newline or
+    ``FIRST_LINE_MAX`` bytes, read with pread (the descriptor's offset is not moved).
+
+    An archive still being written gives what its bytes so far hold; a corrupt one, b"".
+    """
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = b""
+    pos = 0
+    data = b""
+    try:
+        while len(out) < FIRST_LINE_MAX and b"\n" not in out and not d.eof:
+            if not data:
+                data = os.pread(fd, block, pos)
+                if not data:
+                    break
+                pos += len(data)
+            out += d.decompress(data, FIRST_LINE_MAX - len(out))
+            data = d.unconsumed_tail
+    except zlib.error:
+        return b""
+    return out
 
 
 def current_name(fileobj: io.FileIO) -> str | None:
