@@ -198,13 +198,20 @@ class Detector:
             extra.append(("status", self._pred_statuses.__contains__))
         if self._exp_dets:
             extra.append(("exposures", bool))
+        known: tuple[str, ...] = ()
+        for det in self._transport_dets:
+            tests = det.suspect_tests()
+            if tests is None:
+                known = ("scheme", "server_port", "tls_version")
+            else:
+                extra.extend(tests)
         self._sieve = Sieve(
             self._plan,
             [(gate.name, gate) for _, gate in self._cached],
             self._url_on,
             extra,
             relative=bool(self._transport_dets),
-            known=("scheme", "server_port", "tls_version") if self._transport_dets else (),
+            known=known,
         )
         # Fingerprints (hashes of rule definitions) once, and each window's last dump.
         self._fps = {rid: self._rules[rid].fingerprint for rid in self._windows}

@@ -309,6 +309,65 @@ def test_batches_are_sieved_without_losing_a_gated_event() -> None:
     assert episodes(one_by_one) == episodes(Detector(RULESET).observe_many(events))
 
 
+def test_the_sieve_lets_through_every_event_a_transport_rule_can_fire_on() -> None:
+    """The transport rules (plain HTTP, credentials or PII over it, weak TLS) look at the
+    events the sieve marks for them: scheme "http", port 80, TLS below 1.2, a relative
+    target. HTTPS with a current TLS version, which gateways that log the scheme log on
+    every line, is not marked (else the detecting process builds every such event from
+    its row), and the hits are those of ``observe`` one by one."""
+    from itertools import product
+
+    from auditor.model import Exposure
+    from factories import make_event
+
+    leak = (Exposure("password", "query", "password", "***", "d" * 16),)
+    events = [
+        make_event(
+            timestamp=datetime(2026, 11, 20, 12, 0, tzinfo=UTC) + timedelta(seconds=k),
+            scheme=scheme,
+            server_port=port,
+            tls_version=tls,
+            path=path,
+            route=path,
+            status=status,
+            exposures=expo,
+            host="api.example.com",
+        )
+        for k, (scheme, port, tls, path, status, expo) in enumerate(
+            product(
+                (None, "http", "https"),
+                (None, 80, 443, 8443),
+                (None, "1.0", "1.2", "1.3", "SSLv3", "TLSv1.3", "odd"),
+                ("/", "http://x.example/a"),
+                (200, 301),
+                ((), leak),
+            )
+        )
+    ]
+    det = Detector(RULESET)
+    suspects = set(det._suspects(events)[0])
+    transport = {r.id for r in RULESET.rules if r.detector == "transport"}
+    fired = {  # the transport rules keep no state: a detector per event
+        i
+        for i, ev in enumerate(events)
+        if any(h.rule_id in transport for h in Detector(RULESET).observe(ev))
+    }
+    assert fired and fired <= suspects
+    quiet = [
+        i
+        for i, ev in enumerate(events)
+        if ev.scheme == "https"
+        and ev.tls_version in ("1.2", "1.3")
+        and ev.server_port != 80
+        and ev.path == "/"
+        and not ev.exposures
+    ]
+    assert quiet and not suspects.intersection(quiet)
+    one = Detector(RULESET)
+    one_by_one = [h for ev in events for h in one.observe(ev)]
+    assert episodes(Detector(RULESET).observe_many(events)) == episodes(one_by_one)
+
+
 def url_pieces() -> list[str]:
     """Literals of the bundled URL gates, and what hides them (case, escapes, '+', '//')."""
     url = Detector(RULESET)._plan.url

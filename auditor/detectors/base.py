@@ -4,7 +4,7 @@ construction, and the state contract (``dump``/``load``/``sweep``) the ``Detecto
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import accumulate
@@ -258,6 +258,13 @@ class StatefulDetector:
     @property
     def fingerprint(self) -> str:
         return ",".join(r.fingerprint for r in self.rules)
+
+    def suspect_tests(self) -> list[tuple[str, Callable[[Any], object]]] | None:
+        """For a "transport" detector: tests of one field each that together let through a
+        superset of the events it can fire on (the sieve marks an event when one passes;
+        a path not starting with '/' is marked anyway). None: every event whose scheme,
+        server port or TLS version is known."""
+        return None
 
     def observe(self, ev: Event, t: float, env: Env) -> list[Hit] | None:
         raise NotImplementedError

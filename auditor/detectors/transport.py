@@ -10,6 +10,9 @@ those rules ignore the redirect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from auditor.detectors.base import Env, StatefulDetector, make_hit
 from auditor.detectors.fields import EventView
 from auditor.model import Event, Hit
@@ -36,6 +39,14 @@ def is_plain_http(ev: Event) -> bool:
     if scheme is not None:
         return scheme == "http"
     return plain_reason(ev) is not None
+
+
+def _is_http(scheme: object) -> bool:
+    return scheme == "http"
+
+
+def _is_port_80(port: object) -> bool:
+    return port == 80
 
 
 _TLS_CACHE: dict[str, float] = {}
@@ -68,6 +79,21 @@ class TransportDetector(StatefulDetector):
         super().__init__(rules)
         self.checks = [(r, r.params["check"]) for r in rules]
         self.need_tls = any(c == "weak-tls" for _, c in self.checks)
+
+    def suspect_tests(self) -> list[tuple[str, Callable[[Any], object]]]:
+        """Plain HTTP is known from scheme "http" or, without a scheme, from port 80 (a
+        superset: the scheme or TLS may say otherwise) or an absolute target (marked
+        anyway); weak TLS from a version below the highest ``min_tls``. An event that
+        passes none of these can fire no check: most HTTPS traffic, which formats that
+        log the scheme (JSON gateways) would otherwise all send through ``observe``."""
+        tests: list[tuple[str, Callable[[Any], object]]] = [
+            ("scheme", _is_http),
+            ("server_port", _is_port_80),
+        ]
+        if self.need_tls:
+            floor = max(r.params["min_tls"] for r, c in self.checks if c == "weak-tls")
+            tests.append(("tls_version", lambda v: v is not None and tls_number(v) < floor))
+        return tests
 
     def _verdict(
         self, rule: Rule, check: str, ev: Event, reason: str | None
