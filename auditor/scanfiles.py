@@ -155,31 +155,39 @@ def expand_paths(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     return unique, missing
 
 
-@dataclass
 class _Batcher:
     """Collects lines across files into batches; each batch carries its files' positions.
 
     Batches are written by one writer thread while this thread decodes the next batch:
     SQLite releases the GIL while it works, so the two overlap on two cores. At most one
     batch is in flight, which bounds memory.
+
+    (A plain class, as is ``_Sent``: making a dataclass is ~1.5 ms of every scan's start.)
     """
 
-    pipeline: Pipeline
-    store: LazyStore  # the writer's connection, used only from the writer thread
-    reader: Store | None  # a second connection for position lookups from this thread;
-    # None: the store was new, and what this scan wrote is known here (``flushed``)
-    batch_lines: int
-    summary: ScanSummary
-    lines: list[Line] = field(default_factory=list)
-    positions: dict[str, Position] = field(default_factory=dict)
-    flushed: dict[str, int] = field(default_factory=dict)  # file_id -> offset sent to write
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="store-writer")
-    )
-    inflight: Future[None] | None = None
-    decoded: Batch | None = None  # chunks decoded by a worker process, not yet detected
-    decoded_lines: int = 0
-    positions_seen: dict[str, int] = field(default_factory=dict)  # file_id -> decoded offset
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: LazyStore,
+        reader: Store | None,
+        batch_lines: int,
+        summary: ScanSummary,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = store  # the writer's connection, used only from the writer thread
+        # A second connection for position lookups from this thread; None: the store was
+        # new, and what this scan wrote is known here (``flushed``).
+        self.reader = reader
+        self.batch_lines = batch_lines
+        self.summary = summary
+        self.lines: list[Line] = []
+        self.positions: dict[str, Position] = {}
+        self.flushed: dict[str, int] = {}  # file_id -> offset sent to write
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self.inflight: Future[None] | None = None
+        self.decoded: Batch | None = None  # chunks decoded by a worker, not yet detected
+        self.decoded_lines = 0
+        self.positions_seen: dict[str, int] = {}  # file_id -> decoded offset
 
     def resume_offset(self, file_id: str) -> int:
         pending = self.positions.get(file_id)
@@ -360,16 +368,18 @@ bench lines, all rules, 4 runs each interleaved: 11.48 s median with 3, 9.99 wit
 with 10, 10.24 with 16."""
 
 
-@dataclass(slots=True)
 class _Sent:
     """What the parent remembers of a chunk in flight, to place its result."""
 
-    ident: FileIdentity
-    source: str
-    path: str
-    end: int
-    worker: int  # index in the pool, or HERE
-    done: Chunk | None = None  # the result of a chunk this process decoded (HERE)
+    __slots__ = ("done", "end", "ident", "path", "source", "worker")
+
+    def __init__(self, ident: FileIdentity, source: str, path: str, end: int, worker: int) -> None:
+        self.ident = ident
+        self.source = source
+        self.path = path
+        self.end = end
+        self.worker = worker  # index in the pool, or HERE
+        self.done: Chunk | None = None  # the result of a chunk this process decoded (HERE)
 
 
 class _HereDecoder:
