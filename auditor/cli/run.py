@@ -65,6 +65,11 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
     from auditor.report.schedule import validate_jobs
 
     validate_jobs(config)  # a bad cron line stops the start, not the first report
+    from auditor.store.writerlock import WriterLock
+
+    # One process reads logs into a store (a second would store the same lines again):
+    # held until this process ends.
+    writer_lock = WriterLock(config.store.path).acquire()
     once_seconds = _once_output_seconds() if once else 0.0
     verbose = (ctx.parent.params.get("verbose") or 0) if ctx.parent else 0
     setup_logging(logging.DEBUG if verbose else logging.INFO)
@@ -91,6 +96,7 @@ def run_cmd(ctx: click.Context, config_path: Path | None, once: bool) -> None:
         log.warning("exiting while a background job is still running")
         logging.shutdown()
         os._exit(code)
+    writer_lock.release()
     sys.exit(code)
 
 

@@ -16,6 +16,7 @@ from auditor.engine import build_engine, check_format_name, format_spec
 from auditor.formats import FormatSpec
 from auditor.gctune import tune_for_ingest
 from auditor.scanfiles import LazyStore, ParallelDecode, scan_paths
+from auditor.store.writerlock import WriterLock
 
 _ROTATED = re.compile(r"(\.gz|\.\d+|-\d{8}(\d{2})?)+$")
 
@@ -58,8 +59,15 @@ def scan_cmd(
         check_format_name(fmt)
     config = resolve_config(config_path)
     db = resolve_db(config, db_path)
+    # One process reads logs into a store: a scan beside the daemon (or another scan) on
+    # the same store would store the same lines twice. Taken before any position is read.
+    writer_lock = WriterLock(db).acquire()
     # A new store is opened by the first write, while the decode workers work (LazyStore).
-    store = LazyStore.at(db)
+    try:
+        store = LazyStore.at(db)
+    except BaseException:
+        writer_lock.release()
+        raise
     try:
         engine = build_engine(config, store.opened, db)
         names: dict[Path, str] = {}
@@ -104,6 +112,7 @@ def scan_cmd(
         store.get()  # a new store nothing was written to exists with its tables, as before
     finally:
         store.close()
+        writer_lock.release()
     if as_json:
         import orjson
 
