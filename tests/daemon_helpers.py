@@ -200,6 +200,19 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def la(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A `log-auditor` command as a user runs it (no config from the environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", *args],
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LOG_AUDITOR_CONFIG": ""},
+    )
+
+
 def query(db: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     if not db.exists():
         return []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -14,24 +13,7 @@ from pathlib import Path
 import pytest
 
 from auditor.store.writerlock import StoreBusy, WriterLock, lock_path
-from daemon_helpers import Daemon, append, write_config
-
-
-def la(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "auditor", *args],
-        check=False,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "LOG_AUDITOR_CONFIG": ""},
-    )
-
-
-def stored(db: Path) -> int:
-    with sqlite3.connect(db) as c:
-        return int(c.execute("SELECT coalesce(sum(n), 0) FROM event_blocks").fetchone()[0])
+from daemon_helpers import Daemon, append, assert_exactly_once, la, write_config
 
 
 def holder(db: Path) -> subprocess.Popen[str]:
@@ -70,7 +52,7 @@ def test_a_scan_into_a_store_another_process_writes_stops_and_says_who(tmp_path:
     # The holder is gone (killed: the kernel dropped its lock): the scan runs, once.
     assert la("scan", "--db", str(db), str(log), cwd=tmp_path).returncode == 0
     assert la("scan", "--db", str(db), str(log), cwd=tmp_path).returncode == 0
-    assert stored(db) == 50
+    assert_exactly_once(db, range(50))
     assert stat.S_IMODE(lock_path(db).stat().st_mode) == 0o600
 
 
@@ -90,7 +72,7 @@ def test_two_scans_at_once_store_each_line_once(tmp_path: Path) -> None:
     # Either one found the other at work (exit 1), or they ran one after the other.
     assert codes in ([0, 0], [0, 1])
     assert la("scan", "--db", str(db), str(log), cwd=tmp_path).returncode == 0
-    assert stored(db) == 20_000
+    assert_exactly_once(db, range(20_000))
 
 
 def test_a_scan_beside_the_running_daemon_is_refused(tmp_path: Path) -> None:
@@ -105,7 +87,7 @@ def test_a_scan_beside_the_running_daemon_is_refused(tmp_path: Path) -> None:
         assert f"process {daemon.proc.pid} is reading logs into this store" in got.stderr
     finally:
         assert daemon.stop() == 0
-    assert stored(tmp_path / "audit.db") == 100
+    assert_exactly_once(tmp_path / "audit.db", range(100))
 
 
 def test_a_second_daemon_on_the_same_store_does_not_start(tmp_path: Path) -> None:
@@ -122,7 +104,7 @@ def test_a_second_daemon_on_the_same_store_does_not_start(tmp_path: Path) -> Non
     finally:
         stop(other)
     assert la("run", "--config", str(config), "--once", cwd=tmp_path).returncode == 0
-    assert stored(db) == 10
+    assert_exactly_once(db, range(10))
 
 
 def test_the_lock_is_released_and_taken_again_in_one_process(tmp_path: Path) -> None:
