@@ -37,6 +37,13 @@ at now with what is open:
 * **a restart**: stored positions are looked up by fingerprint among the matched files
   and their rotated siblings, so a file rotated (even compressed) while the daemon was
   down is finished before its successor.
+* **a ``.gz`` still being written** (found while its compressor runs): it is read as far
+  as its bytes go (``tailfile.GzipStream``; a position is an offset in its decompressed
+  text) and kept open until its stream has ended (trailer checked): only then is an
+  unterminated last line complete. One that stops growing for ``idle_close`` seconds
+  before its end (its compressor was killed), or is damaged, is closed with a warning,
+  its cut line not emitted; its rest is read from a copy beside it if there is one (the
+  input a killed compressor leaves).
 
 Only complete lines go on; each chunk carries the position just after its last line, and
 the daemon commits that position in the same transaction as the chunk's events.
@@ -285,7 +292,10 @@ class SourceTailer:
                 data = await self._off_loop(f.reader.read(CHUNK))
             except (OSError, *GZ_ERRORS) as exc:
                 if f.compressed:
-                    # An archive still being written by the compressor: try again later.
+                    # Damaged (an archive still being written reads as far as it goes,
+                    # without error): nothing more can be read from it.
+                    if not isinstance(exc, OSError):
+                        f.damaged = f"cannot be decompressed ({exc})"
                     log.debug("source %s: %s: %s", self.name, f.path, exc)
                     f.eof = True
                     return False
@@ -334,6 +344,13 @@ class SourceTailer:
         for f in list(self.files.values()):
             if not f.eof:
                 continue
+            if not f.complete():
+                # A compressed file whose stream has not ended: its compressor may still
+                # be writing it, however long that takes; its last line may be cut.
+                if self._unfinished_archive(f, now, final):
+                    self._close(f)
+                    self._finish_from_copy(f, now)
+                continue
             if f.rotated_at is None:
                 if not f.compressed:
                     continue  # followed for as long as the path names it
@@ -358,6 +375,48 @@ class SourceTailer:
                         f.splitter.pending,
                     )
             self._close(f)
+
+    def _unfinished_archive(self, f: LogFile, now: float, final: bool) -> bool:
+        """True when a compressed file read as far as its stream goes, not ended, is to be
+        closed: damaged, or unchanged for ``idle_close`` seconds (its compressor stopped
+        or was killed), or a final check. A warning tells what of it was not read; its
+        cut last line is not emitted."""
+        if f.damaged is None and not final:
+            size = f.fstat_size()
+            if size != f.size:
+                f.size, f.last_data = size, now  # still being written
+                return False
+            if now - f.last_data < self.idle_close:
+                return False
+        why = f.damaged or (
+            f"incomplete (its compressed stream has no end; unchanged for"
+            f" {now - f.last_data:.0f} s)"
+        )
+        log.warning(
+            "source %s: %s: %s; closed after offset %d of its decompressed text%s",
+            self.name,
+            f.path,
+            why,
+            f.splitter.offset,
+            f" ({f.splitter.pending} bytes of a cut line not read)" if f.splitter.pending else "",
+        )
+        return True
+
+    def _finish_from_copy(self, f: LogFile, now: float) -> None:
+        """After an unfinished archive: its rest from a copy beside it, if there is one (the
+        file a killed compressor left), read on from where the archive stopped."""
+        copy = self._find_copy(f.origin, f.file_id, f.read_pos, exclude=f.key, now=now)
+        if copy is None or copy.eof:
+            if copy is not None:
+                copy.close()
+            return
+        log.info("source %s: reading the rest of %s from %s", self.name, f.path, copy.path)
+        copy.splitter = f.splitter  # the same text: a partial line carries over
+        copy.splitter.file = copy.path
+        copy.rotated_at = now if f.rotated_at is None else f.rotated_at
+        copy.origin = f.origin
+        self.files[copy.file_id] = copy
+        self._out.append(Chunk(self.name, [], self._position(copy), 0))
 
     def _let_go(self, f: LogFile, idle: float) -> None:
         """Close a quiet rotated file its writer may still hold; its name is followed.

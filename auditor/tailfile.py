@@ -9,6 +9,7 @@ thread); reading itself goes through aiofiles.
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import gzip
 import io
@@ -27,7 +28,7 @@ from auditor.model import Line
 
 GZIP_MAGIC = b"\x1f\x8b"
 GZ_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
-SyncFile = io.FileIO | io.BufferedIOBase
+GZ_BLOCK = 262144  # compressed bytes per pread
 Key = tuple[int, int]  # (st_dev, st_ino)
 
 
@@ -46,6 +47,137 @@ class _Exhausted:
         return b""
 
 
+class GzipStream:
+    """The decompressed bytes of a gzip file as far as its compressed bytes go *now*.
+
+    A ``.gz`` its compressor is still writing ends part-way (through a deflate block, a
+    line): ``GzipFile`` raises EOFError there, and drops what its buffered read had
+    decompressed before it. Here the end of the bytes so far is no error: ``read``
+    returns what they hold (b"" when nothing more, for now) and goes on from there once
+    the file grows. ``complete`` tells a stream that has ended (every member's trailer
+    read and checked by zlib: CRC and length) from one not finished yet. Damaged bytes
+    raise zlib.error. Compressed bytes are read with pread: the descriptor's offset is
+    not used.
+    """
+
+    def __init__(self, fileobj: io.FileIO, skip: int = 0) -> None:
+        self.fileobj = fileobj
+        self.skip = skip  # decompressed bytes still to drop: a stream resumed at an offset
+        self.pos = 0  # compressed bytes read
+        self.produced = 0  # decompressed bytes made, dropped ones included
+        self._d = _gunzip()
+        self._in = b""  # compressed bytes read, not decompressed yet
+        self._error: zlib.error | None = None  # met after bytes a read returned
+
+    @property
+    def complete(self) -> bool:
+        """True once the stream has ended: its last member's trailer checked, and nothing
+        after it on disk (zero padding aside)."""
+        if not self._d.eof or self._in.strip(b"\0"):
+            return False
+        try:
+            return os.fstat(self.fileobj.fileno()).st_size <= self.pos
+        except (OSError, ValueError):
+            return False
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._error is not None:
+            raise self._error
+        if size < 0:
+            size = 1 << 62
+        self.advance()
+        if self.skip:
+            return b""
+        out: list[bytes] = []
+        n = 0
+        try:
+            while n < size:
+                chunk = self._pull(min(size - n, 1 << 22))
+                if chunk is None:
+                    break
+                if chunk:
+                    out.append(chunk)
+                    n += len(chunk)
+        except zlib.error as exc:
+            if not out:
+                raise
+            self._error = exc  # the bytes before the damage first
+        return b"".join(out)
+
+    def advance(self) -> None:
+        """Drop the bytes still to be skipped, as far as the file goes now."""
+        while self.skip:
+            chunk = self._pull(min(self.skip, 1 << 22))
+            if chunk is None:
+                return
+            self.skip -= len(chunk)
+
+    def _pull(self, limit: int) -> bytes | None:
+        """Up to ``limit`` decompressed bytes (perhaps none), or None: no more input now."""
+        while True:
+            if not self._in:
+                data = os.pread(self.fileobj.fileno(), GZ_BLOCK, self.pos)
+                if not data:
+                    return None
+                self.pos += len(data)
+                self._in = data
+            if self._d.eof:  # a member ended: zero padding, or another member
+                self._in = self._in.lstrip(b"\0")
+                if not self._in:
+                    continue
+                self._d = _gunzip()
+            saved = self._d.copy()
+            try:
+                chunk = self._d.decompress(self._in, limit)
+                rest = b""
+            except zlib.error:
+                # Damaged: what the bytes before the damage hold comes first (the longest
+                # prefix of the input that decompresses); the next pull raises.
+                self._d, chunk, rest = _salvage(saved, self._in, limit)
+                if not chunk:
+                    raise
+            self._in = (self._d.unused_data if self._d.eof else self._d.unconsumed_tail) + rest
+            self.produced += len(chunk)
+            return chunk
+
+    def close(self) -> None:
+        """Nothing of its own to close: the descriptor is its ``LogFile``'s."""
+
+
+def _gunzip() -> zlib._Decompress:
+    return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+
+def _salvage(d: zlib._Decompress, data: bytes, limit: int) -> tuple[zlib._Decompress, bytes, bytes]:
+    """``d`` fed the longest prefix of ``data`` it takes without error: the decompressor
+    after it, its output and the rest of ``data`` (from the damage on)."""
+    lo, hi = 0, len(data)  # lo: a length that decompresses; hi: one that fails
+    best = (d.copy(), b"")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        trial = d.copy()
+        try:
+            out = trial.decompress(data[:mid], limit)
+        except zlib.error:
+            hi = mid
+        else:
+            lo, best = mid, (trial, out)
+    return best[0], best[1], data[lo:]
+
+
+class _InThread:
+    """Reads a ``GzipStream`` in a worker thread."""
+
+    def __init__(self, stream: GzipStream) -> None:
+        self._stream = stream
+
+    async def read(self, size: int = -1, /) -> bytes:
+        return await asyncio.to_thread(self._stream.read, size)
+
+
+SyncFile = io.FileIO | io.BufferedIOBase | GzipStream
+
+
 @dataclass(eq=False)
 class LogFile:
     """An open log file and where reading of it stands."""
@@ -54,8 +186,8 @@ class LogFile:
     path: str
     dev: int
     inode: int
-    raw: SyncFile  # FileIO, or GzipFile for a compressed file
-    fileobj: io.FileIO  # what holds the descriptor (the FileIO under a GzipFile)
+    raw: SyncFile  # FileIO, or GzipStream for a compressed file
+    fileobj: io.FileIO  # what holds the descriptor (the FileIO under a GzipStream)
     reader: AsyncReader
     splitter: LineSplitter
     compressed: bool
@@ -68,10 +200,19 @@ class LogFile:
     # Directive lines ("#Fields: ...") at the start of a file resumed mid-way: replayed
     # before its first new lines, so a W3C decoder knows the file's columns again.
     preamble: list[Line] = field(default_factory=list)
+    exhausted: bool = False  # a compressed file known read to its end when opened
+    damaged: str | None = None  # why a compressed file cannot be read on
 
     def __post_init__(self) -> None:
         if not self.origin:
             self.origin = self.path
+
+    def complete(self) -> bool:
+        """False for a compressed file whose stream has not ended (yet): its compressor
+        is still writing it, or stopped before its end. Its last line may be cut."""
+        if not self.compressed or self.exhausted:
+            return True
+        return isinstance(self.raw, GzipStream) and self.raw.complete
 
     @property
     def read_pos(self) -> int:
@@ -253,11 +394,12 @@ def head_fingerprint(fileobj: io.FileIO) -> str | None:
         return ""
 
 
-def gzip_head(fd: int, block: int = 16384) -> bytes:
+def gzip_head(fd: int, block: int = 16384, *, strict: bool = False) -> bytes:
     """The first decompressed bytes of an open gzip file, up to its first newline or
     ``FIRST_LINE_MAX`` bytes, read with pread (the descriptor's offset is not moved).
 
-    An archive still being written gives what its bytes so far hold; a corrupt one, b"".
+    An archive still being written gives what its bytes so far hold; a corrupt one, b""
+    (``strict``: zlib.error).
     """
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out = b""
@@ -270,9 +412,12 @@ def gzip_head(fd: int, block: int = 16384) -> bytes:
                 if not data:
                     break
                 pos += len(data)
-            out += d.decompress(data, FIRST_LINE_MAX - len(out))
+            # A little at a time: what comes before a damaged part is still read.
+            out += d.decompress(data, min(512, FIRST_LINE_MAX - len(out)))
             data = d.unconsumed_tail
     except zlib.error:
+        if strict:
+            raise
         return b""
     return out
 
@@ -307,12 +452,9 @@ def peek(path: str) -> Peek:
         compressed = head[:2] == GZIP_MAGIC
         length = st.st_size
         if compressed:
+            # Its isize: what its trailer would say (an archive not finished yet has none).
             length = gzip_isize(raw.fileno(), st.st_size) or 0
-            try:
-                with gzip.GzipFile(fileobj=raw) as gz:
-                    head = gz.read(FIRST_LINE_MAX)
-            except GZ_ERRORS:
-                head = b""
+            head = gzip_head(raw.fileno())
     key = (st.st_dev, st.st_ino)
     return Peek(fingerprint(head), key, st.st_size, st.st_mtime, compressed, length)
 
@@ -352,20 +494,23 @@ def _open_raw(
         reader: SyncFile = raw
         eof = exhausted = False
         if compressed:
-            gz = gzip.GzipFile(fileobj=raw)
+            # Positioned in its decompressed bytes. An archive its compressor is still
+            # writing may not reach ``offset`` yet: the rest is skipped as it comes.
             try:
-                fid = fingerprint(gz.read(FIRST_LINE_MAX))
+                fid = fingerprint(gzip_head(fd, strict=True))
                 if fid is None:
                     raw.close()
                     return None
+                gz = GzipStream(raw)
                 if offset >= 0 and gzip_isize(fd, st.st_size) == offset % (1 << 32):
                     eof = exhausted = True
                 elif offset < 0:
-                    offset = _gz_length(gz)
-                    eof = True
+                    offset, gz = _gz_end(raw)
+                    eof = gz.complete
                 else:
-                    gz.seek(offset)
-                    eof = gz.tell() < offset
+                    gz.skip = offset
+                    gz.advance()
+                    eof = gz.skip > 0 and gz.complete  # it ended before ``offset``
             except GZ_ERRORS as exc:
                 raw.close()
                 raise PathError(f"unreadable compressed file ({exc})") from None
@@ -390,14 +535,23 @@ def _open_raw(
         inode=st.st_ino,
         raw=reader,
         fileobj=raw,
-        reader=_Exhausted() if exhausted else aiofiles.threadpool.wrap(reader),
+        reader=_reader(reader, exhausted),
         splitter=LineSplitter(source, path, offset, max_line),
         compressed=compressed,
         size=st.st_size,
         eof=eof,
         last_data=now,
         preamble=preamble,
+        exhausted=exhausted,
     )
+
+
+def _reader(sync: SyncFile, exhausted: bool) -> AsyncReader:
+    if exhausted:
+        return _Exhausted()
+    if isinstance(sync, GzipStream):
+        return _InThread(sync)
+    return aiofiles.threadpool.wrap(sync)  # type: ignore[no-any-return]
 
 
 PREAMBLE_MAX = 65536
@@ -430,14 +584,20 @@ def last_line_end(fd: int, size: int, limit: int) -> int:
     return 0 if pos == 0 else size
 
 
-def _gz_length(gz: gzip.GzipFile) -> int:
-    gz.seek(0)
-    n = 0
-    while True:
-        block = gz.read(1 << 20)
-        if not block:
-            return n
+def _gz_end(raw: io.FileIO) -> tuple[int, GzipStream]:
+    """Where a gzip file ends now, and a stream positioned there: its length once its
+    stream has ended, else just after its last complete line so far (the rest of that
+    line is read as it comes)."""
+    gz = GzipStream(raw)
+    n = last = 0
+    while block := gz.read(1 << 20):
+        nl = block.rfind(b"\n")
+        if nl >= 0:
+            last = n + nl + 1
         n += len(block)
+    if gz.complete:
+        return n, gz
+    return last, GzipStream(raw, skip=last)
 
 
 NOT_A_FILE = "is a directory, expected a file"
