@@ -159,6 +159,35 @@ def test_gzip_stream_reads_a_growing_file_without_losing_bytes(tmp_path: Path) -
         assert rest == data[1234:] and s2.complete
 
 
+def test_gzip_stream_on_a_compressor_output_cut_anywhere(tmp_path: Path) -> None:
+    """A compressor's output is not cut at flush points: cut at random bytes (inside
+    deflate blocks, the header, the trailer), each read gives a prefix of the text, and
+    the stream is complete only once its last byte is there."""
+    import gzip
+    import random
+
+    from auditor.tailfile import GzipStream
+
+    data = b"".join(b"%d %s\n" % (i, str(i * 7919).encode() * (i % 9)) for i in range(30000))
+    comp = gzip.compress(data, mtime=0)
+    rng = random.Random(5)
+    for _ in range(5):
+        cuts = [*sorted(rng.sample(range(1, len(comp)), 25)), len(comp) - 3, len(comp)]
+        gz = tmp_path / "cut.gz"
+        gz.write_bytes(b"")
+        got, prev = b"", 0
+        with gz.open("rb", buffering=0) as raw:
+            s = GzipStream(raw)
+            for cut in cuts:
+                grow(gz, comp[prev:cut])
+                prev = cut
+                while block := s.read(65536):
+                    got += block
+                assert data.startswith(got)
+                assert s.complete == (cut == len(comp))
+        assert got == data
+
+
 def _rotated_while_down(tmp_path: Path, data: bytes, read_lines: int) -> tuple[Path, int, float]:
     """access.log held ``data``; the daemon read ``read_lines`` of it, stopped; the log
     was rotated and a new access.log written. Returns the .gz path (to be written), the
