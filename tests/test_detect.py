@@ -6,10 +6,8 @@ hostile input that must go through decode and detection without hanging.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -36,6 +34,7 @@ from auditor.pipeline import epoch_ms
 from auditor.redact import Redactor
 from auditor.rules import bundled_rules_dir, load_rulesets
 from auditor.store import Store
+from daemon_helpers import la as run_cli
 
 T0 = datetime(2025, 10, 10, 12, 0, 0, tzinfo=UTC)
 RULESET = load_rulesets([bundled_rules_dir()], {})
@@ -448,15 +447,7 @@ def test_marks_from_another_detector_give_the_same_hits(size: int) -> None:
 
 
 def la(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(
-        [sys.executable, "-m", "auditor", *args],
-        check=False,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "LOG_AUDITOR_CONFIG": ""},
-    )
+    res = run_cli(*args, cwd=cwd)
     assert res.returncode == 0, res.stderr
     return res
 

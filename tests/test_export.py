@@ -9,8 +9,6 @@ secret the demo logs plant (examples/make_samples.py) may appear in any output.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from auditor.export.http import forwarded_ips, tls_version
 from auditor.export.native import finding_native
 from auditor.model import CATEGORIES, PII_TYPES
 from auditor.rules import load_rulesets
+from daemon_helpers import la
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "examples" / "logs"
@@ -43,17 +42,6 @@ OCSF_SEVERITY = {"low": 2, "medium": 3, "high": 4, "critical": 5}
 OCSF_SEVERITY_NAMES = {2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
 HTTP_METHOD_IDS = {"CONNECT": 1, "DELETE": 2, "GET": 3, "HEAD": 4, "OPTIONS": 5}
 HTTP_METHOD_IDS |= {"POST": 6, "PUT": 7, "TRACE": 8, "PATCH": 9}
-
-
-def la(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "auditor", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def lines(out: str) -> list[dict[str, Any]]:

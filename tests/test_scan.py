@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from auditor.store.eventblocks import unpack
+from daemon_helpers import la
 
 LINE = '203.0.113.{n} - - [20/Nov/2026:10:{m:02d}:00 +0000] "GET /api/v1/items/{n}?page=2 HTTP/1.1" 200 512 "-" "curl/8.4"'
 SECRET_LINES = [
@@ -26,18 +24,6 @@ RAW_SECRETS = [
     b"S3cr3t-Passw0rd",
     b"planted.person@example.org",
 ]
-
-
-def la(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "auditor", *args],
-        check=False,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "LOG_AUDITOR_CONFIG": ""},
-    )
 
 
 def count(db: Path) -> int:
