@@ -11,54 +11,19 @@ exactly once and whole, also across a restart.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_tail import _OPEN, Clock, Sink, _close_tailers, check  # noqa: F401 - fixture used
 
 from auditor.config import SourceConfig
 from auditor.fileid import fingerprint
-from auditor.tail import Chunk, SourceTailer
+from auditor.tail import SourceTailer
 
 WAIT = 10.0  # clock moved between pieces: twice the tailers' rotate_wait
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.chunks: list[Chunk] = []
-
-    async def __call__(self, item: object) -> None:
-        if isinstance(item, Chunk):
-            self.chunks.append(item)
-
-    @property
-    def lines(self) -> list[str]:
-        return [ln.text for c in self.chunks for ln in c.lines]
-
-    def stored(self) -> dict[str, int]:
-        return {c.position.file_id: c.position.offset for c in self.chunks}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-_OPEN: list[SourceTailer] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_tailers() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
 
 
 def make(
@@ -77,14 +42,6 @@ def make(
         t.initial = False
     _OPEN.append(t)
     return t, sink, clock
-
-
-def check(t: SourceTailer) -> None:
-    async def go() -> None:
-        while await t.check():
-            pass
-
-    asyncio.run(go())
 
 
 def text(n: int, *, unterminated: bool = False) -> bytes:
@@ -246,7 +203,7 @@ def test_a_gz_being_written_survives_a_sigkill(tmp_path: Path) -> None:
     clock.now += WAIT
     check(t)
     first = sink.lines
-    stored = {fid: offset, **sink.stored()}
+    stored = {fid: offset, **{fid: p.offset for fid, p in sink.positions.items()}}
     t.close()  # SIGKILL: what was emitted was committed
     grow(gz, parts[2])
     t2, sink2, clock2 = make(tmp_path / "access.log", stored, last_seen=time.time() - 1)
