@@ -113,7 +113,12 @@ class Metrics:
         gauges: tuple[tuple[str, str, str, Callable[[SourceLive], object]], ...] = (
             ("lag_bytes", "gauge", "Bytes in the source's files not read yet.", _lag),
             ("open_files", "gauge", "Files of the source held open.", _open_files),
-            ("gaps_total", "counter", "Truncations whose unread part was not found.", _gaps),
+            (
+                "gaps_total",
+                "counter",
+                "Truncations, and unfinished compressed files, whose unread part was not found.",
+                _gaps,
+            ),
             ("source_up", "gauge", "1 when the source reads without error.", _up),
         )
         for metric, kind, help_, get in gauges:

@@ -131,7 +131,9 @@ class TailStats:
 
     lag_bytes: int = 0
     open_files: int = 0
-    gaps: int = 0  # truncations whose unread part could not be found
+    # truncations whose unread part could not be found, and compressed files that ended
+    # unfinished (damaged, or their compressor killed) with no copy holding their rest
+    gaps: int = 0
     lines: int = 0
     error: str | None = None
 
@@ -349,7 +351,8 @@ class SourceTailer:
                 # be writing it, however long that takes; its last line may be cut.
                 if self._unfinished_archive(f, now, final):
                     self._close(f)
-                    self._finish_from_copy(f, now)
+                    if not self._finish_from_copy(f, now):
+                        self.stats.gaps += 1  # its unread rest is nowhere: a gap
                 continue
             if f.rotated_at is None:
                 if not f.compressed:
@@ -402,14 +405,15 @@ class SourceTailer:
         )
         return True
 
-    def _finish_from_copy(self, f: LogFile, now: float) -> None:
+    def _finish_from_copy(self, f: LogFile, now: float) -> bool:
         """After an unfinished archive: its rest from a copy beside it, if there is one (the
-        file a killed compressor left), read on from where the archive stopped."""
+        file a killed compressor left), read on from where the archive stopped. False when
+        there is none."""
         copy = self._find_copy(f.origin, f.file_id, f.read_pos, exclude=f.key, now=now)
         if copy is None or copy.eof:
             if copy is not None:
                 copy.close()
-            return
+            return False
         log.info("source %s: reading the rest of %s from %s", self.name, f.path, copy.path)
         copy.splitter = f.splitter  # the same text: a partial line carries over
         copy.splitter.file = copy.path
@@ -417,6 +421,7 @@ class SourceTailer:
         copy.origin = f.origin
         self.files[copy.file_id] = copy
         self._out.append(Chunk(self.name, [], self._position(copy), 0))
+        return True
 
     def _let_go(self, f: LogFile, idle: float) -> None:
         """Close a quiet rotated file its writer may still hold; its name is followed.

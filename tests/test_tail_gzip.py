@@ -325,6 +325,7 @@ def test_a_gz_whose_compressor_stopped_is_let_go_with_nothing_cut(
         whole = data[: data.rindex(b"\n", 0, cut2) + 1]
         assert sorted(sink.lines) == sorted([*lines_of(whole), "new 0"])
     assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
+    assert t.stats.gaps == (0 if input_left else 1)  # the metric log_auditor_gaps_total
     warned = [r for r in caplog.records if "incomplete" in r.getMessage()]
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
 
@@ -345,6 +346,7 @@ def test_a_gz_that_cannot_be_decompressed_is_reported_and_closed(
         check(t)
     assert sink.lines == lines_of(data[: data.rindex(b"\n", 0, 3000) + 1]) + ["new 0"]
     assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
+    assert t.stats.gaps == 1
     assert any(
         r.levelno == logging.WARNING and "access.log.1.gz" in r.getMessage() for r in caplog.records
     )
