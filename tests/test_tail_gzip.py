@@ -87,6 +87,16 @@ def grow(path: Path, piece: bytes) -> None:
         f.write(piece)
 
 
+def grow_checked(t: SourceTailer, clock: Clock, gz: Path, parts: list[bytes]) -> None:
+    """The compressor writes ``parts``, a piece every ``WAIT`` seconds, the tailer checking
+    before and after each piece."""
+    for part in parts:
+        clock.now += WAIT
+        check(t)
+        grow(gz, part)
+        check(t)
+
+
 def test_gzip_stream_reads_a_growing_file_without_losing_bytes(tmp_path: Path) -> None:
     """What a check reads of a .gz being written, piece by piece, is its text in order:
     nothing lost at the end of a truncated stream (GzipFile drops what its buffered
@@ -174,11 +184,7 @@ def test_a_gz_being_written_at_a_restart_is_read_once_and_whole(
     grow(gz, parts[0])  # the daemon starts here: the .gz holds less than what was read
     t, sink, clock = make(tmp_path / "access.log", {fid: offset}, last_seen=last_seen)
     check(t)
-    for part in parts[1:]:
-        clock.now += WAIT
-        check(t)
-        grow(gz, part)
-        check(t)
+    grow_checked(t, clock, gz, parts[1:])
     clock.now += WAIT
     check(t)
     clock.now += WAIT
@@ -208,11 +214,7 @@ def test_a_gz_being_written_survives_a_sigkill(tmp_path: Path) -> None:
     grow(gz, parts[2])
     t2, sink2, clock2 = make(tmp_path / "access.log", stored, last_seen=time.time() - 1)
     check(t2)
-    for part in parts[3:]:
-        clock2.now += WAIT
-        check(t2)
-        grow(gz, part)
-        check(t2)
+    grow_checked(t2, clock2, gz, parts[3:])
     clock2.now += WAIT
     check(t2)
     want = lines_of(data)[10:] + ["new 0"]
@@ -254,11 +256,7 @@ def test_a_compressor_slow_to_start_and_to_write(tmp_path: Path, restart: bool) 
     assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
     parts = pieces(data, mid_line_cuts(data, [0.01, 0.5, 0.99]))
     header, parts[0] = parts[0][:10], parts[0][10:]
-    for part in [header, *parts]:
-        clock.now += WAIT
-        check(t)
-        grow(gz, part)
-        check(t)
+    grow_checked(t, clock, gz, [header, *parts])
     rotated.unlink()
     clock.now += WAIT
     check(t)

@@ -61,58 +61,53 @@ def scan_cmd(
     db = resolve_db(config, db_path)
     # One process reads logs into a store: a scan beside the daemon (or another scan) on
     # the same store would store the same lines twice. Taken before any position is read.
-    writer_lock = WriterLock(db).acquire()
-    # A new store is opened by the first write, while the decode workers work (LazyStore).
-    try:
+    with WriterLock(db):
+        # A new store is opened by the first write, while the decode workers work.
         store = LazyStore.at(db)
-    except BaseException:
-        writer_lock.release()
-        raise
-    try:
-        engine = build_engine(config, store.opened, db)
-        names: dict[Path, str] = {}
+        try:
+            engine = build_engine(config, store.opened, db)
+            names: dict[Path, str] = {}
 
-        def source_for(path: Path) -> str:
-            name = names.get(path)
-            if name is not None:
+            def source_for(path: Path) -> str:
+                name = names.get(path)
+                if name is not None:
+                    return name
+                name = source or _configured_source(config, path) or plain_source_name(path)
+                names[path] = name
+                if fmt is not None:
+                    spec = FormatSpec(fmt)
+                elif name in engine.specs:
+                    spec = engine.specs[name]
+                else:
+                    spec = FormatSpec("auto")
+                if name not in engine.decoders or fmt is not None:
+                    engine.decoders.pop(name, None)
+                    engine.add_source(name, spec)
+                    store.register_source(name, str(path), spec.name)
                 return name
-            name = source or _configured_source(config, path) or plain_source_name(path)
-            names[path] = name
-            if fmt is not None:
-                spec = FormatSpec(fmt)
-            elif name in engine.specs:
-                spec = engine.specs[name]
-            else:
-                spec = FormatSpec("auto")
-            if name not in engine.decoders or fmt is not None:
-                engine.decoders.pop(name, None)
-                engine.add_source(name, spec)
-                store.register_source(name, str(path), spec.name)
-            return name
 
-        for src in config.sources:
-            store.register_source(src.name, src.path, format_spec(src).name)
-        pipeline = engine.pipeline()
-        tune_for_ingest()
-        summary = scan_paths(
-            list(paths),
-            store,
-            pipeline,
-            source_for,
-            batch_lines=config.daemon.batch_lines * 4,
-            max_line=config.daemon.max_line_bytes,
-            quiet=quiet,
-            parallel=ParallelDecode(
-                engine.redactor.key,
-                lambda name: engine.specs.get(name) or FormatSpec("auto"),
-                _parallel_min_bytes(),
-                workers_wanted(detecting=bool(engine.ruleset.rules)),
-            ),
-        )
-        store.get()  # a new store nothing was written to exists with its tables, as before
-    finally:
-        store.close()
-        writer_lock.release()
+            for src in config.sources:
+                store.register_source(src.name, src.path, format_spec(src).name)
+            pipeline = engine.pipeline()
+            tune_for_ingest()
+            summary = scan_paths(
+                list(paths),
+                store,
+                pipeline,
+                source_for,
+                batch_lines=config.daemon.batch_lines * 4,
+                max_line=config.daemon.max_line_bytes,
+                quiet=quiet,
+                parallel=ParallelDecode(
+                    engine.redactor.key,
+                    lambda name: engine.specs.get(name) or FormatSpec("auto"),
+                    _parallel_min_bytes(),
+                    workers_wanted(detecting=bool(engine.ruleset.rules)),
+                ),
+            )
+            store.get()  # a new store nothing was written to exists with its tables, as before
+        finally:
+            store.close()
     if as_json:
         import orjson
 
