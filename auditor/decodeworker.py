@@ -245,6 +245,10 @@ def decode_chunk(
     file), as a worker does with a chunk sent to it; the batch's events stay as built."""
     sp = splitters.get(file_id)
     if sp is None:
+        if data[-1:] == b"\n":  # whole lines (the parent cuts chunks after a newline)
+            whole = pipeline.decode_whole_lines(source, path, offset, data, max_line)
+            if whole is not None:
+                return Chunk(whole, offset + len(data), False)
         sp = splitters[file_id] = LineSplitter(source, path, offset, max_line)
     lines = sp.feed(data)
     if end == END_COMPRESSED and sp.pending:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
+from typing import Protocol
 
 
 class Severity(IntEnum):
@@ -62,6 +63,18 @@ PII_TYPES: tuple[str, ...] = (
     "basic-auth",
     "card-verification",  # CVV/CVC/PIN: sensitive authentication data (PCI DSS 3.3.1)
 )
+
+
+class Place(Protocol):
+    """Where a line starts: all an event keeps of the line it came from (``Event.file``,
+    ``Event.offset``). A ``Line`` is one; so is the cursor of a decoder that reads whole
+    lines straight from bytes (``Pipeline.decode_whole_lines``)."""
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def offset(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

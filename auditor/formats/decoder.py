@@ -34,7 +34,7 @@ from auditor.formats.registry import (
     detectors,
     parser_for,
 )
-from auditor.formats.spec import BoundDecode, Ctx, FormatSpec, Parser
+from auditor.formats.spec import BoundDecode, Ctx, FormatSpec, Parser, RawDecode, raw_form
 from auditor.formats.w3c import W3cDecode, W3cParser, header_layout, is_directive
 from auditor.model import Event, Line
 from auditor.normalize import RedactorLike, norm_scheme
@@ -344,6 +344,18 @@ class SourceDecoder:
 
     def __call__(self, line: Line) -> Event | None:
         return self._decode(line)
+
+    def raw_for(self, file: str) -> RawDecode | None:
+        """The bytes form of this decoder for ``file``'s lines (``RawDecode``), once it has one:
+        a named format whose parser gives one (JSON), settled for the file by a line already
+        decoded, with no prefix (syslog, container) to strip. ``auto`` never: it watches
+        every line it decodes."""
+        if self.auto:
+            return None
+        state = self._slow.states.get(file)
+        if state is None or state[1] is not None:
+            return None
+        return raw_form(state[0])
 
     def take_choices(self) -> list[FormatChoice]:
         slow = self._slow

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 
 from auditor.formats.spec import BoundDecode, Ctx
 from auditor.formats.times import TIME_CACHE, epoch_time, parse_new_time
-from auditor.model import Event, Exposure, Line
+from auditor.model import Event, Exposure, Line, Place
 from auditor.normalize import (
     ROUTE_CACHE,
     norm_http_version,
@@ -202,7 +202,7 @@ def _memo_tls(value: str) -> str | None:
     return _remember(_TLSES, value, norm_tls(value))
 
 
-def build_event(raw: Mapping[str, str], ctx: Ctx, line: Line, name: str) -> Event | None:
+def build_event(raw: Mapping[str, str], ctx: Ctx, line: Place, name: str) -> Event | None:
     """Normalize and redact one record of raw fields; ``None`` if it has no usable time."""
     get = raw.get
     return assemble(
@@ -289,7 +289,7 @@ def _duration(s: Num | float, ms: Num | float, us: Num | float, ns: Num | float)
 
 def assemble(  # noqa: C901 - one flat function: it runs per line
     ctx: Ctx,
-    line: Line,
+    line: Place,
     name: str,
     time: str | float | None,
     client: str | None,

@@ -31,8 +31,8 @@ from auditor.formats.event import (
     build_event,
     function_source,
 )
-from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS, BoundDecode, Ctx
-from auditor.model import Event, Line
+from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS, BoundDecode, Ctx, add_raw_form
+from auditor.model import Event, Line, Place
 from auditor.normalize import last_ip
 
 Lookup = str | tuple[str, ...]  # a top-level key, or a path into nested objects
@@ -328,7 +328,7 @@ def compile_schema(sch: Schema) -> Extractor:
 # unless a fixup reads them as text.
 _INTS = frozenset(("client_port", "status", "bytes_in", "bytes_out", "server_port"))
 _NUMBERS = frozenset(("time", "duration_s", "duration_ms", "duration_us", "duration_ns"))
-JsonDecode = Callable[[dict[str, Any], Ctx, Line, str], Event | None]
+JsonDecode = Callable[[dict[str, Any], Ctx, Place, str], Event | None]
 
 
 def _lookup_code(
@@ -692,7 +692,7 @@ class Shaped:
         dec = self.shapes[shape] = compile_decoder(self.sch, self.kind, shape)
         return dec
 
-    def __call__(self, obj: dict[str, Any], ctx: Ctx, line: Line, name: str) -> Event | None:
+    def __call__(self, obj: dict[str, Any], ctx: Ctx, line: Place, name: str) -> Event | None:
         shape = tuple(obj)
         dec = self.shapes.get(shape)
         if dec is None:
@@ -705,7 +705,7 @@ def _decoder_via_dict(sch: Schema, kind: str) -> JsonDecode:
     extract = compile_schema(sch)
     fixup = _FIXUPS.get(kind)
 
-    def decode(obj: dict[str, Any], ctx: Ctx, line: Line, name: str) -> Event | None:
+    def decode(obj: dict[str, Any], ctx: Ctx, line: Place, name: str) -> Event | None:
         raw = extract(obj)
         if raw is None or (fixup is not None and not fixup(obj, raw)):
             return None
@@ -996,6 +996,13 @@ def _bind_one(
             return None if obj is None else decoder(obj, ctx, line, name)
 
         return decode_plain
+    return _bind_shaped(decoder, ctx, name, otherwise)
+
+
+def _bind_shaped(
+    decoder: Shaped, ctx: Ctx, name: str, otherwise: BoundDecode | None
+) -> BoundDecode:
+    """``_bind_one`` of a ``Shaped`` decoder, with its bytes form (``RawDecode``)."""
     shapes_get = decoder.shapes.get
     for_shape = decoder.for_shape
     # The last record's shape and its decoder: a logger writes one shape line after line,
@@ -1023,6 +1030,29 @@ def _bind_one(
         last_shape, last_dec = shape, dec
         return dec(obj, ctx, line, name)
 
+    def decode_raw(data: bytes, place: Place) -> Event | None:
+        # ``decode`` of the line's bytes: orjson reads them as they are (no text made of
+        # them), and rejects what is not UTF-8 (the usual way then decodes the line with
+        # replacement characters, as the line splitter does)
+        nonlocal last_shape, last_dec
+        if data[:1] != b"{":
+            return None
+        try:
+            obj = _loads(data)
+        except _JSONDecodeError:
+            return None
+        if obj.__class__ is not dict:
+            return None
+        shape = tuple(obj)
+        if shape == last_shape and last_dec is not None:
+            return last_dec(obj, ctx, place, name)
+        dec = shapes_get(shape)
+        if dec is None:
+            dec = for_shape(shape)
+        last_shape, last_dec = shape, dec
+        return dec(obj, ctx, place, name)
+
+    add_raw_form(decode, decode_raw)
     return decode
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from weakref import WeakKeyDictionary
 
-from auditor.model import Event, Line
+from auditor.model import Event, Line, Place
 from auditor.normalize import RedactorLike
 
 
@@ -88,6 +89,24 @@ class Ctx:
 
 
 BoundDecode = Callable[[str, Line], Event | None]
+
+RawDecode = Callable[[bytes, Place], Event | None]
+"""A ``BoundDecode`` that reads a line's bytes (no newline) instead of its text, for a
+chunk of whole lines decoded without a ``Line`` each (``Pipeline.decode_whole_lines``).
+None where it cannot tell: the line then goes the usual way, and must come out the same;
+it never decodes a line its ``BoundDecode`` would not."""
+
+_RAW_FORMS: WeakKeyDictionary[BoundDecode, RawDecode] = WeakKeyDictionary()
+
+
+def add_raw_form(decode: BoundDecode, raw: RawDecode) -> None:
+    """Register ``raw`` as the bytes form of ``decode`` (see ``RawDecode``)."""
+    _RAW_FORMS[decode] = raw
+
+
+def raw_form(decode: BoundDecode) -> RawDecode | None:
+    """The bytes form of a bound decoder, if its parser gave it one (JSON formats)."""
+    return _RAW_FORMS.get(decode)
 
 
 class Parser(Protocol):
