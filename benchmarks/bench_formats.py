@@ -14,6 +14,11 @@ The scans run with their bytecode cached (under benchmarks/out/pycache, even whe
 PYTHONDONTWRITEBYTECODE is set), as an installed log-auditor does: compiling every module
 from source again cost each of the two processes about 0.2 s at start.
 
+The scans go round by round: each round scans every format once with rules and once
+without, then (where installed) times goaccess on the nginx-combined input, the machine's
+speed at that moment. A host whose speed drifts over minutes then shifts every format
+alike, not the ones measured last; the goaccess line says how fast the machine was.
+
 Timings on a shared machine are noisy: compare figures from one run with each other, and
 trust the CPU seconds and the best of K more than the median wall time.
 """
@@ -25,6 +30,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -353,30 +359,35 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def whole_process(
-    fmt: str, path: Path, runs: int, config: Path | None = None
-) -> tuple[float, float, float]:
-    """Median and best wall seconds of `log-auditor scan --format fmt` into a fresh store,
-    and the best CPU seconds of the scan with its workers (waited-for children count);
-    ``config``: a config file (the default: every bundled rule)."""
+def scan_once(fmt: str, path: Path, config: Path | None = None) -> tuple[float, float]:
+    """Wall seconds of one `log-auditor scan --format fmt` into a fresh store, and the CPU
+    seconds of the scan with its workers (waited-for children count); ``config``: a
+    config file (the default: every bundled rule)."""
     env = scan_env()
-    walls: list[float] = []
-    cpus: list[float] = []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Path(tmp) / "bench.db"
-            cmd = [sys.executable, "-m", "auditor", "scan", "--db", str(db)]
-            if config is not None:
-                cmd += ["--config", str(config)]
-            cmd += ["--format", fmt, "--quiet", str(path)]
-            c0 = _children_cpu()
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-            walls.append(time.perf_counter() - t0)
-            cpus.append(_children_cpu() - c0)
-            if proc.returncode != 0:
-                raise SystemExit(f"scan failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    return statistics.median(walls), min(walls), min(cpus)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        cmd = [sys.executable, "-m", "auditor", "scan", "--db", str(db)]
+        if config is not None:
+            cmd += ["--config", str(config)]
+        cmd += ["--format", fmt, "--quiet", str(path)]
+        c0 = _children_cpu()
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+        wall = time.perf_counter() - t0
+        cpu = _children_cpu() - c0
+    if proc.returncode != 0:
+        raise SystemExit(f"scan failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    return wall, cpu
+
+
+def goaccess_once(goaccess: str, path: Path) -> float:
+    """Wall seconds of goaccess over an nginx-combined file (the machine's speed now)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [goaccess, str(path), "--log-format=COMBINED", "--no-progress"]
+        cmd += ["--no-parsing-spinner", "-o", str(Path(tmp) / "out.json")]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        return time.perf_counter() - t0
 
 
 def decode_only(fmt: str, path: Path, runs: int) -> tuple[float, int]:
@@ -402,31 +413,54 @@ def main() -> None:
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n] or list(FORMATS)
     print(f"{args.lines} lines per format, median of {args.runs} runs, {os.cpu_count()} CPUs")
+    no_rules = Path(tempfile.mkdtemp(prefix="la-bench-")) / "norules.toml"
+    no_rules.write_text("[rules]\nbundled = false\n")
+    paths = {name: ensure_input(name, args.lines) for name in names}
+    decoded = {name: decode_only(FORMATS[name][0], paths[name], args.runs) for name in names}
+    # name -> (rules walls, rules CPUs, bare walls)
+    scans: dict[str, tuple[list[float], list[float], list[float]]] = {
+        n: ([], [], []) for n in names
+    }
+    goaccess = shutil.which("goaccess")
+    reference = ensure_input("combined", args.lines) if goaccess else None
+    ref_walls: list[float] = []
+    if not args.no_scan:
+        warm_bytecode(scan_env())
+        for _ in range(args.runs):  # round by round: see the module's docstring
+            for name in names:
+                fmt = FORMATS[name][0]
+                wall, cpu = scan_once(fmt, paths[name])
+                scans[name][0].append(wall)
+                scans[name][1].append(cpu)
+                scans[name][2].append(scan_once(fmt, paths[name], no_rules)[0])
+            if goaccess and reference is not None:
+                ref_walls.append(goaccess_once(goaccess, reference))
     print(
         f"{'format':14s} {'scan lines/s':>13s} {'best':>8s} {'scan CPU s':>10s}"
         f" {'no rules':>9s} {'best':>8s} {'decode lines/s':>15s} {'µs/line':>8s}  parsed"
     )
-    no_rules = Path(tempfile.mkdtemp(prefix="la-bench-")) / "norules.toml"
-    no_rules.write_text("[rules]\nbundled = false\n")
-    if not args.no_scan:
-        warm_bytecode(scan_env())
     for name in names:
-        fmt = FORMATS[name][0]
-        path = ensure_input(name, args.lines)
-        dec_s, parsed = decode_only(fmt, path, args.runs)
+        dec_s, parsed = decoded[name]
         scan, best, cpu, bare, bare_best = "-", "-", "-", "-", "-"
-        if not args.no_scan:
-            median_s, best_s, cpu_s = whole_process(fmt, path, args.runs)
-            scan, best = f"{args.lines / median_s:,.0f}", f"{args.lines / best_s:,.0f}"
-            cpu = f"{cpu_s:.2f}"
-            median_s, best_s, _ = whole_process(fmt, path, args.runs, no_rules)
-            bare, bare_best = f"{args.lines / median_s:,.0f}", f"{args.lines / best_s:,.0f}"
+        walls, cpus, bare_walls = scans[name]
+        if walls:
+            scan = f"{args.lines / statistics.median(walls):,.0f}"
+            best = f"{args.lines / min(walls):,.0f}"
+            cpu = f"{min(cpus):.2f}"
+            bare = f"{args.lines / statistics.median(bare_walls):,.0f}"
+            bare_best = f"{args.lines / min(bare_walls):,.0f}"
         mark = " (JSON)" if name in JSON_FORMATS else ""
         print(
             f"{name:14s} {scan:>13s} {best:>8s} {cpu:>10s} {bare:>9s} {bare_best:>8s}"
             f" {args.lines / dec_s:>15,.0f} {dec_s / args.lines * 1e6:>8.2f}"
             f"  {parsed}/{args.lines}{mark}",
             flush=True,
+        )
+    if ref_walls:
+        rates = ", ".join(f"{args.lines / w:,.0f}" for w in ref_walls)
+        print(
+            f"goaccess on the nginx-combined input, each round: {rates} lines/s"
+            f" (median {args.lines / statistics.median(ref_walls):,.0f})"
         )
 
 
