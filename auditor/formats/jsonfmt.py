@@ -1011,32 +1011,8 @@ def _bind_shaped(
     last_shape: tuple[str, ...] = ()
     last_dec: JsonDecode | None = None
 
-    def decode(text: str, line: Line) -> Event | None:
+    def parsed(data: str | bytes, place: Place) -> Event | None:
         nonlocal last_shape, last_dec
-        if text[:1] != "{":  # what _json_object does, inline
-            return None if otherwise is None else otherwise(text, line)
-        try:
-            obj = _loads(text)
-        except _JSONDecodeError:
-            return None
-        if obj.__class__ is not dict:
-            return None
-        shape = tuple(obj)
-        if shape == last_shape and last_dec is not None:
-            return last_dec(obj, ctx, line, name)
-        dec = shapes_get(shape)
-        if dec is None:
-            dec = for_shape(shape)
-        last_shape, last_dec = shape, dec
-        return dec(obj, ctx, line, name)
-
-    def decode_raw(data: bytes, place: Place) -> Event | None:
-        # ``decode`` of the line's bytes: orjson reads them as they are (no text made of
-        # them), and rejects what is not UTF-8 (the usual way then decodes the line with
-        # replacement characters, as the line splitter does)
-        nonlocal last_shape, last_dec
-        if data[:1] != b"{":
-            return None
         try:
             obj = _loads(data)
         except _JSONDecodeError:
@@ -1051,6 +1027,17 @@ def _bind_shaped(
             dec = for_shape(shape)
         last_shape, last_dec = shape, dec
         return dec(obj, ctx, place, name)
+
+    def decode(text: str, line: Line) -> Event | None:
+        if text[:1] != "{":  # what _json_object does, inline
+            return None if otherwise is None else otherwise(text, line)
+        return parsed(text, line)
+
+    def decode_raw(data: bytes, place: Place) -> Event | None:
+        # ``decode`` of the line's bytes: orjson reads them as they are (no text made of
+        # them), and rejects what is not UTF-8 (the usual way then decodes the line with
+        # replacement characters, as the line splitter does)
+        return parsed(data, place) if data[:1] == b"{" else None
 
     add_raw_form(decode, decode_raw)
     return decode
