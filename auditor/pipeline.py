@@ -289,6 +289,14 @@ class SieveRules:
     token: str
 
 
+def _count_no_event(counter: SourceCounters, line: Line) -> None:
+    """Count a line its decoder made no event of: unparsed, unless it is a directive (W3C
+    "#Fields:", "#Date:"...: not garbage)."""
+    if not is_directive(line.text):
+        counter.lines_unparsed += 1
+        counter.last_unparsed = f"{line.file}:{line.offset}: not in the expected format"
+
+
 class _Place:
     """The start of the line ``Pipeline.decode_whole_lines`` decodes (a ``Place``)."""
 
@@ -345,10 +353,7 @@ class Pipeline:
                 counter.lines_truncated += 1
             event = decode(line) if decode is not None else None
             if event is None:
-                if is_directive(line.text):  # W3C "#Fields:", "#Date:"...: not garbage
-                    continue
-                counter.lines_unparsed += 1
-                counter.last_unparsed = f"{line.file}:{line.offset}: not in the expected format"
+                _count_no_event(counter, line)
                 continue
             counter.lines_parsed += 1
             events.append(event)
@@ -421,9 +426,8 @@ class Pipeline:
             raw = raw[:-1]
         line = Line(source, file, start, end, raw.decode("utf-8", "replace"))
         event = decode(line)
-        if event is None and not is_directive(line.text):
-            counter.lines_unparsed += 1
-            counter.last_unparsed = f"{line.file}:{line.offset}: not in the expected format"
+        if event is None:
+            _count_no_event(counter, line)
         return event
 
     def _format_choices(self, batch: Batch) -> None:
