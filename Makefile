@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m compileall -q auditor
 	$(BIN)/python benchmarks/bench_scan.py
 	$(BIN)/python benchmarks/bench_formats.py
+	$(BIN)/python benchmarks/bench_formats.py --traffic stress --only envoy-json,caddy,traefik-json,cloudflare,kong-json,json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

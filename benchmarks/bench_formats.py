@@ -1,6 +1,7 @@
 """`make bench`: lines/s per log format, whole-process and decode-only.
 
-Generates N lines per format (cached under benchmarks/out), then for each format reports
+Generates N lines per format (cached under benchmarks/out), the same requests rendered in
+each format, then for each format reports
 - whole-process: `log-auditor scan --format X` into a fresh store, median and best of K
   runs, and the best CPU seconds of the scan and its decode workers together, with every
   bundled rule; then the same without rules (``[rules] bundled = false``: decoding and
@@ -9,6 +10,15 @@ Generates N lines per format (cached under benchmarks/out), then for each format
   as lines/s and µs/line.
 
     .venv/bin/python benchmarks/bench_formats.py [--lines N] [--runs K] [--only a,b]
+        [--traffic typical|stress]
+
+The traffic (``--traffic``): ``typical``, the default, is the request stream of
+``bench_scan.py`` (``gen_lines.requests``: a day of Zipf-distributed clients, one request
+in eight a 404, one in 200 with PII in its URL, a few probes), so a format's figures differ
+from the nginx ones by the format alone. ``stress`` is hit-heavy: 500 clients, a third of
+the answers errors and one in eight a 400, 401 or 403 (real logs have a few in a
+thousand), a sixth of the requests to ``/login``. With rules its scans measure detection
+under attack-like load more than the format.
 
 The scans run with their bytecode cached (under benchmarks/out/pycache, even when
 PYTHONDONTWRITEBYTECODE is set), as an installed log-auditor does: compiling every module
@@ -43,6 +53,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from gen_lines import requests
 
 from auditor.formats import FormatSpec, build_decoder
 from auditor.model import Line
@@ -55,21 +68,26 @@ STATUSES = [200] * 12 + [201, 204, 301, 304, 400, 401, 403, 404, 404, 500, 502]
 
 
 class Req:
-    """One synthetic request; every format renders the same stream."""
+    """One request, as every format renders it (see ``TRAFFIC``)."""
 
     __slots__ = ("agent", "ip", "method", "n", "path", "port", "query", "size", "status", "t")
 
-    def __init__(self, rnd: random.Random, n: int) -> None:
-        self.n = n
-        self.t = START + timedelta(milliseconds=n * 7)
-        self.ip = f"198.51.100.{rnd.randrange(1, 255)}" if n % 3 else f"203.0.113.{n % 250 + 1}"
-        self.port = 30000 + rnd.randrange(30000)
-        self.method = "POST" if n % 9 == 0 else "GET"
-        self.path = rnd.choice(PATHS).replace("{n}", str(rnd.randrange(10000)))
-        self.query = f"page={n % 40}&q=item{n % 97}" if n % 4 == 0 else ""
-        self.status = rnd.choice(STATUSES)
-        self.size = rnd.randrange(0, 40000)
-        self.agent = rnd.choice(AGENTS)
+    def __init__(
+        self,
+        n: int,
+        t: datetime,
+        ip: str,
+        method: str,
+        target: str,
+        status: int,
+        size: int,
+        agent: str,
+        port: int,
+    ) -> None:
+        self.n, self.t, self.ip, self.method = n, t, ip, method
+        path, sep, query = target.partition("?")
+        self.path, self.query = path, query if sep else ""
+        self.status, self.size, self.agent, self.port = status, size, agent, port
 
     @property
     def target(self) -> str:
@@ -77,6 +95,34 @@ class Req:
 
     def iso(self) -> str:
         return self.t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def typical(n: int) -> Iterator[Req]:
+    """The traffic of ``bench_scan.py`` (``gen_lines.requests``: a day of requests from
+    Zipf-distributed clients, about 1 in 200 with PII in its URL, a few probes, one in
+    eight a 404), so a format's figure differs from the nginx one by the format alone."""
+    for q in requests(n):
+        port = 30000 + q.n * 7919 % 30000
+        yield Req(q.n, q.t, q.ip, "GET", q.target, q.status, q.size, q.agent, port)
+
+
+def stress(n: int) -> Iterator[Req]:
+    """Hit-heavy traffic: 500 clients, a third of the answers errors (one in eight a 400,
+    401 or 403), a sixth of the requests to ``/login``, 140 requests a second: every
+    client past the slow-bruteforce threshold and most routes over their volume limits,
+    so detection does far more than on real traffic (see ``--traffic``)."""
+    rnd = random.Random(7)
+    for i in range(n):
+        ip = f"198.51.100.{rnd.randrange(1, 255)}" if i % 3 else f"203.0.113.{i % 250 + 1}"
+        port = 30000 + rnd.randrange(30000)
+        method = "POST" if i % 9 == 0 else "GET"
+        path = rnd.choice(PATHS).replace("{n}", str(rnd.randrange(10000)))
+        query = f"?page={i % 40}&q=item{i % 97}" if i % 4 == 0 else ""
+        status = rnd.choice(STATUSES)
+        size = rnd.randrange(0, 40000)
+        agent = rnd.choice(AGENTS)
+        t = START + timedelta(milliseconds=i * 7)
+        yield Req(i, t, ip, method, path + query, status, size, agent, port)
 
 
 def _json(obj: object) -> str:
@@ -318,23 +364,25 @@ FORMATS: dict[str, tuple[str, Callable[[Req], str], list[str]]] = {
 JSON_FORMATS = ("envoy-json", "caddy", "traefik-json", "cloudflare", "kong-json", "json")
 
 
-def generate(render: Callable[[Req], str], n: int) -> Iterator[str]:
-    rnd = random.Random(7)
-    for i in range(n):
-        yield render(Req(rnd, i))
+TRAFFIC: dict[str, Callable[[int], Iterator[Req]]] = {"typical": typical, "stress": stress}
 
 
-def ensure_input(name: str, n: int) -> Path:
+def generate(render: Callable[[Req], str], n: int, traffic: str = "typical") -> Iterator[str]:
+    for req in TRAFFIC[traffic](n):
+        yield render(req)
+
+
+def ensure_input(name: str, n: int, traffic: str = "typical") -> Path:
     out = HERE / "out"
     out.mkdir(exist_ok=True)
-    path = out / f"fmt-{name}-{n}.log"
+    path = out / f"fmt-{name}-{traffic}-{n}.log"
     if not path.exists():
         _fmt, render, header = FORMATS[name]
         tmp = path.with_suffix(".tmp")
         with tmp.open("w") as f:
             if header:
                 f.write("\n".join(header) + "\n")
-            for line in generate(render, n):
+            for line in generate(render, n, traffic):
                 f.write(line + "\n")
         tmp.rename(path)
     return path
@@ -410,19 +458,28 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(FORMATS))
     ap.add_argument("--no-scan", action="store_true", help="decode-only figures")
+    ap.add_argument(
+        "--traffic",
+        choices=sorted(TRAFFIC),
+        default="typical",
+        help="typical: bench_scan.py's requests (the default); stress: hit-heavy",
+    )
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n] or list(FORMATS)
-    print(f"{args.lines} lines per format, median of {args.runs} runs, {os.cpu_count()} CPUs")
+    print(
+        f"{args.lines} lines per format, {args.traffic} traffic, median of {args.runs} runs,"
+        f" {os.cpu_count()} CPUs"
+    )
     no_rules = Path(tempfile.mkdtemp(prefix="la-bench-")) / "norules.toml"
     no_rules.write_text("[rules]\nbundled = false\n")
-    paths = {name: ensure_input(name, args.lines) for name in names}
+    paths = {name: ensure_input(name, args.lines, args.traffic) for name in names}
     decoded = {name: decode_only(FORMATS[name][0], paths[name], args.runs) for name in names}
     # name -> (rules walls, rules CPUs, bare walls)
     scans: dict[str, tuple[list[float], list[float], list[float]]] = {
         n: ([], [], []) for n in names
     }
     goaccess = shutil.which("goaccess")
-    reference = ensure_input("combined", args.lines) if goaccess else None
+    reference = ensure_input("combined", args.lines, args.traffic) if goaccess else None
     ref_walls: list[float] = []
     if not args.no_scan:
         warm_bytecode(scan_env())

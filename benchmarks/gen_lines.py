@@ -17,6 +17,7 @@ import random
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 ROUTES = [
     "/api/v1/users/{n}",
@@ -50,9 +51,23 @@ def _address(k: int) -> str:
     return f"10.{k // (256 * 254)}.{k // 254 % 256}.{k % 254 + 1}"
 
 
-def lines(
+class Request(NamedTuple):
+    """One request of the stream, before any log format renders it."""
+
+    n: int  # its place in the stream
+    t: datetime
+    ip: str
+    target: str  # path and query
+    status: int
+    size: int
+    agent: str
+
+
+def requests(
     n: int, *, seed: int = 7, start: datetime | None = None, uniform: bool = False
-) -> Iterator[str]:
+) -> Iterator[Request]:
+    """The traffic of ``lines``, request by request (``benchmarks/bench_formats.py``
+    renders the same stream in every format)."""
     rnd = random.Random(seed)
     order = list(range(N_CLIENTS))
     rnd.shuffle(order)  # rank -> address, so busy clients are spread over the space
@@ -73,13 +88,19 @@ def lines(
         else:
             path = rnd.choice(ROUTES).format(n=rnd.randrange(1, 100000), p=rnd.randrange(1, 20))
             status = rnd.choice((200, 200, 200, 200, 201, 204, 304, 404))
-        ts = t.strftime("%d/%b/%Y:%H:%M:%S +0000")
         ua = rnd.choice(AGENTS)
+        yield Request(i, t, ip, path, status, rnd.randrange(200, 9000), ua)
+
+
+def lines(
+    n: int, *, seed: int = 7, start: datetime | None = None, uniform: bool = False
+) -> Iterator[str]:
+    for q in requests(n, seed=seed, start=start, uniform=uniform):
+        ts = q.t.strftime("%d/%b/%Y:%H:%M:%S +0000")
         yield (
-            f'{ip} - - [{ts}] "GET {path} HTTP/1.1" {status} {rnd.randrange(200, 9000)} '
-            f'"https://shop.example.com/" "{ua}"'
+            f'{q.ip} - - [{ts}] "GET {q.target} HTTP/1.1" {q.status} {q.size} '
+            f'"https://shop.example.com/" "{q.agent}"'
         )
-        del i
 
 
 def main() -> None:

@@ -223,7 +223,7 @@ _ODD: dict[str, list[dict[str, Any]]] = {
 
 def _lines(fmt: str) -> list[str]:
     odd = [orjson.dumps(r).decode() for r in _ODD[fmt]]
-    path = _BENCH / f"fmt-{fmt}-20000.log"
+    path = _BENCH / f"fmt-{fmt}-typical-20000.log"
     if not path.exists():
         return odd
     with path.open() as f:
