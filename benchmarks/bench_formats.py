@@ -458,6 +458,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(FORMATS))
     ap.add_argument("--no-scan", action="store_true", help="decode-only figures")
+    ap.add_argument("--no-decode", action="store_true", help="whole-process figures only")
     ap.add_argument(
         "--traffic",
         choices=sorted(TRAFFIC),
@@ -473,7 +474,11 @@ def main() -> None:
     no_rules = Path(tempfile.mkdtemp(prefix="la-bench-")) / "norules.toml"
     no_rules.write_text("[rules]\nbundled = false\n")
     paths = {name: ensure_input(name, args.lines, args.traffic) for name in names}
-    decoded = {name: decode_only(FORMATS[name][0], paths[name], args.runs) for name in names}
+    decoded = {
+        name: decode_only(FORMATS[name][0], paths[name], args.runs)
+        for name in names
+        if not args.no_decode
+    }
     # name -> (rules walls, rules CPUs, bare walls)
     scans: dict[str, tuple[list[float], list[float], list[float]]] = {
         n: ([], [], []) for n in names
@@ -497,7 +502,7 @@ def main() -> None:
         f" {'no rules':>9s} {'best':>8s} {'decode lines/s':>15s} {'µs/line':>8s}  parsed"
     )
     for name in names:
-        dec_s, parsed = decoded[name]
+        dec_s, parsed = decoded.get(name, (0.0, -1))
         scan, best, cpu, bare, bare_best = "-", "-", "-", "-", "-"
         walls, cpus, bare_walls = scans[name]
         if walls:
@@ -507,10 +512,12 @@ def main() -> None:
             bare = f"{args.lines / statistics.median(bare_walls):,.0f}"
             bare_best = f"{args.lines / min(bare_walls):,.0f}"
         mark = " (JSON)" if name in JSON_FORMATS else ""
+        decode = "-", "-", "-"
+        if parsed >= 0:
+            decode = (f"{args.lines / dec_s:,.0f}", f"{dec_s / args.lines * 1e6:.2f}", f"{parsed}")
         print(
             f"{name:14s} {scan:>13s} {best:>8s} {cpu:>10s} {bare:>9s} {bare_best:>8s}"
-            f" {args.lines / dec_s:>15,.0f} {dec_s / args.lines * 1e6:>8.2f}"
-            f"  {parsed}/{args.lines}{mark}",
+            f" {decode[0]:>15s} {decode[1]:>8s}  {decode[2]}/{args.lines}{mark}",
             flush=True,
         )
     if ref_walls:
