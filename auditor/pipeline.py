@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from auditor.formats.w3c import is_directive
 from auditor.model import Event, Hit, Line
+from auditor.readgap import ReadGap
 
 if TYPE_CHECKING:  # the store package imports this module
     from auditor.config import RuleOverride
@@ -145,6 +146,8 @@ class Batch:
     # What `--format auto` chose or switched to: (source, "fmt (n/m sample lines) in file"),
     # journalled by the writer as kind "format".
     format_choices: list[tuple[str, str]] = field(default_factory=list)
+    # Data the tailer found lost before it was read, journalled with the batch's positions.
+    read_gaps: list[ReadGap] = field(default_factory=list)
     # The events' exposures, counted per ExposureKey: [count, first ms, last ms]. None:
     # not aggregated (a batch made by hand); the store then counts them from ``events``.
     exposures: dict[ExposureKey, list[int]] | None = None
@@ -223,6 +226,7 @@ def merge(into: Batch, part: Batch) -> None:
     into.event_ms.extend(part.event_ms)
     into.positions.extend(part.positions)
     into.format_choices.extend(part.format_choices)
+    into.read_gaps.extend(part.read_gaps)
     if part.packed is not None:
         into.packed = (into.packed or []) + part.packed
     for src, c in part.counters.items():

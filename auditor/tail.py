@@ -25,6 +25,7 @@ at now with what is open:
 * **copytruncate**: same inode, but smaller than what was read, or a different first line.
   The unread part is read from the rotated copy, found by fingerprint beside it
   (``access.log.1``, or ``access.log.1.gz``), then the truncated file from offset 0.
+  Without a copy, a read gap (``auditor.readgap``) goes with the file's position.
   Truncated, refilled *and* renamed (or deleted) between two checks: the copy first, then
   what the open descriptor holds now, as the new file it is. Of several copies with the
   same first line (logrotate's ``copy``, a ``.gz`` twin), the longest is read.
@@ -43,7 +44,7 @@ at now with what is open:
   unterminated last line complete. One that stops growing for ``idle_close`` seconds
   before its end (its compressor was killed), or is damaged, is closed with a warning,
   its cut line not emitted; its rest is read from a copy beside it if there is one (the
-  input a killed compressor leaves).
+  input a killed compressor leaves), else a read gap goes with its position.
 
 Only complete lines go on; each chunk carries the position just after its last line, and
 the daemon commits that position in the same transaction as the chunk's events.
@@ -63,6 +64,7 @@ from typing import Any, TypeVar
 from auditor.config import SourceConfig
 from auditor.model import Line
 from auditor.pipeline import Position
+from auditor.readgap import GapKind, ReadGap
 from auditor.tailfile import (
     GZ_ERRORS,
     NOT_A_FILE,
@@ -99,6 +101,8 @@ MAX_BLANKS = 64  # files without a first line held open per source (a descriptor
 IDLE_CLOSE = 60.0  # seconds a rotated file its writer may hold stays open, quiet at its end
 MAX_WATCHED = 256  # rotated files followed by their name only, per source (a stat each)
 
+_NO_END = "its compressed stream has no end"
+
 T = TypeVar("T")
 
 
@@ -111,6 +115,9 @@ class Chunk:
     position: Position
     nbytes: int = 0  # raw bytes these lines took (for queue accounting)
     rotations: int = 0
+    # Data of the file found lost before it was read: it travels with the position that
+    # steps past it, so the two commit together (neither without the other).
+    gaps: tuple[ReadGap, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +157,7 @@ class SourceTailer:
     rotate_wait: float = ROTATE_WAIT
     idle_close: float = IDLE_CLOSE
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time  # when a read gap was found
     # When the store last saw this source (wall-clock seconds); None on its first start.
     # Absent (the default), a first start is one without stored positions.
     last_seen: float | None = None
@@ -352,7 +360,7 @@ class SourceTailer:
                 if self._unfinished_archive(f, now, final):
                     self._close(f)
                     if not self._finish_from_copy(f, now):
-                        self.stats.gaps += 1  # its unread rest is nowhere: a gap
+                        self._archive_gap(f)  # its unread rest is nowhere
                 continue
             if f.rotated_at is None:
                 if not f.compressed:
@@ -404,6 +412,30 @@ class SourceTailer:
             f" ({f.splitter.pending} bytes of a cut line not read)" if f.splitter.pending else "",
         )
         return True
+
+    def _archive_gap(self, f: LogFile) -> None:
+        """Record what an unfinished archive took with it: its cut last line is known, the
+        rest of its text is not."""
+        cause = f.damaged or _NO_END
+        gap = self._gap(f, f.path, GapKind.UNFINISHED_ARCHIVE, cause, f.splitter.pending)
+        self._out.append(Chunk(self.name, [], self._position(f), 0, gaps=(gap,)))
+
+    def _gap(self, f: LogFile, path: str, kind: GapKind, cause: str, unread: int) -> ReadGap:
+        """Count and log a read gap of ``f`` (at ``path``) after its last complete line;
+        ``unread``: the bytes known to follow that line and lost (0: none known)."""
+        self.stats.gaps += 1
+        gap = ReadGap(
+            source=self.name,
+            path=path,
+            file_id=f.file_id,
+            kind=kind,
+            offset=f.splitter.offset,
+            bytes_not_read=unread if unread > 0 else None,
+            at_ms=int(self.wall_clock() * 1000),
+            cause=cause,
+        )
+        log.warning("source %s: %s", self.name, gap.describe())
+        return gap
 
     def _finish_from_copy(self, f: LogFile, now: float) -> bool:
         """After an unfinished archive: its rest from a copy beside it, if there is one (the
@@ -621,7 +653,7 @@ class SourceTailer:
                 # Truncated (copytruncate) *before* it moved away, all between two
                 # checks: the copy holds its unread part, and what the descriptor reads
                 # now (or later: the writer still holds it) is another file.
-                self._truncated(f, now, f"then {how}", at=old)
+                self._truncated(f, now, f"then {how}", f.size, at=old)
                 return
             log.info("source %s: %s was %s; finishing it first", self.name, old, how)
             f.rotated_at = now
@@ -630,17 +662,20 @@ class SourceTailer:
             return
         if f.compressed:
             return
-        f.size = st.st_size
+        seen, f.size = f.size, st.st_size  # the size before: what is known to have been there
         if st.st_size < f.read_pos:
-            self._truncated(f, now, f"shrank to {st.st_size} bytes")
+            self._truncated(f, now, f"shrank to {st.st_size} bytes", seen)
             return
         if f.replaced():
-            self._truncated(f, now, "its first line changed")
+            self._truncated(f, now, "its first line changed", seen)
 
-    def _truncated(self, f: LogFile, now: float, how: str, at: str | None = None) -> None:
+    def _truncated(
+        self, f: LogFile, now: float, how: str, seen: int, at: str | None = None
+    ) -> None:
         """copytruncate: finish from the rotated copy, then the file restarts at 0.
 
-        ``at`` is the path it was truncated at (its copy is beside it), if it has moved.
+        ``seen``: its size at the last look before the truncation. ``at`` is the path it
+        was truncated at (its copy is beside it), if it has moved.
         The truncated file goes on on a descriptor of its own, as a new file: it is read
         from 0 once it has a first line, wherever it is by then.
         """
@@ -657,26 +692,18 @@ class SourceTailer:
             restart.origin = at
         f.close()
         del self.files[f.file_id]
-        self._follow_copy(f, copy, path, how, now)
+        self._follow_copy(f, copy, path, how, now, seen)
         if restart is not None:
             self._follow(restart, now)
 
     def _follow_copy(
-        self, f: LogFile, copy: LogFile | None, path: str, how: str, now: float
+        self, f: LogFile, copy: LogFile | None, path: str, how: str, now: float, seen: int
     ) -> None:
         if copy is None:
-            unread = max(0, f.size - f.read_pos)
-            self.stats.gaps += 1
-            log.warning(
-                "source %s: %s was truncated (%s) and no rotated copy holding its unread"
-                " part was found beside it; up to %d bytes after offset %d were not read",
-                self.name,
-                path,
-                how,
-                unread,
-                f.read_pos,
-            )
-            self._out.append(Chunk(self.name, [], self._position(f), 0, rotations=1))
+            # What was seen beyond the last complete line is lost for sure (a cut line
+            # among it); what was written after the last look, if anything, unseen.
+            gap = self._gap(f, path, GapKind.TRUNCATION, how, seen - f.splitter.offset)
+            self._out.append(Chunk(self.name, [], self._position(f), 0, rotations=1, gaps=(gap,)))
             return
         log.info(
             "source %s: %s was truncated (%s); reading its rest from %s",

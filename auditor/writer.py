@@ -30,6 +30,7 @@ from auditor.errors import StoreError
 from auditor.metrics import Metrics
 from auditor.model import Line
 from auditor.pipeline import Batch, Pipeline, Position, merge
+from auditor.readgap import ReadGap
 from auditor.scanfiles import write_batch
 from auditor.store import Store
 from auditor.store.eventblocks import BLOCK_MAX, serialize_events
@@ -120,6 +121,7 @@ class _Pending:
     lines: list[Line] = field(default_factory=list)
     positions: dict[str, Position] = field(default_factory=dict)
     rotations: dict[str, int] = field(default_factory=dict)
+    gaps: list[ReadGap] = field(default_factory=list)
     states: list[SourceState] = field(default_factory=list)
     barriers: list[Barrier] = field(default_factory=list)
     nbytes: int = 0
@@ -133,6 +135,7 @@ class _Pending:
             self.nbytes += item.nbytes
             if item.rotations:
                 self.rotations[item.source] = self.rotations.get(item.source, 0) + item.rotations
+            self.gaps.extend(item.gaps)
         elif isinstance(item, SourceState):
             self.states.append(item)
         elif isinstance(item, Barrier):
@@ -362,7 +365,8 @@ class Writer:
                 log.warning("cannot record the state of source %s: %s", st.source, exc)
 
     def _process(self, pending: _Pending, submitted: _Submitted | None = None) -> Batch:
-        """In the pipeline thread: lines -> batch, with this batch's rotation counts.
+        """In the pipeline thread: lines -> batch, with this batch's rotation counts and
+        read gaps (they commit with the positions that step past them).
 
         The detector's state goes with a batch at most every ``SNAPSHOT_EVERY`` seconds
         (and always before a reload, a restart of a source, or the stop): a snapshot costs
@@ -388,6 +392,7 @@ class Writer:
             self._snapshot_at = now
         for source, n in pending.rotations.items():
             batch.counter(source).rotations += n
+        batch.read_gaps.extend(pending.gaps)
         return batch
 
     # -- decoding in a second process -----------------------------------------------------

@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from auditor.config import SourceConfig
 from auditor.model import Event, Exposure, Hit, Severity
 from auditor.pipeline import Batch, Pipeline, Position
+from auditor.readgap import ReadGap
 from auditor.store import Store
+from auditor.tail import Chunk, SourceTailer, TailItem
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 RAW_PAN = "4111111111111111"
@@ -264,3 +269,29 @@ def empty_store(path: Path) -> Store:
 
 def shifted(e: Event, minutes: int) -> Event:
     return replace(e, timestamp=e.timestamp + timedelta(minutes=minutes))
+
+
+def read_gap(log: Path, source: str, found: datetime) -> ReadGap:
+    """A real read gap: ``log`` read by a tailer, then truncated with no copy kept and
+    written anew; the tailer finds the gap at ``found`` (its wall clock)."""
+    items: list[TailItem] = []
+
+    async def sink(item: TailItem) -> None:
+        items.append(item)
+
+    async def read_all(t: SourceTailer) -> None:
+        while await t.check():
+            pass
+
+    log.write_text("the first line\n")
+    config = SourceConfig(name=source, path=str(log), start="beginning")
+    t = SourceTailer(config, sink, {}, wall_clock=found.timestamp)
+    try:
+        asyncio.run(read_all(t))
+        os.truncate(log, 0)
+        log.write_text("another first line, after the truncation\n")
+        asyncio.run(read_all(t))
+    finally:
+        t.close()
+    (gap,) = [g for c in items if isinstance(c, Chunk) for g in c.gaps]
+    return gap

@@ -320,6 +320,30 @@ def test_truncated_lines_are_counted(tmp_path: Path) -> None:
         assert d.stop() == 0
 
 
+def test_a_truncation_without_a_copy_is_journalled_once(tmp_path: Path) -> None:
+    """copytruncate with its copy lost: the read gap reaches the store (journal kind
+    ``read-gap``, with the file and the offset), once, and the file's new lines are read."""
+    log = tmp_path / "access.log"
+    append(log, range(5))
+    read = log.stat().st_size
+    config = write_config(tmp_path, [{"name": "api", "path": str(log)}])
+    db = tmp_path / "audit.db"
+    gaps = "SELECT source, detail FROM journal WHERE kind = 'read-gap'"
+    with Daemon(config) as d:
+        wait_for(lambda: count(db) == 5, what="the first 5 lines")
+        os.truncate(log, 0)
+        append(log, range(3), prefix="after")  # another first line: a file anew
+        wait_for(lambda: count(db, "after") == 3, what="the lines after the truncation")
+        wait_for(lambda: bool(query(db, gaps)), what="the read gap in the journal")
+        assert d.stop() == 0
+    ((source, detail),) = query(db, gaps)
+    assert source == "api"
+    assert str(detail).startswith(f"{log} was truncated (")
+    assert f"anything after offset {read:,} was not read" in str(detail)
+    assert_exactly_once(db, range(5))
+    assert_exactly_once(db, range(3), prefix="after")
+
+
 def test_reload_restarts_a_changed_source_without_doubling(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     append(log, range(1000))

@@ -299,6 +299,23 @@ def test_merge_adds_up_and_keeps_hosts_apart(fleet: dict[str, Path]) -> None:
         merge_rows([])
 
 
+def test_merge_names_each_read_gap_by_its_host(fleet: dict[str, Path]) -> None:
+    hosts = _hosts(fleet)
+    named = [(n, h.rows) for (n, _), h in zip(host_names(hosts), hosts, strict=True)]
+    (first, rows0), (last, rows2) = named[0], named[2]
+
+    def gap(at_ms: int, source: str) -> rq.JournalRow:
+        return rq.JournalRow(at_ms, source, "read-gap", f"/var/log/{source}.log was truncated")
+
+    named[0] = (first, dataclasses.replace(rows0, read_gaps=(gap(2000, "api"),)))
+    named[2] = (last, dataclasses.replace(rows2, read_gaps=(gap(1000, "alb"),)))
+    merged = merge_rows(named)
+    assert [(g.at_ms, g.source) for g in merged.read_gaps] == [
+        (1000, f"{last}/alb"),
+        (2000, f"{first}/api"),
+    ]
+
+
 def test_a_control_fails_if_it_fails_on_any_host(fleet: dict[str, Path]) -> None:
     hosts = _hosts(fleet)
     d = fleet_report_data(

@@ -15,13 +15,24 @@ from PIL import Image
 
 from auditor.config import Config, ReportConfig, RulesConfig, SourceConfig
 from auditor.model import Severity
+from auditor.pipeline import Batch
 from auditor.report import layout, style
 from auditor.report.data import ReportOptions, RulesetInfo, build_report_data
 from auditor.report.pdf import render_pdf
 from auditor.report.produce import produce_report
 from auditor.store import Store
 from auditor.store import report_queries as rq
-from report_samples import DAY, HOSTILE, PLANTED, demo_store, empty_store, hit, write
+from report_samples import (
+    DAY,
+    HOSTILE,
+    PLANTED,
+    RAW_EMAIL,
+    demo_store,
+    empty_store,
+    hit,
+    read_gap,
+    write,
+)
 
 SECTIONS = (
     "API access-log compliance report",
@@ -142,6 +153,29 @@ def test_no_findings_is_still_a_full_report(tmp_path: Path) -> None:
     assert "No findings in the period." in flat
     assert "No data: no source delivered a request" in flat
     assert "no findings in 0 requests" in flat
+
+
+def test_a_read_gap_is_stated_and_listed_with_its_file_and_offset(tmp_path: Path) -> None:
+    """The cover's statement names it first; section 1 lists it. A path is printed, but
+    what looks like a secret in it is masked as everywhere else."""
+    db = tmp_path / "demo.db"
+    store = demo_store(db)
+    tenant = tmp_path / RAW_EMAIL
+    tenant.mkdir()
+    gap = read_gap(tenant / "access.log", "api", DAY + timedelta(hours=7, minutes=30))
+    store.write(Batch(read_gaps=[gap]))
+    store.close()
+    p = produce_report(_config(tmp_path), db, DAY, DAY + timedelta(days=1))
+    pdf = p.path.read_bytes()
+    pages, _ = _text(pdf)
+    flat = re.sub(r"\s+", " ", " ".join(pages))
+    assert "Read gaps: 1 time(s) log data was lost before it could be read" in flat
+    assert "(api, found 2026-11-20T07:30Z)" in pages[0].replace("\n", " ")
+    assert "Log data not read (read gaps)" in flat
+    assert "2026-11-20 07:30Z" in flat and "access.log was truncated" in flat
+    assert "after offset 15 was not read" in flat
+    assert "j***@example.org" in flat
+    assert RAW_EMAIL not in flat and RAW_EMAIL.encode() not in pdf
 
 
 def test_letter_paper_logo_and_pseudonyms(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditor.model import CATEGORIES, Severity
+from auditor.pipeline import Batch
 from auditor.report import controls as ctl
 from auditor.report.assess import (
     Coverage,
@@ -32,7 +33,7 @@ from auditor.report.text import clean, markup, scrub
 from auditor.store import Store
 from auditor.store import report_queries as rq
 from auditor.store.report_queries import FindingRow
-from report_samples import DAY, PLANTED, demo_store, event, hit, traffic, write
+from report_samples import DAY, PLANTED, demo_store, event, hit, read_gap, traffic, write
 
 START_MS = int(DAY.timestamp() * 1000)
 END_MS = START_MS + 86_400_000
@@ -234,6 +235,44 @@ def test_complete_data_passes_full_controls(tmp_path: Path) -> None:
     assert by["PCI-DSS-4.0.1:4.2.1"] is Result.PASS  # the source declares https
     assert by["GDPR:Art.5(1)(c)"] is Result.PASS
     assert d.findings_total == 0 and d.verdict.endswith("no findings in 288 requests.")
+
+
+def test_read_gaps_of_the_period_are_listed_and_the_data_is_not_complete(
+    tmp_path: Path,
+) -> None:
+    """Data every 5 minutes, so no stretch without data; but a file was truncated before
+    its end was read (a real tailer found it): the report lists that read gap, says so
+    first in its statement, and does not pass controls that need complete data."""
+    store = Store.open(tmp_path / "x.db")
+    write(store, traffic(DAY, every_min=5))
+    inside = read_gap(tmp_path / "access.log", "api", DAY + timedelta(hours=10))
+    before = read_gap(tmp_path / "old.log", "api", DAY - timedelta(minutes=1))
+    store.write(Batch(read_gaps=[inside, before]))
+    rows = _rows(store)
+    assert [(g.source, g.detail) for g in rows.read_gaps] == [("api", inside.describe())]
+    d = build_report_data(
+        rows,
+        generated_at=DAY + timedelta(days=1),
+        options=ReportOptions(sources=(SourceSetting("api", scheme="https"),)),
+        ruleset=RulesetInfo("t", "", RULES),
+    )
+    c = d.completeness
+    assert (c.complete, c.gap_count, c.read_gap_count) == (False, 0, 1)
+    ((at, source, detail),) = [(g.at, g.source, g.detail) for g in c.read_gaps]
+    assert (at, source) == (DAY + timedelta(hours=10), "api")
+    assert detail.startswith(f"{tmp_path / 'access.log'} was truncated (")
+    assert "after offset 15 was not read" in detail
+    assert c.statement == (
+        "Read gaps: 1 time(s) log data was lost before it could be read (api, found "
+        '2026-11-20T10:00Z); each is listed under "Log data not read" in section 1. '
+        "No stretch without data: every source delivered data at least every 60 minutes "
+        "of the period."
+    )
+    assert next(s for s in c.sources if s.name == "api").read_gaps == 1
+    pan = next(x for x in d.controls if x.id == "PCI-DSS-4.0.1:3.5.1")
+    assert pan.result is Result.REVIEW and "lost before it was read" in pan.reason
+    logging_ok = next(x for x in d.controls if x.id == "PCI-DSS-4.0.1:10.7.2")
+    assert "1 read gap(s)" in logging_ok.observed
 
 
 def test_edge_gaps_and_silent_configured_source(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ import pytest
 
 from auditor.config import SourceConfig
 from auditor.pipeline import Position
-from auditor.tail import Chunk, SourceState, SourceTailer, TailItem
+from auditor.readgap import GapKind, ReadGap
+from auditor.tail import CHUNK, CHUNKS_PER_TURN, Chunk, SourceState, SourceTailer, TailItem
 from auditor.tailfile import rotated_siblings, source_kind, watch_root
 
 
@@ -51,6 +52,10 @@ class Sink:
     @property
     def rotations(self) -> int:
         return sum(c.rotations for c in self.items if isinstance(c, Chunk))
+
+    @property
+    def gaps(self) -> list[ReadGap]:
+        return [g for c in self.items if isinstance(c, Chunk) for g in c.gaps]
 
     @property
     def states(self) -> list[str | None]:
@@ -272,6 +277,45 @@ def test_copytruncate_without_a_copy_counts_a_gap(tmp_path: Path) -> None:
     write(log, "new 1")
     check(t)
     assert sink.lines == ["1", "new 1"]
+    assert t.stats.gaps == 1
+    # Read to its end at the last look: how much was written before the truncation is
+    # not known (here a line was).
+    (gap,) = sink.gaps
+    assert (gap.kind, gap.offset, gap.bytes_not_read) == (GapKind.TRUNCATION, 2, None)
+
+
+def test_a_truncation_without_a_copy_is_recorded_with_what_was_seen_unread(
+    tmp_path: Path,
+) -> None:
+    """Truncated while half read (more than one turn of reads): the gap names the file,
+    where reading stopped and the bytes seen beyond it, and travels with the position."""
+    log = tmp_path / "access.log"
+    line = "x" * 99
+    write(log, *[line] * (CHUNK * CHUNKS_PER_TURN // 100 + 5000))  # 500 kB past one turn
+    size = log.stat().st_size
+    t, sink, _ = make(log)
+    t.wall_clock = lambda: 1_790_000_000.25
+    asyncio.run(t.check())  # one turn: 4 MiB read, the rest not yet
+    stopped = sink.positions[next(iter(sink.positions))].offset
+    assert 0 < stopped < size
+    os.truncate(log, 0)
+    write(log, "new 1")
+    check(t)
+    (gap,) = sink.gaps
+    assert gap == ReadGap(
+        source="web",
+        path=str(log),
+        file_id=gap.file_id,
+        kind=GapKind.TRUNCATION,
+        offset=stopped,
+        bytes_not_read=size - stopped,
+        at_ms=1_790_000_000_250,
+        cause="shrank to 6 bytes",
+    )
+    (carrier,) = [c for c in sink.items if isinstance(c, Chunk) and c.gaps]
+    assert carrier.position.file_id == gap.file_id and carrier.position.offset == stopped
+    assert f"at least {size - stopped:,} bytes after offset {stopped:,}" in gap.describe()
+    assert sink.lines[-1] == "new 1"
     assert t.stats.gaps == 1
 
 

@@ -21,6 +21,9 @@ from test_tail import _OPEN, Clock, Sink, _close_tailers, check  # noqa: F401 - 
 
 from auditor.config import SourceConfig
 from auditor.fileid import fingerprint
+from auditor.pipeline import Batch
+from auditor.readgap import GapKind
+from auditor.store import Store
 from auditor.tail import SourceTailer
 
 WAIT = 10.0  # clock moved between pieces: twice the tailers' rotate_wait
@@ -324,6 +327,19 @@ def test_a_gz_whose_compressor_stopped_is_let_go_with_nothing_cut(
         assert sorted(sink.lines) == sorted([*lines_of(whole), "new 0"])
     assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
     assert t.stats.gaps == (0 if input_left else 1)  # the metric log_auditor_gaps_total
+    if input_left:
+        assert sink.gaps == []
+    else:
+        # Recorded for the store: where its text stopped, and the cut line known lost.
+        (gap,) = sink.gaps
+        assert (gap.source, gap.path, gap.file_id, gap.kind) == (
+            "web",
+            str(gz),
+            fid,
+            GapKind.UNFINISHED_ARCHIVE,
+        )
+        assert (gap.offset, gap.bytes_not_read) == (len(whole), cut2 - len(whole))
+        assert gap.cause == "its compressed stream has no end"
     warned = [r for r in caplog.records if "incomplete" in r.getMessage()]
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
 
@@ -348,3 +364,31 @@ def test_a_gz_that_cannot_be_decompressed_is_reported_and_closed(
     assert any(
         r.levelno == logging.WARNING and "access.log.1.gz" in r.getMessage() for r in caplog.records
     )
+    (gap,) = sink.gaps
+    assert gap.kind is GapKind.UNFINISHED_ARCHIVE and gap.cause.startswith("cannot be decompressed")
+
+
+def test_a_damaged_archive_met_again_after_a_restart_is_journalled_once(tmp_path: Path) -> None:
+    """The tailer finds a damaged .gz again at every start (its stored position stays
+    short of its end, and it is still beside the log); the store keeps one record of the
+    gap, written with the positions the tailer emitted, as the daemon's writer does."""
+    data = text(500)
+    gz, _, last_seen = _rotated_while_down(tmp_path, data, 0)
+    fid = fingerprint(data[:4096])
+    assert fid is not None
+    grow(gz, pieces(data, [3000])[0] + b"\xff" * 200)
+    store = Store.open(tmp_path / "audit.db")
+    found = []
+    for _ in range(2):  # two runs of the daemon
+        stored = {p.file_id: p.offset for p in store.positions("web")} or {fid: 0}
+        t, sink, clock = make(tmp_path / "access.log", stored, last_seen=last_seen)
+        check(t)
+        clock.now += WAIT
+        check(t)
+        store.write(Batch(positions=list(sink.positions.values()), read_gaps=sink.gaps))
+        found += sink.gaps
+    assert len(found) == 2 and found[0].ref == found[1].ref
+    rows = store.conn.execute("SELECT at_ms, source, kind, detail FROM journal").fetchall()
+    assert rows == [(found[0].at_ms, "web", "read-gap", found[0].describe())]
+    assert str(gz) in rows[0][3] and f"after offset {found[0].offset:,}" in rows[0][3]
+    store.close()

@@ -25,6 +25,7 @@ from auditor.errors import AuditorError, UsageError
 from auditor.export import SHAPES, serialize_event, serialize_finding
 from auditor.export.native import finding_native
 from auditor.model import CATEGORIES, Severity
+from auditor.readgap import JOURNAL_KIND as READ_GAP
 from auditor.rules import Rule
 from auditor.store import Store
 from auditor.store.outputs import output_status
@@ -216,6 +217,7 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
         sources = source_status(store)
         tot = totals(store)
         skipped = recent_journal(store, "skipped")
+        gaps = recent_journal(store, READ_GAP)  # the newest first
         outputs = [
             {
                 **{k: v for k, v in o.items() if not k.endswith("_ms")},
@@ -240,6 +242,10 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
                 **tot,
                 "skipped_files": [
                     {"at": iso_ms(j["at_ms"]), "detail": j["detail"]} for j in skipped
+                ],
+                "read_gaps": [
+                    {"at": iso_ms(j["at_ms"]), "source": j["source"], "detail": j["detail"]}
+                    for j in gaps
                 ],
                 "outputs": outputs,
             }
@@ -278,6 +284,9 @@ def status_cmd(config_path: Path | None, db_path: Path | None, as_json: bool) ->
         click.echo(f"\nevents: {tot['events']}  findings: {tot['findings']}")
         for j in skipped:
             click.echo(f"skipped: {j['detail']}")
+        for j in gaps:
+            at = (iso_ms(j["at_ms"]) or "-")[:19]
+            click.echo(f"read gap {at} {j['source']}: {j['detail']}")
         for o in outputs:
             click.echo(
                 f"output {o['name']}: delivered {o['delivered']}, pending {o['pending']},"

@@ -3,7 +3,8 @@
 Pure. The order of the checks is the policy: what logs cannot show is never assessed;
 a finding that means "not met" fails; any other finding needs review; a partial control
 needs review; a full control passes only when a rule tests it, the period has data, the
-data has no gaps and the format records what the check needs.
+data has no gaps (no stretch without data, no data lost before it was read) and the format
+records what the check needs.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Coverage:
     auth_failures: int = 0
     plain_http: int = 0
     gaps: int = 0  # gaps longer than the threshold, all sources
+    read_gaps: int = 0  # log data lost before it was read (auditor.readgap), all sources
     silences: int = 0  # log-silence findings
     scheme_blind: tuple[str, ...] = ()  # "source (format)" that do not record the scheme
     store_days: float | None = None  # how far back the store holds data
@@ -200,7 +202,10 @@ def _observed(c: Control, cov: Coverage) -> str:
             text += "; scheme not logged by " + ", ".join(cov.scheme_blind)
         return text
     if cid.endswith((":10.7.2", ":10.2.1.6")):
-        return f"{cov.gaps} gap(s) over {cov.gap_minutes} min; {cov.silences} silence finding(s)"
+        read = f"; {cov.read_gaps} read gap(s)" if cov.read_gaps else ""
+        return (
+            f"{cov.gaps} gap(s) over {cov.gap_minutes} min{read}; {cov.silences} silence finding(s)"
+        )
     if cid.endswith(":10.5.1"):
         if cov.store_days is None:
             return "store holds no data"
@@ -242,6 +247,8 @@ def evaluate(
         return Result.REVIEW, "No data in the period"
     if "data" in c.needs and cov.gaps:
         return Result.REVIEW, "No findings, but the data has gaps"
+    if "data" in c.needs and cov.read_gaps:
+        return Result.REVIEW, "No findings, but some log data was lost before it was read"
     return Result.PASS, "No findings; rules cover it; data complete"
 
 

@@ -2,8 +2,10 @@
 
 Pure. Per source: requests in the period from ``minute_stats``, line counters since the
 store was created, stretches with no data longer than the threshold (inside the period and
-at its edges), rotations, resumes and errors from the journal, silence findings. It ends
-in one statement a reviewer can quote: "No gaps: ..." or "Gaps: ...".
+at its edges), rotations, resumes and errors from the journal, silence findings. Then the
+read gaps found in the period: log data lost before it was read (``auditor.readgap``). It
+ends in one statement a reviewer can quote: "No gaps: ..." or "Gaps: ...", and "Read
+gaps: ..." when there are any.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from auditor.readgap import JOURNAL_KIND as READ_GAP
 from auditor.report.text import clean
 from auditor.report.wording import format_info
 from auditor.store.report_queries import MINUTE_MS, ReportRows, SourcePeriod, SourceRow
 
 MAX_LISTED_GAPS = 12
+MAX_LISTED_READ_GAPS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class SourceView:
     resumes: int
     errors: int
     silences: int
+    read_gaps: int  # journal records in the period
     last_error: str | None
     scheme_visible: bool
     cannot_show: str
@@ -87,6 +92,8 @@ class Completeness:
     journal: tuple[JournalEntry, ...]
     journal_counts: tuple[tuple[str, str, int], ...]
     store_days: float | None
+    read_gaps: tuple[JournalEntry, ...]  # found in the period, oldest first
+    read_gap_count: int  # all of them (``read_gaps`` may be cut short)
 
 
 def qualified(host: str, source: str) -> str:
@@ -104,6 +111,8 @@ def _minute(m: int) -> datetime:
 
 def _kind(kind: str) -> str:
     k = kind.lower()
+    if k == READ_GAP:
+        return READ_GAP
     if "rotat" in k or "truncat" in k:
         return "rotation"
     if "resum" in k:
@@ -134,7 +143,37 @@ def _fmt_gap(g: Gap) -> str:
 
 
 def _statement(
-    views: Sequence[SourceView], gaps: Sequence[Gap], start: datetime, end: datetime, n: int
+    views: Sequence[SourceView],
+    gaps: Sequence[Gap],
+    read_gaps: Sequence[JournalEntry],
+    read_gap_count: int,
+    start: datetime,
+    end: datetime,
+    n: int,
+) -> str:
+    if not read_gap_count:
+        return _stretches(views, gaps, start, end, n)
+    # "No gaps" would contradict what comes first.
+    stretches = _stretches(views, gaps, start, end, n, none="No stretch without data")
+    listed = "; ".join(
+        f"{g.source}, found {g.at:%Y-%m-%dT%H:%MZ}" for g in read_gaps[:MAX_LISTED_READ_GAPS]
+    )
+    more = read_gap_count - min(len(read_gaps), MAX_LISTED_READ_GAPS)
+    listed += f"; and {more} more" if more > 0 else ""
+    # Said first: lines lost for good weigh more than a quiet stretch.
+    return (
+        f"Read gaps: {read_gap_count} time(s) log data was lost before it could be read "
+        f'({listed}); each is listed under "Log data not read" in section 1. {stretches}'
+    )
+
+
+def _stretches(
+    views: Sequence[SourceView],
+    gaps: Sequence[Gap],
+    start: datetime,
+    end: datetime,
+    n: int,
+    none: str = "No gaps",
 ) -> str:
     if not views:
         return "No data: no log source has delivered any line to the store."
@@ -149,7 +188,7 @@ def _statement(
         return (
             f"Gaps: {len(gaps)} stretch(es) of more than {n} minutes without data: {listed}{more}."
         )
-    return f"No gaps: every source delivered data at least every {n} minutes of the period."
+    return f"{none}: every source delivered data at least every {n} minutes of the period."
 
 
 def build_completeness(
@@ -164,6 +203,12 @@ def build_completeness(
     for src, kind, n in rows.journal_counts:
         key = (src or "", _kind(kind))
         journal_by[key] = journal_by.get(key, 0) + n
+    read_gaps = tuple(
+        JournalEntry(_dt(g.at_ms), clean(g.source or "-", 60), READ_GAP, clean(g.detail, 600))
+        for g in rows.read_gaps
+    )
+    counted = sum(n for (_, kind), n in journal_by.items() if kind == READ_GAP)
+    read_gap_count = max(counted, len(read_gaps))
     silences: dict[str, int] = {}
     for f in rows.findings:
         if f.category == "log-silence":
@@ -206,6 +251,7 @@ def build_completeness(
                 resumes=journal_by.get((name, "resume"), 0),
                 errors=journal_by.get((name, "error"), 0),
                 silences=silences.get(name, 0),
+                read_gaps=journal_by.get((name, READ_GAP), 0),
                 last_error=clean(c.last_error, 200) if c and c.last_error else None,
                 scheme_visible=bool(
                     (s is not None and s.scheme) or info.scheme or p.plain_http > 0
@@ -219,13 +265,13 @@ def build_completeness(
     start, end = _dt(rows.start_ms), _dt(rows.end_ms)
     all_gaps.sort(key=lambda g: (g.start, g.source))
     store_days = (rows.end_ms // MINUTE_MS - min(firsts)) / 1440 if firsts else None
-    complete = any(v.requests for v in views) and not all_gaps
+    complete = any(v.requests for v in views) and not all_gaps and not read_gap_count
     return Completeness(
         sources=tuple(views),
         gaps=tuple(all_gaps[:200]),
         gap_count=len(all_gaps),
         complete=complete,
-        statement=_statement(views, all_gaps, start, end, threshold),
+        statement=_statement(views, all_gaps, read_gaps, read_gap_count, start, end, threshold),
         journal=tuple(
             JournalEntry(
                 _dt(j.at_ms), clean(j.source or "-", 60), clean(j.kind, 40), clean(j.detail, 200)
@@ -236,4 +282,6 @@ def build_completeness(
             (clean(s or "-", 60), clean(k, 40), n) for s, k, n in rows.journal_counts
         ),
         store_days=max(0.0, store_days) if store_days is not None else None,
+        read_gaps=read_gaps,
+        read_gap_count=read_gap_count,
     )

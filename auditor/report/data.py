@@ -297,6 +297,7 @@ def _coverage(rows: ReportRows, comp: Completeness, at: datetime, gap: int) -> C
         auth_failures=sum(p.auth_failures for p in rows.periods),
         plain_http=sum(p.plain_http for p in rows.periods),
         gaps=comp.gap_count,
+        read_gaps=comp.read_gap_count,
         silences=sum(1 for f in rows.findings if f.category == "log-silence"),
         scheme_blind=tuple(
             f"{s.name} ({s.format or 'unknown'})" for s in comp.sources if not s.scheme_visible

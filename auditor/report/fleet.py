@@ -173,8 +173,9 @@ def _clients(parts: Sequence[ReportRows], top_n: int) -> tuple[tuple[ClientRow, 
 def merge_rows(hosts: Sequence[tuple[str, ReportRows]], top_n: int = 10) -> ReportRows:
     """Several hosts' rows for the same period as one store's rows.
 
-    Sources, journal records and input files are renamed ``host/source``; findings keep
-    their id and source and get their host. Every host's rows must cover the same period.
+    Sources, journal records, read gaps and input files are renamed ``host/source``;
+    findings keep their id and source and get their host. Every host's rows must cover the
+    same period.
     """
     if not hosts:
         raise ValueError("merge_rows needs at least one host")
@@ -216,6 +217,16 @@ def merge_rows(hosts: Sequence[tuple[str, ReportRows]], top_n: int = 10) -> Repo
             (qualified(name, src or "-"), kind, n)
             for name, rows in hosts
             for src, kind, n in rows.journal_counts
+        ),
+        read_gaps=tuple(
+            sorted(
+                (
+                    dataclasses.replace(g, source=qualified(name, g.source or "-"))
+                    for name, rows in hosts
+                    for g in rows.read_gaps
+                ),
+                key=lambda g: g.at_ms,
+            )
         ),
         inputs=tuple(
             InputRow(

@@ -16,6 +16,7 @@ from reportlab.platypus import Spacer
 
 from auditor.report.completeness import SourceView
 from auditor.report.layout import Heading, band, cols, esc, grid, head, iso, num, para, rich, right
+from auditor.report.readgaps import read_gap_table
 from auditor.report.style import BAND_BG, styles
 from auditor.report.views import ControlHosts, Fleet, HostView, ReportData
 
@@ -77,6 +78,7 @@ def _journal(s: SourceView) -> str:
         (s.resumes, "resume(s)"),
         (s.errors, "error(s)"),
         (s.silences, "silence(s)"),
+        (s.read_gaps, "read gap(s)"),
     ]
     said = ", ".join(f"{n} {what}" for n, what in period if n)
     return num(s.rotations_total) + (
@@ -149,13 +151,15 @@ def completeness(d: ReportData, w: float) -> list[Any]:
         para(
             "Requests, first and last event come from the per-minute aggregates of the period "
             "(prev.: the period before). Lines and rotations are running totals since each "
-            "store was created; journal records in the period (rotations, resumes, errors) "
+            "store was created; journal records in the period (rotations, resumes, errors, "
+            "read gaps) "
             "are counted by each host's wall clock. Every source a store knows is expected to "
             "deliver data: one that did not shows as a gap.",
             st.caption,
             600,
         )
     )
+    out += read_gap_table(d, w)  # its sources named host/source
     gaps = [(h.name, g) for h in f.hosts for g in h.completeness.gaps]
     if gaps:
         out.append(Heading(f"Stretches without data longer than {d.meta.gap_minutes} minutes", 1))

@@ -31,6 +31,7 @@ from auditor.report.layout import (
     right,
     short,
 )
+from auditor.report.readgaps import read_gap_table
 from auditor.report.style import RESULT_FILL, RESULT_LABEL, SEVERITY_FILL, badge, styles, symbol
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ def completeness(d: ReportData, w: float) -> list[Any]:
         journal = f"{s.rotations} rotations, {s.resumes} resumes, {s.errors} errors"
         if s.silences:
             journal += f", {s.silences} silences"
+        if s.read_gaps:
+            journal += f", {s.read_gaps} read gaps"
         rows.append(
             [
                 rich(f"{esc(s.name)}<br/><font size=6.5>{esc(s.path)}</font>", st.cell),
@@ -151,6 +154,7 @@ def completeness(d: ReportData, w: float) -> list[Any]:
             st.caption,
         )
     )
+    out += read_gap_table(d, w)
     out.append(Heading("Lines read since the store was created", 1))
     rows = [head("Source", "Read", "Parsed", "Unparsed", "Truncated", "Rotations", "Last error")]
     for s in c.sources:

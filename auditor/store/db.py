@@ -1,8 +1,8 @@
 """The store: one SQLite file in WAL mode. The only module that writes SQL.
 
 A batch (events, hits folded into findings, file positions, counters, per-minute stats,
-detector state) commits in ONE transaction, so a crash at any moment leaves positions and
-data consistent: nothing lost, nothing doubled on restart.
+detector state, read gaps) commits in ONE transaction, so a crash at any moment leaves
+positions and data consistent: nothing lost, nothing doubled on restart.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import orjson
 from auditor.errors import StoreError
 from auditor.model import Event, Hit
 from auditor.pipeline import Batch, ExposureKey, HourClients, Position, count_exposures
+from auditor.readgap import JOURNAL_KIND, ReadGap
 from auditor.store.eventblocks import compress_block, serialize_events
 from auditor.store.meta import client_days_through
 
@@ -181,6 +182,8 @@ class Store:
             self._fold_hits(batch.hits, now)
         for pos in batch.positions:
             self._write_position(pos, now)
+        if batch.read_gaps:
+            self._journal_read_gaps(batch.read_gaps)
         for source, cnt in batch.counters.items():
             c.execute(
                 "INSERT INTO source_counters (source, lines_read, lines_parsed, lines_unparsed,"
@@ -476,6 +479,16 @@ class Store:
             ' "offset" = max("offset", excluded."offset"), size = excluded.size,'
             " updated_at_ms = excluded.updated_at_ms",
             (pos.file_id, pos.source, pos.path, pos.dev, pos.inode, pos.offset, pos.size, now),
+        )
+
+    def _journal_read_gaps(self, gaps: list[ReadGap]) -> None:
+        """Journal read gaps (kind ``read-gap``), each once: one found again after a
+        restart (its position not committed yet, or an unfinished archive met again) has
+        the same ``ref`` and is left out."""
+        self.conn.executemany(
+            "INSERT INTO journal (at_ms, source, kind, detail, ref) VALUES (?,?,?,?,?)"
+            " ON CONFLICT (kind, source, ref) WHERE ref IS NOT NULL DO NOTHING",
+            [(g.at_ms, g.source, JOURNAL_KIND, g.describe(), g.ref) for g in gaps],
         )
 
     def register_source(self, name: str, path: str, fmt: str) -> None:

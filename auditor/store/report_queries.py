@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from auditor.readgap import JOURNAL_KIND as READ_GAP
 from auditor.store.meta import client_days_through
 
 MINUTE_MS = 60_000
@@ -151,6 +152,7 @@ class ReportRows:
     client_requests_total: int
     journal: tuple[JournalRow, ...]
     journal_counts: tuple[tuple[str | None, str, int], ...]  # (source, kind, count)
+    read_gaps: tuple[JournalRow, ...]  # found in the period (auditor.readgap), oldest first
     inputs: tuple[InputRow, ...]
     meta: tuple[tuple[str, str], ...]
 
@@ -411,6 +413,20 @@ def journal(
     return tuple(JournalRow(*r) for r in rows), tuple((a, str(b), int(c)) for a, b, c in counts)
 
 
+def read_gaps(
+    conn: sqlite3.Connection, start_ms: int, end_ms: int, limit: int = 200
+) -> tuple[JournalRow, ...]:
+    """Read gaps found in the period (wall-clock times), oldest first. Apart from
+    ``journal``: its list is cut at ``limit`` records of every kind, and a gap must not be
+    crowded out."""
+    rows = conn.execute(
+        "SELECT at_ms, source, kind, detail FROM journal WHERE kind = ? AND at_ms >= ?"
+        " AND at_ms < ? ORDER BY at_ms, id LIMIT ?",
+        (READ_GAP, start_ms, end_ms, limit),
+    )
+    return tuple(JournalRow(*r) for r in rows)
+
+
 def inputs(conn: sqlite3.Connection, limit: int = 200) -> tuple[InputRow, ...]:
     rows = conn.execute(
         'SELECT source, path, file_id, "offset", size, updated_at_ms FROM positions'
@@ -458,6 +474,7 @@ def fetch(
         client_requests_total=client_total,
         journal=jrows,
         journal_counts=jcounts,
+        read_gaps=read_gaps(conn, start_ms, end_ms),
         inputs=inputs(conn),
         meta=meta(conn),
     )

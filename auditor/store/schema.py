@@ -343,3 +343,17 @@ def m007_client_hour_parts(db: Database) -> None:
             SELECT p.hour, j.key, j.value FROM client_hour_parts p, json_each(p.counts) j;
         """,
     )
+
+
+@migrations()
+def m008_journal_ref(db: Database) -> None:
+    """A journal record may name what it is about (``ref``); of records of one kind and
+    source about the same thing, the first is kept. A read gap (auditor.readgap) found
+    again after a restart, the same unfinished archive closed again, is recorded once."""
+    _script(
+        db,
+        """
+        ALTER TABLE journal ADD COLUMN ref TEXT;
+        CREATE UNIQUE INDEX journal_ref ON journal (kind, source, ref) WHERE ref IS NOT NULL;
+        """,
+    )
