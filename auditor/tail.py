@@ -45,6 +45,11 @@ at now with what is open:
   before its end (its compressor was killed), or is damaged, is closed with a warning,
   its cut line not emitted; its rest is read from a copy beside it if there is one (the
   input a killed compressor leaves), else a read gap goes with its position.
+* **an unterminated last line** of a rotated file closed when its writer moved on is
+  not emitted (nothing tells it is whole), but it is owed (``tailfile.Owed``): a
+  compressed copy of the file beside the path it came from, written before or after
+  (a compressor slow to start; ``delaycompress``, at the next rotation), is read from
+  that line, which is complete once the copy's stream has ended.
 
 Only complete lines go on; each chunk carries the position just after its last line, and
 the daemon commits that position in the same transaction as the chunk's events.
@@ -71,6 +76,7 @@ from auditor.tailfile import (
     Blank,
     Key,
     LogFile,
+    Owed,
     PathError,
     Peek,
     Watched,
@@ -174,6 +180,7 @@ class SourceTailer:
         self.known: dict[Key, tuple[str, int]] = {}  # closed or skipped: key -> (id, size)
         self.blanks: dict[Key, Blank] = {}  # held open until they have a first line
         self.watched: dict[Key, Watched] = {}  # followed by name: let go, or twins
+        self.owed: dict[str, Owed] = {}  # file_id -> an unterminated last line left
         self._wake = asyncio.Event()
         self._retry: dict[str, tuple[float, float]] = {}  # path -> (retry at, delay)
         self._errors: dict[str, str] = {}
@@ -380,12 +387,15 @@ class SourceTailer:
                     self._out.append(Chunk(self.name, lines, self._position(f), 0))
                 else:
                     log.info(
-                        "source %s: %s closed with %d bytes of an unterminated last line",
+                        "source %s: %s closed with %d bytes of an unterminated last line;"
+                        " a finished compressed copy of it is looked for",
                         self.name,
                         f.path,
                         f.splitter.pending,
                     )
             self._close(f)
+            if f.splitter.pending and not f.compressed:
+                self._owe(f.file_id, f.origin, f.splitter.offset, now)
 
     def _unfinished_archive(self, f: LogFile, now: float, final: bool) -> bool:
         """True when a compressed file read as far as its stream goes, not ended, is to be
@@ -522,6 +532,13 @@ class SourceTailer:
         if self.files.get(f.file_id) is f:
             del self.files[f.file_id]
         self.stored[f.file_id] = f.splitter.offset
+        o = self.owed.get(f.file_id)
+        if o is not None and f.splitter.offset > o.offset:
+            del self.owed[f.file_id]  # read past the line owed: it was emitted
+        elif o is not None and st is not None:
+            # Not past it (a copy whose compressor stopped): not opened again for it
+            # unless it changes.
+            o.looked[f.path] = (f.key, st.st_size)
         # A deleted file is not met again; its inode may be, as another file's.
         if st is not None and st.st_nlink > 0:
             self.known[f.key] = (f.file_id, st.st_size)
@@ -542,6 +559,7 @@ class SourceTailer:
             b.close()
         self.blanks.clear()
         self.watched.clear()
+        self.owed.clear()
 
     # -- reconcile: runs in a worker thread ----------------------------------------------
 
@@ -566,6 +584,7 @@ class SourceTailer:
         self._absent = self.kind == "file" and self.config.path not in found
         if self._rotated_paths and self._last_wall is not None:
             self._pick_up_missed(self._rotated_paths, self._last_wall - MTIME_SLACK, now)
+        self._look_for_owed(now)
         self._open_found(found, now)
         # Forget closed files that are no longer matched (kept only to avoid re-reading).
         self.known = {k: v for k, v in self.known.items() if k in by_key}
@@ -826,6 +845,89 @@ class SourceTailer:
             self._drop_blank(b)
         return done
 
+    # -- unterminated last lines owed ---------------------------------------------------------
+
+    def _owe(self, file_id: str, origin: str, offset: int, now: float) -> None:
+        """Look out for a finished compressed copy of a file left with an unterminated
+        last line at ``offset`` (see ``Owed``)."""
+        o = self.owed.get(file_id)
+        if o is not None and o.offset == offset:
+            # Left again (its rest was read from another copy): the copies looked at
+            # stay known, so a compressed one that stopped is not read once more.
+            o.since = now
+            return
+        if len(self.owed) >= MAX_WATCHED:
+            del self.owed[min(self.owed, key=lambda k: self.owed[k].since)]
+        self.owed[file_id] = Owed(origin, offset, now)
+
+    def _owe_rest(self, w: Watched, now: float) -> None:
+        """``w``, let go with an unterminated last line, is not followed any more."""
+        fid = w.file_id
+        if fid is not None and fid not in self.files and self.stored.get(fid, w.size) < w.size:
+            self._owe(fid, w.origin, self.stored[fid], now)
+
+    def _look_for_owed(self, now: float) -> None:
+        """Read the compressed copies of files left with an unterminated last line, from
+        that line: once a copy's stream has ended, it is complete (``_retire``).
+
+        A copy is looked for for ``idle_close`` seconds after its file was left (its
+        compressor may be slow to start), and again after the next rotation of the path
+        it came from (logrotate's ``delaycompress`` compresses it then).
+        """
+        for fid, o in list(self.owed.items()):
+            if fid in self.files:
+                continue  # being read (a copy not finished yet, say)
+            if now - o.since >= self.idle_close:
+                if o.renewed:
+                    log.info(
+                        "source %s: no compressed copy of the file rotated from %s completes"
+                        " its unterminated last line (offset %d); it is not read",
+                        self.name,
+                        o.origin,
+                        o.offset,
+                    )
+                    del self.owed[fid]
+                    continue
+                if o.origin not in self._rotated_paths:
+                    continue  # dormant until the next rotation
+                o.since, o.renewed = now, True
+            f = self._owed_copy(fid, o, now)
+            if f is None:
+                continue
+            log.info(
+                "source %s: reading the unterminated last line of the file rotated from %s"
+                " from its compressed copy %s",
+                self.name,
+                o.origin,
+                f.path,
+            )
+            f.rotated_at, f.origin = now, o.origin
+            self.files[fid] = f
+
+    def _owed_copy(self, fid: str, o: Owed, now: float) -> LogFile | None:
+        """A compressed copy of ``fid`` beside ``o.origin`` that goes on after ``o.offset``
+        (or may: still being written), opened there; each looked at once as it is."""
+        for sib in rotated_siblings(o.origin):
+            if not rotated_name(o.origin, sib):
+                continue
+            try:
+                st = os.stat(sib)
+                if not o.changed(sib, st):
+                    continue
+                p = peek(sib)
+                if not p.compressed or p.file_id != fid:
+                    continue
+                f = open_at(sib, self.name, o.offset, self.max_line, now)
+            except (PathError, OSError):
+                continue
+            if f is None:
+                continue
+            if f.eof or f.file_id != fid:  # it ends before the line: not the copy sought
+                f.close()
+                continue
+            return f
+        return None
+
     # -- files followed by name --------------------------------------------------------------
 
     def _recheck_watched(self, w: Watched, now: float) -> None:
@@ -833,6 +935,7 @@ class SourceTailer:
         where = locate(w)
         if where is None:
             self._unwatch(w, None)  # deleted, or moved out of its directory
+            self._owe_rest(w, now)  # its compressed copy may be all that is left
             return
         w.path, st = where
         twin = self.files.get(w.file_id) if w.file_id is not None else None
@@ -857,6 +960,7 @@ class SourceTailer:
                 and self._moved_on(w.origin)
             ):
                 self._unwatch(w, st)  # its writer is in the file now at its path
+                self._owe_rest(w, now)
             return
         w.last_data = now
         if twin is not None and twin.key != w.key:

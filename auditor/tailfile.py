@@ -319,6 +319,32 @@ class Watched:
         return (self.dev, self.inode)
 
 
+@dataclass(eq=False)
+class Owed:
+    """The unterminated last line a rotated plain file was closed with, its writer gone.
+
+    Nothing tells that such a line is whole, but a finished compressed copy of the file
+    does (its stream ended after it: as ``scan`` reads it). That copy is written after
+    the file was closed (a compressor slow to start, or logrotate's ``delaycompress`` at
+    the next rotation) or was finished before (the compressor faster than
+    ``rotate_wait``): it is looked for beside ``origin`` and read from ``offset``.
+    """
+
+    origin: str  # the path the file was rotated from: its copies are named after it
+    offset: int  # where the line starts, in the file's (decompressed) text
+    since: float  # monotonic time the current look-out began
+    renewed: bool = False  # looked out for again after the next rotation of ``origin``
+    looked: dict[str, tuple[Key, int]] = field(default_factory=dict)  # path -> key, size
+
+    def changed(self, path: str, st: os.stat_result) -> bool:
+        """True when ``path`` was not looked at yet as it is now; notes it as looked at."""
+        now = ((st.st_dev, st.st_ino), st.st_size)
+        if self.looked.get(path) == now:
+            return False
+        self.looked[path] = now
+        return True
+
+
 def locate(w: Watched) -> tuple[str, os.stat_result] | None:
     """Where ``w``'s file is now (its name, or another beside it: renamed again), or None
     when it is gone (deleted, or moved out of its directory)."""

@@ -224,14 +224,18 @@ def test_a_gz_being_written_survives_a_sigkill(tmp_path: Path) -> None:
     assert sorted(first + sink2.lines) == sorted(want)
 
 
+@pytest.mark.parametrize("unterminated", [False, True])
 @pytest.mark.parametrize("restart", [False, True])
-def test_a_compressor_slow_to_start_and_to_write(tmp_path: Path, restart: bool) -> None:
+def test_a_compressor_slow_to_start_and_to_write(
+    tmp_path: Path, restart: bool, unterminated: bool
+) -> None:
     """access.log.1 is compressed by a compressor slow to start (its .gz empty, then a
     header only, each for longer than ``rotate_wait``) and to write (pieces cut part-way
     through lines, the stream's end last), access.log.1 removed at the end. Either the
     running daemon had read access.log.1 to its end and closed it, or it was down when
-    access.log rotated, having read 100 lines: each line once, none cut."""
-    data = text(2000)
+    access.log rotated, having read 100 lines: each line once, none cut. An unterminated
+    last line, left unread when access.log.1 is closed, is read from the finished .gz."""
+    data = text(2000, unterminated=unterminated)
     log = tmp_path / "access.log"
     rotated, gz = tmp_path / "access.log.1", tmp_path / "access.log.1.gz"
     if restart:
@@ -264,6 +268,181 @@ def test_a_compressor_slow_to_start_and_to_write(tmp_path: Path, restart: bool) 
     clock.now += WAIT
     check(t)
     assert sorted(sink.lines) == sorted(want)
+    assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
+
+
+@pytest.mark.parametrize("unterminated", [False, True])
+@pytest.mark.parametrize("when", ["before_close", "between_checks", "at_restart"])
+def test_a_compressed_copy_finished_early_completes_the_last_line(
+    tmp_path: Path, when: str, unterminated: bool
+) -> None:
+    """access.log.1's copy is compressed and finished while access.log.1 is still read:
+    before it is closed (``before_close``), with logrotate's rename, compression and
+    removal all between two checks (``between_checks``), or while the daemon was down,
+    both files there at its start (``at_restart``). access.log.1's unterminated last
+    line is read from the finished copy, once; nothing else from it."""
+    data = text(2000, unterminated=unterminated)
+    log = tmp_path / "access.log"
+    rotated, gz = tmp_path / "access.log.1", tmp_path / "access.log.1.gz"
+    want = lines_of(data) + ["new 0"]
+    if when == "at_restart":
+        fid = fingerprint(data[:4096])
+        assert fid is not None
+        stored = {fid: sum(len(ln) + 1 for ln in lines_of(data)[:100])}
+        rotated.write_bytes(data)
+        gz.write_bytes(b"".join(pieces(data, [])))
+        log.write_bytes(b"new 0\n")
+        t, sink, clock = make(log, stored, last_seen=time.time() - 30)
+        want = want[100:]
+    else:
+        log.write_bytes(data)
+        t, sink, clock = make(log)
+        check(t)
+        log.rename(rotated)
+        log.write_bytes(b"new 0\n")
+        if when == "between_checks":
+            gz.write_bytes(b"".join(pieces(data, [])))
+            rotated.unlink()
+        else:
+            gz.write_bytes(b"")
+            check(t)  # the .gz is held, empty
+            gz.write_bytes(b"".join(pieces(data, [])))
+            clock.now += 1
+    check(t)
+    for _ in range(3):
+        clock.now += WAIT
+        check(t)
+        rotated.unlink(missing_ok=True)
+    assert sorted(sink.lines) == sorted(want)
+    assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
+
+
+@pytest.mark.parametrize("unterminated", [False, True])
+def test_a_copy_compressed_at_the_next_rotation_completes_the_last_line(
+    tmp_path: Path, unterminated: bool
+) -> None:
+    """logrotate's ``delaycompress``: access.log.1 stays as it is, closed long before
+    (quiet for more than ``idle_close``), until the next rotation compresses it as
+    access.log.2.gz, slowly. Its unterminated last line is read from there, once."""
+    data = text(2000, unterminated=unterminated)
+    log = tmp_path / "access.log"
+    log.write_bytes(data)
+    t, sink, clock = make(log)
+    check(t)
+    log.rename(tmp_path / "access.log.1")
+    log.write_bytes(b"new 0\n")
+    for _ in range(10):
+        clock.now += WAIT
+        check(t)
+    (tmp_path / "access.log.1").rename(tmp_path / "access.log.2")
+    log.rename(tmp_path / "access.log.1")
+    log.write_bytes(b"new 1\n")
+    gz = tmp_path / "access.log.2.gz"
+    gz.write_bytes(b"")
+    check(t)
+    parts = pieces(data, mid_line_cuts(data, [0.5]))
+    grow_checked(t, clock, gz, parts)
+    (tmp_path / "access.log.2").unlink()
+    for _ in range(2):
+        clock.now += WAIT
+        check(t)
+    assert sorted(sink.lines) == sorted([*lines_of(data), "new 0", "new 1"])
+    assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
+
+
+@pytest.mark.parametrize("removed", [False, True])
+@pytest.mark.parametrize("unterminated", [False, True])
+def test_a_file_let_go_then_compressed_completes_the_last_line(
+    tmp_path: Path, unterminated: bool, removed: bool
+) -> None:
+    """A quiet server: access.log.1 is let go (followed by name) while access.log stays
+    empty past ``idle_close``. Then access.log gets a line and its compressor, slow to
+    start and to write, copies it (or access.log stays empty until access.log.1 is
+    removed, its copy finished: ``removed``). Its unterminated last line is read from
+    the finished copy, once."""
+    data = text(2000, unterminated=unterminated)
+    log = tmp_path / "access.log"
+    rotated, gz = tmp_path / "access.log.1", tmp_path / "access.log.1.gz"
+    log.write_bytes(data)
+    t, sink, clock = make(log)
+    check(t)
+    log.rename(rotated)
+    log.write_bytes(b"")
+    for _ in range(8):
+        clock.now += WAIT
+        check(t)
+    assert [Path(w.path).name for w in t.watched.values()] == ["access.log.1"]
+    if not removed:
+        log.write_bytes(b"new 0\n")
+    gz.write_bytes(b"")
+    check(t)
+    parts = pieces(data, mid_line_cuts(data, [0.01, 0.5, 0.99]))
+    header, parts[0] = parts[0][:10], parts[0][10:]
+    grow_checked(t, clock, gz, [header, *parts])
+    rotated.unlink()
+    if removed:
+        log.write_bytes(b"new 0\n")
+    for _ in range(3):
+        clock.now += WAIT
+        check(t)
+    assert sorted(sink.lines) == sorted([*lines_of(data), "new 0"])
+    assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
+
+
+def test_a_compressed_copy_that_stops_in_the_last_line_leaves_it_unread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """access.log.1, left with an unterminated last line, is being compressed; the
+    compressor is killed part-way through that line, its input left. The cut line is not
+    emitted, the dead copy is not read again (one warning), and no line comes twice."""
+    data = text(2000, unterminated=True)
+    log = tmp_path / "access.log"
+    rotated, gz = tmp_path / "access.log.1", tmp_path / "access.log.1.gz"
+    log.write_bytes(data)
+    t, sink, clock = make(log)
+    check(t)
+    log.rename(rotated)
+    log.write_bytes(b"new 0\n")
+    gz.write_bytes(b"")
+    with caplog.at_level(logging.INFO):
+        check(t)
+        parts = pieces(data, [len(data) // 2, len(data) - 10])
+        grow_checked(t, clock, gz, parts[:2])  # and nothing more: killed
+        for _ in range(20):
+            clock.now += WAIT
+            check(t)
+    assert sorted(sink.lines) == sorted([*lines_of(data)[:-1], "new 0"])
+    assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
+    warned = [r for r in caplog.records if "incomplete" in r.getMessage()]
+    assert len(warned) == 1
+    assert t.stats.gaps == 0  # its input was left: nothing is missing but the cut line
+
+
+@pytest.mark.parametrize("unterminated", [False, True])
+def test_a_glob_matching_the_archives_and_a_slow_compressor(
+    tmp_path: Path, unterminated: bool
+) -> None:
+    """A source ``access.log*``: access.log.1 is matched at its own path, and so is the
+    .gz its compressor writes slowly; access.log.1 is removed at the end. Each line once,
+    the unterminated last one from the finished .gz."""
+    data = text(2000, unterminated=unterminated)
+    log = tmp_path / "access.log"
+    log.write_bytes(data)
+    t, sink, clock = make(tmp_path / "access.log*")
+    check(t)
+    log.rename(tmp_path / "access.log.1")
+    log.write_bytes(b"new 0\n")
+    gz = tmp_path / "access.log.1.gz"
+    gz.write_bytes(b"")
+    check(t)
+    parts = pieces(data, mid_line_cuts(data, [0.01, 0.5, 0.99]))
+    header, parts[0] = parts[0][:10], parts[0][10:]
+    grow_checked(t, clock, gz, [header, *parts])
+    (tmp_path / "access.log.1").unlink()
+    for _ in range(2):
+        clock.now += WAIT
+        check(t)
+    assert sorted(sink.lines) == sorted([*lines_of(data), "new 0"])
     assert [Path(f.path).name for f in t.files.values()] == ["access.log"]
 
 
