@@ -45,7 +45,7 @@ from auditor.formats.w3c import W3cParser
 from auditor.gctune import tune_for_ingest
 from auditor.lines import LineSplitter, flatten_lines, unflatten_lines
 from auditor.model import Event, Line
-from auditor.packedevents import pack
+from auditor.packedevents import pack, take
 from auditor.pipeline import Batch, Decoder, Marks, Pipeline, SieveRules
 from auditor.redact import Redactor
 
@@ -307,7 +307,9 @@ def _reply(
     for the parent's rules, so that the parent, which detects, need not)."""
     events = batch.events
     columns = None
-    read: dict[str, list[Any]] = {}  # the columns the sieve read (pack reuses them)
+    # The columns the sieve read (pack reuses them); all of them when the events were
+    # decoded into their rows (``Batch.table``)
+    read: dict[str, list[Any]] = dict(batch.table.columns or {}) if batch.table else {}
     if sieve is not None and events:
         batch.marks = sieve.mark(events, read)
         # What the parent's detectors read of every event, so that it builds only the
@@ -316,7 +318,12 @@ def _reply(
     # The parent rebuilds the events from the rows as serialized for the store (one
     # serialisation, not two; the store compresses them, in a thread of the parent where
     # zlib runs without the GIL); see auditor.packedevents.
-    packed = pack(events, batch.event_ms, columns, read)
+    packed = (
+        pack(events, batch.event_ms, columns, read)
+        if batch.table is None
+        else batch.table._replace(columns=None if columns is None else take(read, columns, events))
+    )
+    batch.table = None
     batch.packed = packed.blocks
     batch.dropped = len(events)  # until the parent rebuilds them
     batch.events = []

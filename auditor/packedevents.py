@@ -61,16 +61,22 @@ def pack(
     got: dict[str, list[Any]] | None = None
     offsets: list[array[int]] | None = None
     if columns is not None:
-        have = read or {}
-        got = {
-            name: have[name] if name in have else list(map(attrgetter(name), events))
-            for name in columns
-        }
+        got = take(read or {}, columns, events)
         offsets = []
     blocks = serialize_events(events, times, offsets)
     stamps, index = _stamps(events, times)
     sources = got["source"] if got is not None and "source" in got else [e.source for e in events]
     return Packed(blocks, stamps, index, got, offsets, rows_in_event_order(sources))
+
+
+def take(
+    have: Mapping[str, list[Any]], columns: Sequence[str], events: Sequence[Event]
+) -> dict[str, list[Any]]:
+    """The named columns of ``events``: from ``have`` (already read), or read now."""
+    return {
+        name: have[name] if name in have else list(map(attrgetter(name), events))
+        for name in columns
+    }
 
 
 def _stamps(events: Sequence[Event], times: Sequence[int]) -> tuple[array[int], array[int]]:

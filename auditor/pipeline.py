@@ -10,18 +10,26 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 from auditor.formats.w3c import is_directive
-from auditor.model import Event, Hit, Line
+from auditor.model import Event, Exposure, Hit, Line
 from auditor.readgap import ReadGap
 
 if TYPE_CHECKING:  # the store package imports this module
     from auditor.config import RuleOverride
-    from auditor.formats.spec import FormatSpec, RawDecode
+    from auditor.formats.spec import FormatSpec, RawDecode, RowDecode
+    from auditor.packedevents import Packed
     from auditor.store.eventblocks import Block
 
 Decoder = Callable[[Line], Event | None]
+
+# Whole lines of a JSON format decode into their store rows (``Pipeline._decode_rows``);
+# False: into events, as other formats do (tests compare the two ways).
+ROWS = True
 
 
 class Detector(Protocol):
@@ -156,6 +164,10 @@ class Batch:
     dropped: int = 0
     # The sieve's verdict on ``events``, made by the decode worker (None: sieve here).
     marks: Marks | None = None
+    # The events decoded straight into their store rows (``Pipeline.decode_whole_lines``):
+    # ``events`` then builds them from these rows on demand, and the columns here are what
+    # a sieve and the detectors read (see ``auditor.packedevents``).
+    table: Packed | None = None
 
     @property
     def n_events(self) -> int:
@@ -181,13 +193,23 @@ class Batch:
 
 def count_exposures(events: Sequence[Event], times: Sequence[int]) -> dict[ExposureKey, list[int]]:
     """The events' exposures per ``ExposureKey``: [count, first ms, last ms]."""
+    return count_exposed(
+        (e.timestamp, e.source, e.route, e.exposures, ms)
+        for e, ms in zip(events, times, strict=True)
+        if e.exposures
+    )
+
+
+def count_exposed(
+    exposed: Iterable[tuple[datetime, str, str, tuple[Exposure, ...], int]],
+) -> dict[ExposureKey, list[int]]:
+    """``count_exposures`` of the events with exposures, each given as (timestamp,
+    source, route, exposures, epoch ms)."""
     agg: dict[ExposureKey, list[int]] = {}
-    for e, ms in zip(events, times, strict=True):
-        if not e.exposures:
-            continue
-        day = e.timestamp.strftime("%Y-%m-%d")
-        for x in e.exposures:
-            k = (day, e.source, x.pii_type, x.location, e.route, x.param or "", x.digest)
+    for ts, source, route, exposures, ms in exposed:
+        day = ts.strftime("%Y-%m-%d")
+        for x in exposures:
+            k = (day, source, x.pii_type, x.location, route, x.param or "", x.digest)
             cur = agg.get(k)
             if cur is None:
                 agg[k] = [1, ms, ms]
@@ -269,6 +291,65 @@ def epoch_ms(events: Sequence[Event]) -> list[int]:
     return out
 
 
+_SOURCE = attrgetter("source")
+_STATUS = attrgetter("status")
+_SCHEME = attrgetter("scheme")
+_BYTES_OUT = attrgetter("bytes_out")
+_CLIENT_IP = attrgetter("client_ip")
+
+
+def aggregate(
+    batch: Batch,
+    times: Sequence[int],
+    sources: Iterable[str],
+    statuses: Iterable[int | None],
+    schemes: Iterable[str | None],
+    bytes_out: Iterable[int | None],
+    client_ips: Iterable[str | None],
+) -> None:
+    """Add the events, given as columns (epoch ms, source, status...), to the batch's
+    minute stats and the requests of each client per hour."""
+    minutes = batch.minutes
+    hours: dict[int, dict[str, int]] = {}
+    src: str | None = None
+    minute = -1
+    m = MinuteStats()
+    clients: dict[str, int] = {}
+    for ms, source, st, scheme, out, ip in zip(
+        times, sources, statuses, schemes, bytes_out, client_ips, strict=True
+    ):
+        # Events come in runs of one source and minute: look the stats up per run.
+        if ms // 60000 != minute or source != src:
+            src = source
+            minute = ms // 60000
+            key = (src, minute)
+            got = minutes.get(key)
+            if got is None:
+                got = minutes[key] = MinuteStats()
+            m = got
+            clients = hours.get(minute // 60) or hours.setdefault(minute // 60, {})
+        m.requests += 1
+        st = st or 0
+        if st < 300:
+            if st >= 200:
+                m.status_2xx += 1
+        elif st < 400:
+            m.status_3xx += 1
+        elif st < 500:
+            m.status_4xx += 1
+            if st == 401 or st == 403:
+                m.auth_failures += 1
+        else:
+            m.status_5xx += 1
+        if scheme == "http":
+            m.plain_http += 1
+        if out:
+            m.bytes_out += out
+        if ip is not None:
+            clients[ip] = clients.get(ip, 0) + 1
+    batch.client_hours.extend((h, c) for h, c in hours.items() if c)
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeSetup:
     """What another process needs to build the same decoders (``auditor.decodeworker``)."""
@@ -301,7 +382,7 @@ def _count_no_event(counter: SourceCounters, line: Line) -> None:
         counter.last_unparsed = f"{line.file}:{line.offset}: not in the expected format"
 
 
-class _Place:
+class LineStart:
     """The start of the line ``Pipeline.decode_whole_lines`` decodes (a ``Place``)."""
 
     __slots__ = ("file", "offset")
@@ -387,11 +468,15 @@ class Pipeline:
         if not parts or max(map(len, parts)) > max_len:
             return None
         decode = getattr(decoder, "direct", decoder)  # see SourceDecoder.direct
+        row_for = getattr(decoder, "row_for", None)
+        rows_of: RowDecode | None = row_for(file) if row_for is not None and ROWS else None
+        if rows_of is not None:
+            return self._decode_rows(rows_of, decode, source, file, offset, parts)
         batch = Batch()
         events = batch.events
         append = events.append
         counter = batch.counter(source)
-        place = _Place(file)
+        place = LineStart(file)
         pos = offset
         for part in parts:
             place.offset = pos
@@ -412,6 +497,58 @@ class Pipeline:
         counter.lines_parsed += len(events)
         self._aggregate(batch)
         self._format_choices(batch)  # as decode does (another source may be ``auto``)
+        return batch
+
+    def _decode_rows(
+        self,
+        rows_of: RowDecode,
+        decode: Decoder,
+        source: str,
+        file: str,
+        offset: int,
+        parts: list[bytes],
+    ) -> Batch:
+        """``decode_whole_lines`` by the decoder's fields form: the events straight into
+        their store rows (``auditor.rowchunk``); the batch's ``events`` are built from
+        them on demand, and its ``table`` has them."""
+        from auditor.rowchunk import decode_rows, table  # the store imports this module
+
+        batch = Batch()
+        counter = batch.counter(source)
+        decode_line = self._decode_line
+
+        def fallback(pos: int, end: int, part: bytes) -> Event | None:
+            return decode_line(decode, counter, source, file, pos, end, part)
+
+        got = decode_rows(rows_of, fallback, parts, offset, file)
+        n = len(got.rows)
+        counter.lines_read += len(parts)
+        counter.bytes_read += sum(map(len, parts)) + len(parts)
+        counter.lines_parsed += n
+        packed = table(source, got)
+        columns = packed.columns or {}
+        times = got.times
+        aggregate(
+            batch,
+            times,
+            repeat(source, n),
+            columns["status"],
+            columns["scheme"],
+            columns["bytes_out"],
+            columns["client_ip"],
+        )
+        routes = columns["route"]
+        batch.exposures = count_exposed(
+            (ts, source, routes[i], got.exposures[i], times[i]) for i, ts in got.exposed
+        )
+        if times:
+            counter.add_event_time(min(times))
+            counter.add_event_time(max(times))
+        batch.event_ms = times
+        batch.packed = packed.blocks
+        batch.table = packed
+        batch.events = packed.events()  # type: ignore[assignment]  # a Sequence, built lazily
+        self._format_choices(batch)
         return batch
 
     @staticmethod
@@ -442,6 +579,18 @@ class Pipeline:
                     (c.source, f"{c.describe()} in {c.file}") for c in take()
                 )
 
+    def sieve_decoded(self, batch: Batch) -> None:
+        """Sieve a batch decoded into its rows in this process (``Batch.table``) for the
+        detector, as a decode worker does, from the decoded columns (sieving its events
+        would build every one of them); then let the table go (the events keep what
+        they need of it)."""
+        table, batch.table = batch.table, None
+        sieve = self.setup.sieve if self.setup is not None else None
+        mark = getattr(self.detector, "sieve", None)
+        if table is None or sieve is None or mark is None or not batch.events:
+            return
+        batch.marks = mark(batch.events, sieve.token, dict(table.columns or {}))
+
     def detect(self, batch: Batch, *, snapshot: bool = True) -> None:
         """Run the detector over the batch's events, in order; fills ``hits`` (and state)."""
         if self.detector is None:
@@ -462,45 +611,17 @@ class Pipeline:
     @staticmethod
     def _aggregate(batch: Batch) -> None:
         batch.event_ms = times = epoch_ms(batch.events)
-        minutes = batch.minutes
-        hours: dict[int, dict[str, int]] = {}
-        src: str | None = None
-        minute = -1
-        m = MinuteStats()
-        clients: dict[str, int] = {}
-        for ev, ms in zip(batch.events, times, strict=True):
-            # Events come in runs of one source and minute: look the stats up per run.
-            if ms // 60000 != minute or ev.source != src:
-                src = ev.source
-                minute = ms // 60000
-                key = (src, minute)
-                got = minutes.get(key)
-                if got is None:
-                    got = minutes[key] = MinuteStats()
-                m = got
-                clients = hours.get(minute // 60) or hours.setdefault(minute // 60, {})
-            m.requests += 1
-            st = ev.status or 0
-            if st < 300:
-                if st >= 200:
-                    m.status_2xx += 1
-            elif st < 400:
-                m.status_3xx += 1
-            elif st < 500:
-                m.status_4xx += 1
-                if st == 401 or st == 403:
-                    m.auth_failures += 1
-            else:
-                m.status_5xx += 1
-            if ev.scheme == "http":
-                m.plain_http += 1
-            if ev.bytes_out:
-                m.bytes_out += ev.bytes_out
-            ip = ev.client_ip
-            if ip is not None:
-                clients[ip] = clients.get(ip, 0) + 1
-        batch.client_hours.extend((h, c) for h, c in hours.items() if c)
-        batch.exposures = count_exposures(batch.events, times)
+        events = batch.events
+        aggregate(
+            batch,
+            times,
+            map(_SOURCE, events),
+            map(_STATUS, events),
+            map(_SCHEME, events),
+            map(_BYTES_OUT, events),
+            map(_CLIENT_IP, events),
+        )
+        batch.exposures = count_exposures(events, times)
         Pipeline._event_span(batch, times)
 
     @staticmethod

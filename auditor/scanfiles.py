@@ -407,7 +407,10 @@ class _HereDecoder:
             data,
             s.end,
         )
-        got.batch.packed = serialize_events(got.batch.events, got.batch.event_ms)
+        if got.batch.table is None:
+            got.batch.packed = serialize_events(got.batch.events, got.batch.event_ms)
+        else:  # decoded into its rows, already serialized
+            self.pipeline.sieve_decoded(got.batch)
         return got
 
 

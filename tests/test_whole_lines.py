@@ -4,6 +4,8 @@ the same events, counters and aggregates, for good lines and every kind of bad o
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -12,9 +14,10 @@ from hypothesis import strategies as st
 from auditor.decodeworker import END_PLAIN, MORE, decode_chunk
 from auditor.formats import FormatSpec, build_decoder
 from auditor.lines import LineSplitter
-from auditor.model import Line
+from auditor.model import Event, Line
 from auditor.pipeline import Batch, Pipeline
 from auditor.redact import Redactor
+from auditor.store.eventblocks import serialize_events
 
 FILE = "/var/log/traefik/access.log"
 MAX = 4096
@@ -78,7 +81,16 @@ def _usual(p: Pipeline, offset: int, data: bytes) -> Batch:
 
 
 def _same(a: Batch, b: Batch) -> None:
-    assert a.events == b.events
+    """``a`` (the bytes way) is ``b`` (the usual way): events, aggregates, and the events
+    decoded into their rows (see ``auditor.rowchunk``) are the rows ``b`` stores, and
+    their columns ``b``'s events' fields."""
+    assert list(a.events) == b.events
+    if a.table is not None:
+        assert a.packed == a.table.blocks == serialize_events(b.events, b.event_ms, [])
+        columns = a.table.columns or {}
+        assert set(columns) == {f.name for f in fields(Event)} - {"timestamp"}
+        for name, values in columns.items():
+            assert values == [getattr(e, name) for e in b.events], name
     assert a.counters == b.counters
     assert a.minutes == b.minutes
     assert a.client_hours == b.client_hours
@@ -90,7 +102,7 @@ def _same(a: Batch, b: Batch) -> None:
 def test_each_odd_line_comes_out_as_the_usual_way_makes_it(odd: bytes) -> None:
     data = b"\n".join([_record(1), odd, _record(2)]) + b"\n"
     whole = _settled().decode_whole_lines("t", FILE, 1000, data, MAX)
-    assert whole is not None
+    assert whole is not None and whole.table is not None  # decoded into its rows
     _same(whole, _usual(_settled(), 1000, data))
 
 
@@ -147,4 +159,4 @@ def test_a_worker_chunk_gives_the_splitters_batch_and_offsets() -> None:
     want = decode_chunk(slow, splitters, MAX, "id", "t", FILE, 500, data[:-1], MORE)
     rest = decode_chunk(slow, splitters, MAX, "id", "t", FILE, 500, b"\n", END_PLAIN)
     assert (got.offset, got.pending) == (rest.offset, rest.pending) == (500 + len(data), False)
-    assert got.batch.events == want.batch.events + rest.batch.events
+    assert list(got.batch.events) == want.batch.events + rest.batch.events

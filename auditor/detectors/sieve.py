@@ -103,6 +103,17 @@ def _joined(items: list[str], lengths: list[int], out: set[int], longest: int) -
     return "\n".join(items)
 
 
+def _column(
+    columns: dict[str, list[Any]], name: str, get: Callable[[Any], Any], events: Sequence[Event]
+) -> list[Any]:
+    """The field ``name`` of every event: as ``columns`` has it (read already, or decoded
+    so: see ``auditor.rowchunk``), or read now and left there."""
+    values = columns.get(name)
+    if values is None:
+        values = columns[name] = list(map(get, events))
+    return values
+
+
 class Sieve:
     """Bulk pre-test of all the gates of a ``Plan`` (see module doc); ``extra`` adds tests
     of other fields, ``known`` marks the events where one of these fields is not None,
@@ -129,7 +140,7 @@ class Sieve:
         for name, test in tests:
             by_field.setdefault(name, []).append(test)
         self.columns = [(name, attrgetter(name), tests) for name, tests in by_field.items()]
-        self.known = [attrgetter(name) for name in known]
+        self.known = [(name, attrgetter(name)) for name in known]
         self.url_on = url_on
         self.relative = relative  # also mark paths that do not start with '/'
         url = plan.url
@@ -187,27 +198,28 @@ class Sieve:
         out: set[int] = set()
         url: set[int] = set()
         for name, get, tests in self.columns:  # each distinct value of the field tested once
-            values = columns[name] = list(map(get, events))
+            values = _column(columns, name, get, events)
             hot = {v for v in set(values) if any(test(v) for test in tests)}
             if hot:
                 out.update(compress(range(n), map(hot.__contains__, values)))
-        for get in self.known:  # usually all None: one count in C
-            values = list(map(get, events))
+        for name, get in self.known:  # usually all None: one count in C
+            values = _column(columns, name, get, events)
             if values.count(None) != n:
                 out.update(compress(range(n), map(is_not, values, repeat(None))))
         if self.url_on or self.relative:
-            paths = columns["path"] = list(map(_PATH, events))
+            paths = _column(columns, "path", _PATH, events)
             joined = "\n".join(paths)
             if self.relative and n:
                 lines = joined.count("\n")
                 if not (joined[:1] == "/" and joined.count("\n/") == lines == n - 1):
                     starts = map(str.startswith, paths, repeat("/"))
                     out.update(compress(range(n), map(not_, starts)))
-            if self.url_on and self.split:
-                queries = columns["query"] = list(map(_QUERY, events))
-                self._split_url(list(paths), joined, queries, url)
-            elif self.url_on:
-                self._url(events, list(paths), url)
+            if self.url_on:
+                queries = _column(columns, "query", _QUERY, events)
+                if self.split:
+                    self._split_url(list(paths), joined, queries, url)
+                else:
+                    self._url(queries, list(paths), url)
         return out, url
 
     def _split_url(
@@ -280,11 +292,10 @@ class Sieve:
                     items[q] = ""
         return "\n".join(paths)
 
-    def _url(self, events: Sequence[Event], paths: list[str], out: set[int]) -> None:
+    def _url(self, queries: list[str | None], paths: list[str], out: set[int]) -> None:
         # One line per event, its target; a missing query is written "?None" (a harmless
         # superset: it can only mark more events).
-        queries = map(add, repeat("?"), map(str, map(_QUERY, events)))
-        lines = list(map(add, paths, queries))
+        lines = list(map(add, paths, map(add, repeat("?"), map(str, queries))))
         lengths = list(map(len, lines))
         text = _joined(lines, lengths, out, MAX_SCAN)
         # Escapes, '+' for a space, '//' or '/./' need decoding first: the full gate decides.

@@ -34,7 +34,16 @@ from auditor.formats.registry import (
     detectors,
     parser_for,
 )
-from auditor.formats.spec import BoundDecode, Ctx, FormatSpec, Parser, RawDecode, raw_form
+from auditor.formats.spec import (
+    BoundDecode,
+    Ctx,
+    FormatSpec,
+    Parser,
+    RawDecode,
+    RowDecode,
+    raw_form,
+    row_form,
+)
 from auditor.formats.w3c import W3cDecode, W3cParser, header_layout, is_directive
 from auditor.model import Event, Line
 from auditor.normalize import RedactorLike, norm_scheme
@@ -356,6 +365,15 @@ class SourceDecoder:
         if state is None or state[1] is not None:
             return None
         return raw_form(state[0])
+
+    def row_for(self, file: str) -> RowDecode | None:
+        """``raw_for``'s form that gives the event's fields (``RowDecode``), if it has one."""
+        if self.auto:
+            return None
+        state = self._slow.states.get(file)
+        if state is None or state[1] is not None:
+            return None
+        return row_form(state[0])
 
     def take_choices(self) -> list[FormatChoice]:
         slow = self._slow

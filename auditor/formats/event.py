@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import linecache
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
@@ -601,6 +602,31 @@ def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
     body = "".join(lines[start + first.lineno - 1 : start + (fn.end_lineno or 0)])
     params = tuple(a.arg for a in fn.args.args[3:])  # after ctx, line, name
     return params, body.rstrip(), globals()
+
+
+@cache
+def assemble_row_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
+    """``assemble_inline`` whose body ends in ``return [...]``, the event's fields in
+    ``Event`` field order, instead of making the ``Event``: the body of a generated
+    ``RowDecode``. ``None`` when ``assemble_inline`` is, or its end is not the one read
+    here (every field set on the draft, in field order)."""
+    inline = assemble_inline()
+    if inline is None:
+        return None
+    params, body, scope = inline
+    head, sep, tail = body.partition("\n    if not FAST_EVENTS:")
+    if not sep:
+        return None
+    values: dict[str, str] = {}
+    for name, expr in _DRAFT_SET.findall(tail):
+        if name != "__class__":
+            values[name] = expr.split("  #", 1)[0].strip()
+    if tuple(values) != _FIELDS:
+        return None
+    return params, head + "\n    return [" + ", ".join(values.values()) + "]", scope
+
+
+_DRAFT_SET = re.compile(r"^    e\.(\w+) = (.+)$", re.MULTILINE)
 
 
 _fromtimestamp = datetime.fromtimestamp

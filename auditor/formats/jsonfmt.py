@@ -28,10 +28,18 @@ from auditor.formats.event import (
     DictParser,
     assemble,
     assemble_inline,
+    assemble_row_inline,
     build_event,
     function_source,
 )
-from auditor.formats.spec import EVENT_TO_RAW, RAW_KEYS, BoundDecode, Ctx, add_raw_form
+from auditor.formats.spec import (
+    EVENT_TO_RAW,
+    RAW_KEYS,
+    BoundDecode,
+    Ctx,
+    RowDecode,
+    add_raw_form,
+)
 from auditor.model import Event, Line, Place
 from auditor.normalize import last_ip
 
@@ -329,6 +337,7 @@ def compile_schema(sch: Schema) -> Extractor:
 _INTS = frozenset(("client_port", "status", "bytes_in", "bytes_out", "server_port"))
 _NUMBERS = frozenset(("time", "duration_s", "duration_ms", "duration_us", "duration_ns"))
 JsonDecode = Callable[[dict[str, Any], Ctx, Place, str], Event | None]
+JsonRowDecode = Callable[[dict[str, Any], Ctx, Place, str], list[Any] | None]
 
 
 def _lookup_code(
@@ -476,12 +485,41 @@ def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None
     written into the code with ``repr``, as in ``compile_schema``.
     """
     keys = {key for key, _ in sch}
-    fix, fix_keys = _FIX.get(kind, (None, ()))
     if not keys <= set(RAW_KEYS) or "time" not in keys:
         return _decoder_via_dict(sch, kind)
     inline = assemble_inline() if INLINE_ASSEMBLE else None
     if inline is not None and inline[0] != tuple(RAW_KEYS):
         inline = None  # assemble's parameters are not the raw keys: call it
+    decode: JsonDecode = _generate(sch, kind, shape, inline)
+    return decode
+
+
+def compile_row_decoder(
+    sch: Schema, kind: str, shape: tuple[str, ...] | None = None
+) -> JsonRowDecode | None:
+    """``compile_decoder``'s decoder with ``assemble_row_inline``'s body: the event's fields
+    as a list (see ``RowDecode``), not an ``Event``. ``None`` where ``compile_decoder``
+    would not write ``assemble``'s body out."""
+    keys = {key for key, _ in sch}
+    if not keys <= set(RAW_KEYS) or "time" not in keys or not INLINE_ASSEMBLE:
+        return None
+    inline = assemble_row_inline()
+    if inline is None or inline[0] != tuple(RAW_KEYS):
+        return None
+    decode: JsonRowDecode = _generate(sch, kind, shape, inline)
+    return decode
+
+
+def _generate(
+    sch: Schema,
+    kind: str,
+    shape: tuple[str, ...] | None,
+    inline: tuple[tuple[str, ...], str, dict[str, Any]] | None,
+) -> Any:
+    """``compile_decoder``'s code generation, with ``inline`` as the body after the
+    lookups (None: a call of ``assemble``)."""
+    keys = {key for key, _ in sch}
+    fix, fix_keys = _FIX.get(kind, (None, ()))
     prefix = "" if inline is not None else "k_"  # inline: the locals are its parameters
     dotted = frozenset(lk for _k, lks in sch for lk in lks if isinstance(lk, str) and "." in lk)
     as_text = set(fix_keys) - _FIX_INTS.get(kind, frozenset())
@@ -523,8 +561,7 @@ def compile_decoder(sch: Schema, kind: str, shape: tuple[str, ...] | None = None
         body.append(f"    return assemble(ctx, line, name, {args})")
     code = "def decode(obj, ctx, line, name):\n" + "\n".join(body) + "\n"
     exec(compile(code, f"<json decoder {kind}>", "exec"), scope)  # noqa: S102 - literals only
-    decode: JsonDecode = scope["decode"]
-    return decode
+    return scope["decode"]
 
 
 # Generated decoders write assemble's body out (``assemble_inline``); False: they call it
@@ -675,13 +712,29 @@ class Shaped:
     every record; past ``_MAX_SHAPES`` shapes, new ones go to the plain decoder (compiled
     then: about 7 ms of each process's start that a source of a few shapes never needs)."""
 
-    __slots__ = ("kind", "plain", "sch", "shapes")
+    __slots__ = ("kind", "plain", "plain_rows", "row_shapes", "sch", "shapes")
 
     def __init__(self, sch: Schema, kind: str) -> None:
         self.sch = sch
         self.kind = kind
         self.plain: JsonDecode | None = None
         self.shapes: dict[tuple[str, ...], JsonDecode] = {}
+        # The same per shape, giving the fields (``compile_row_decoder``)
+        self.plain_rows: JsonRowDecode | None = None
+        self.row_shapes: dict[tuple[str, ...], JsonRowDecode] = {}
+
+    def has_rows(self) -> bool:
+        """Whether ``rows_for_shape`` gives decoders (``compile_row_decoder`` can)."""
+        return INLINE_ASSEMBLE and assemble_row_inline() is not None
+
+    def rows_for_shape(self, shape: tuple[str, ...]) -> JsonRowDecode:
+        """``for_shape``'s decoder, giving the fields (call only if ``has_rows``)."""
+        if len(self.row_shapes) >= _MAX_SHAPES:
+            if self.plain_rows is None:
+                self.plain_rows = _must(compile_row_decoder(self.sch, self.kind))
+            return self.plain_rows
+        dec = self.row_shapes[shape] = _must(compile_row_decoder(self.sch, self.kind, shape))
+        return dec
 
     def for_shape(self, shape: tuple[str, ...]) -> JsonDecode:
         """The decoder of records of this shape (``shapes`` has no entry for it yet)."""
@@ -698,6 +751,12 @@ class Shaped:
         if dec is None:
             dec = self.for_shape(shape)
         return dec(obj, ctx, line, name)
+
+
+def _must(dec: JsonRowDecode | None) -> JsonRowDecode:
+    if dec is None:
+        raise RuntimeError("no row decoder (Shaped.has_rows said there would be)")
+    return dec
 
 
 def _decoder_via_dict(sch: Schema, kind: str) -> JsonDecode:
@@ -1039,8 +1098,37 @@ def _bind_shaped(
         # replacement characters, as the line splitter does)
         return parsed(data, place) if data[:1] == b"{" else None
 
-    add_raw_form(decode, decode_raw)
+    add_raw_form(decode, decode_raw, _row_form(decoder, ctx, name) if decoder.has_rows() else None)
     return decode
+
+
+def _row_form(decoder: Shaped, ctx: Ctx, name: str) -> RowDecode:
+    """``_bind_shaped``'s ``decode_raw``, giving the event's fields (``RowDecode``)."""
+    shapes_get = decoder.row_shapes.get
+    for_shape = decoder.rows_for_shape
+    last_shape: tuple[str, ...] = ()
+    last_dec: JsonRowDecode | None = None
+
+    def decode_row(data: bytes, place: Place) -> list[Any] | None:
+        nonlocal last_shape, last_dec
+        if data[:1] != b"{":
+            return None
+        try:
+            obj = _loads(data)
+        except _JSONDecodeError:
+            return None
+        if obj.__class__ is not dict:
+            return None
+        shape = tuple(obj)
+        if shape == last_shape and last_dec is not None:
+            return last_dec(obj, ctx, place, name)
+        dec = shapes_get(shape)
+        if dec is None:
+            dec = for_shape(shape)
+        last_shape, last_dec = shape, dec
+        return dec(obj, ctx, place, name)
+
+    return decode_row
 
 
 _loads = orjson.loads

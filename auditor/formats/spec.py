@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
 from auditor.model import Event, Line, Place
@@ -99,14 +99,30 @@ it never decodes a line its ``BoundDecode`` would not."""
 _RAW_FORMS: WeakKeyDictionary[BoundDecode, RawDecode] = WeakKeyDictionary()
 
 
-def add_raw_form(decode: BoundDecode, raw: RawDecode) -> None:
-    """Register ``raw`` as the bytes form of ``decode`` (see ``RawDecode``)."""
+RowDecode = Callable[[bytes, Place], list[Any] | None]
+"""A ``RawDecode`` that gives the event's fields as a list, in ``Event`` field order
+(``Event(*fields)`` is the event ``RawDecode`` gives), not an ``Event``: a chunk decoded
+into its store rows (``Pipeline.decode_whole_lines``) needs no object made per line."""
+
+_ROW_FORMS: WeakKeyDictionary[BoundDecode, RowDecode] = WeakKeyDictionary()
+
+
+def add_raw_form(decode: BoundDecode, raw: RawDecode, rows: RowDecode | None = None) -> None:
+    """Register ``raw`` as the bytes form of ``decode`` (see ``RawDecode``), and ``rows``
+    as the form of it that gives the fields (``RowDecode``)."""
     _RAW_FORMS[decode] = raw
+    if rows is not None:
+        _ROW_FORMS[decode] = rows
 
 
 def raw_form(decode: BoundDecode) -> RawDecode | None:
     """The bytes form of a bound decoder, if its parser gave it one (JSON formats)."""
     return _RAW_FORMS.get(decode)
+
+
+def row_form(decode: BoundDecode) -> RowDecode | None:
+    """The fields form of a bound decoder's bytes form (``RowDecode``), if it has one."""
+    return _ROW_FORMS.get(decode)
 
 
 class Parser(Protocol):

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import orjson
 import zstandard
 
-from auditor.model import Event
+from auditor.model import Event, Exposure
 
 BLOCK_MAX = 2048
 ID_STRIDE = 1 << 16  # > BLOCK_MAX: ids of consecutive blocks never overlap
@@ -51,6 +51,11 @@ class Block(NamedTuple):
 def _exposures(e: Event) -> list[dict[str, Any]] | None:
     if not e.exposures:
         return None
+    return exposure_dicts(e.exposures)
+
+
+def exposure_dicts(exposures: Sequence[Exposure]) -> list[dict[str, Any]]:
+    """An event's exposures as its stored row holds them."""
     return [
         {
             "pii_type": x.pii_type,
@@ -60,7 +65,7 @@ def _exposures(e: Event) -> list[dict[str, Any]] | None:
             "digest": x.digest,
             "detail": x.detail,
         }
-        for x in e.exposures
+        for x in exposures
     ]
 
 
@@ -152,16 +157,20 @@ def serialize_events(
                 _exposures(e) if e.exposures else None,
             )
         )
-    blocks: list[Block] = []
-    for source, rows in by_source.items():
-        for i in range(0, len(rows), BLOCK_MAX):
-            part = rows[i : i + BLOCK_MAX]
-            if offsets is None:
-                raw = orjson.dumps(part)
-            else:
-                raw = _joined(part, offsets)
-            blocks.append(_serialized(source, part, raw))
-    return blocks
+    return [
+        serialize_rows(source, rows[i : i + BLOCK_MAX], offsets)
+        for source, rows in by_source.items()
+        for i in range(0, len(rows), BLOCK_MAX)
+    ]
+
+
+def serialize_rows(
+    source: str, rows: Sequence[Sequence[Any]], offsets: list[array[int]] | None = None
+) -> Block:
+    """One uncompressed block of at most ``BLOCK_MAX`` stored rows of ``source``
+    (``offsets``: as in ``serialize_events``)."""
+    raw = orjson.dumps(rows) if offsets is None else _joined(rows, offsets)
+    return _serialized(source, rows, raw)
 
 
 def _joined(rows: Sequence[Sequence[Any]], offsets: list[array[int]]) -> bytes:
