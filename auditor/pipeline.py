@@ -11,6 +11,7 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from io import BytesIO
 from itertools import repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
@@ -463,9 +464,11 @@ class Pipeline:
         raw: RawDecode | None = raw_for(file) if raw_for is not None else None
         if raw is None or decoder is None:
             return None
-        parts = data.split(b"\n")
-        parts.pop()  # the empty rest after the last newline
-        if not parts or max(map(len, parts)) > max_len:
+        # Each line with its newline (found with memchr: a quarter of what bytes.split
+        # costs, which looks at each byte in a loop of its own; JSON takes the newline
+        # for the whitespace it is)
+        parts = BytesIO(data).readlines()
+        if not parts or max(map(len, parts)) > max_len + 1:
             return None
         decode = getattr(decoder, "direct", decoder)  # see SourceDecoder.direct
         row_for = getattr(decoder, "row_for", None)
@@ -480,13 +483,13 @@ class Pipeline:
         pos = offset
         for part in parts:
             place.offset = pos
-            end = pos + len(part) + 1
+            end = pos + len(part)
             try:
                 event = raw(part, place)
             except Exception:  # noqa: BLE001 - the usual way below says what is wrong
                 event = None
             if event is None:
-                event = self._decode_line(decode, counter, source, file, pos, end, part)
+                event = self._decode_line(decode, counter, source, file, pos, end, part[:-1])
                 if event is None:
                     pos = end
                     continue
@@ -518,12 +521,12 @@ class Pipeline:
         decode_line = self._decode_line
 
         def fallback(pos: int, end: int, part: bytes) -> Event | None:
-            return decode_line(decode, counter, source, file, pos, end, part)
+            return decode_line(decode, counter, source, file, pos, end, part[:-1])
 
         got = decode_rows(rows_of, fallback, parts, offset, file)
         n = len(got.rows)
         counter.lines_read += len(parts)
-        counter.bytes_read += sum(map(len, parts)) + len(parts)
+        counter.bytes_read += sum(map(len, parts))
         counter.lines_parsed += n
         packed = table(source, got)
         columns = packed.columns or {}

@@ -24,7 +24,8 @@ from auditor.store.eventblocks import BLOCK_MAX, exposure_dicts, serialize_rows
 
 Fallback = Callable[[int, int, bytes], Event | None]
 """The usual way for a line the row decoder did not take: (its offset, the offset after
-its newline, its bytes) → its event, or None (counted as the usual way counts it)."""
+its newline, its bytes with the newline) → its event, or None (counted as the usual way
+counts it)."""
 
 _COLUMNS = _FIELDS[1:-1]  # the columns taken from the rows: all but the time and exposures
 
@@ -48,7 +49,7 @@ class Rows:
 def decode_rows(
     decode: RowDecode, fallback: Fallback, parts: Sequence[bytes], offset: int, file: str
 ) -> Rows:
-    """Each line of ``parts`` (whole lines, without their newlines, from ``offset`` in
+    """Each line of ``parts`` (whole lines, each with its newline, from ``offset`` in
     ``file``) as a store row: by ``decode``, or else by ``fallback``. The row's
     epoch ms and stamp are worked out as ``epoch_ms`` and ``PackedEvents`` do for an event
     (once per run of one timestamp object)."""
@@ -63,7 +64,7 @@ def decode_rows(
     pos = offset
     for part in parts:
         place.offset = pos
-        end = pos + len(part) + 1
+        end = pos + len(part)
         try:
             row = decode(part, place)
         except Exception:  # noqa: BLE001 - the usual way says what is wrong

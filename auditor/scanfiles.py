@@ -502,7 +502,9 @@ def scan_file_parallel(
             on_bytes(ident.size)
             return
         end_code = END_COMPRESSED if ident.compressed else END_PLAIN
-        with open_log(path) as f:
+        # A plain file unbuffered: each chunk is read straight into its own bytes (a
+        # buffered read of a megabyte cost four times as much)
+        with open_log(path) if ident.compressed else path.open("rb", buffering=0) as f:
             if ident.compressed:
                 _skip(f.read, start)
             else:

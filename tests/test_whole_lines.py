@@ -133,6 +133,19 @@ def test_an_over_long_line_leaves_the_chunk_to_the_splitter() -> None:
     assert _settled().decode_whole_lines("t", FILE, 0, data, MAX) is None
 
 
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_a_line_of_the_longest_length_is_decoded_one_longer_is_not(newline: bytes) -> None:
+    record = _record(2)
+    longest = record[:-1] + b" " * (MAX - len(record) - len(newline) + 1) + b"}"
+    data = _record(1) + b"\n" + longest + newline
+    assert len(longest + newline) - 1 == MAX  # the splitter's limit, its newline not counted
+    whole = _settled().decode_whole_lines("t", FILE, 0, data, MAX)
+    assert whole is not None
+    _same(whole, _usual(_settled(), 0, data))
+    longer = data[:-1] + b" " + newline[-1:]
+    assert _settled().decode_whole_lines("t", FILE, 0, longer, MAX) is None
+
+
 @pytest.mark.parametrize("fmt", ["combined", "auto"])
 def test_formats_without_a_bytes_form_go_the_usual_way(fmt: str) -> None:
     p = _pipeline(fmt)

@@ -91,8 +91,9 @@ class Ctx:
 BoundDecode = Callable[[str, Line], Event | None]
 
 RawDecode = Callable[[bytes, Place], Event | None]
-"""A ``BoundDecode`` that reads a line's bytes (no newline) instead of its text, for a
-chunk of whole lines decoded without a ``Line`` each (``Pipeline.decode_whole_lines``).
+"""A ``BoundDecode`` that reads a line's bytes (with or without its newline) instead of
+its text, for a chunk of whole lines decoded without a ``Line`` each
+(``Pipeline.decode_whole_lines``).
 None where it cannot tell: the line then goes the usual way, and must come out the same;
 it never decodes a line its ``BoundDecode`` would not."""
 
