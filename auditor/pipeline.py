@@ -22,15 +22,11 @@ from auditor.readgap import ReadGap
 
 if TYPE_CHECKING:  # the store package imports this module
     from auditor.config import RuleOverride
-    from auditor.formats.spec import FormatSpec, RawDecode, RowDecode
+    from auditor.formats.spec import FormatSpec, RawDecode
     from auditor.packedevents import Packed
     from auditor.store.eventblocks import Block
 
 Decoder = Callable[[Line], Event | None]
-
-# Whole lines of a JSON format decode into their store rows (``Pipeline._decode_rows``);
-# False: into events, as other formats do (tests compare the two ways).
-ROWS = True
 
 
 class Detector(Protocol):
@@ -453,12 +449,15 @@ class Pipeline:
         """``decode`` of the lines in ``data``, whole lines of ``file`` from ``offset`` (it
         ends with a newline), as ``LineSplitter`` would cut them, read straight from the
         bytes where the source's decoder has a bytes form for the file (``RawDecode``: JSON
-        formats): no text and no ``Line`` made per line (callgrind, a worker's whole work on
-        a Traefik line of 870 bytes: 94,000 instructions, against 105,000 split into lines).
-        A line the bytes form does not decode goes the usual way (a ``Line`` as the splitter
-        makes it), so the batch is the one ``decode`` gives.
+        formats) into the events' store rows (``auditor.rowchunk``): no text, no ``Line``
+        and no ``Event`` made per line. The batch's ``table`` has the rows and columns, and
+        its ``events`` are built from them on demand. A line the bytes form does not
+        decode goes the usual way (a ``Line`` as the splitter makes it), so the events,
+        counters and aggregates are the ones ``decode`` gives.
         None, having done nothing, when there is no bytes form (yet: the file's first line
         settles it) or a line is longer than ``max_len`` (the splitter cuts it)."""
+        from auditor.rowchunk import decode_rows, table  # the store imports this module
+
         decoder = self.decoders.get(source)
         raw_for = getattr(decoder, "raw_for", None)
         raw: RawDecode | None = raw_for(file) if raw_for is not None else None
@@ -471,51 +470,6 @@ class Pipeline:
         if not parts or max(map(len, parts)) > max_len + 1:
             return None
         decode = getattr(decoder, "direct", decoder)  # see SourceDecoder.direct
-        row_for = getattr(decoder, "row_for", None)
-        rows_of: RowDecode | None = row_for(file) if row_for is not None and ROWS else None
-        if rows_of is not None:
-            return self._decode_rows(rows_of, decode, source, file, offset, parts)
-        batch = Batch()
-        events = batch.events
-        append = events.append
-        counter = batch.counter(source)
-        place = LineStart(file)
-        pos = offset
-        for part in parts:
-            place.offset = pos
-            end = pos + len(part)
-            try:
-                event = raw(part, place)
-            except Exception:  # noqa: BLE001 - the usual way below says what is wrong
-                event = None
-            if event is None:
-                event = self._decode_line(decode, counter, source, file, pos, end, part[:-1])
-                if event is None:
-                    pos = end
-                    continue
-            append(event)
-            pos = end
-        counter.lines_read += len(parts)
-        counter.bytes_read += pos - offset
-        counter.lines_parsed += len(events)
-        self._aggregate(batch)
-        self._format_choices(batch)  # as decode does (another source may be ``auto``)
-        return batch
-
-    def _decode_rows(
-        self,
-        rows_of: RowDecode,
-        decode: Decoder,
-        source: str,
-        file: str,
-        offset: int,
-        parts: list[bytes],
-    ) -> Batch:
-        """``decode_whole_lines`` by the decoder's fields form: the events straight into
-        their store rows (``auditor.rowchunk``); the batch's ``events`` are built from
-        them on demand, and its ``table`` has them."""
-        from auditor.rowchunk import decode_rows, table  # the store imports this module
-
         batch = Batch()
         counter = batch.counter(source)
         decode_line = self._decode_line
@@ -523,10 +477,10 @@ class Pipeline:
         def fallback(pos: int, end: int, part: bytes) -> Event | None:
             return decode_line(decode, counter, source, file, pos, end, part[:-1])
 
-        got = decode_rows(rows_of, fallback, parts, offset, file)
+        got = decode_rows(raw, fallback, parts, offset, file)
         n = len(got.rows)
         counter.lines_read += len(parts)
-        counter.bytes_read += sum(map(len, parts))
+        counter.bytes_read += len(data)
         counter.lines_parsed += n
         packed = table(source, got)
         columns = packed.columns or {}
@@ -551,7 +505,7 @@ class Pipeline:
         batch.packed = packed.blocks
         batch.table = packed
         batch.events = packed.events()  # type: ignore[assignment]  # a Sequence, built lazily
-        self._format_choices(batch)
+        self._format_choices(batch)  # as decode does (another source may be ``auto``)
         return batch
 
     @staticmethod

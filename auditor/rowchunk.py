@@ -3,7 +3,7 @@
 A decode worker used to make an ``Event`` of each line, then read its 26 fields back to
 serialize its store row, read columns of the batch's events for the sieve and the
 detectors, and the timestamps for the minute stats. A JSON decoder can give the fields
-themselves (``RowDecode``): here they become the row as it is, and the columns one
+themselves (``RawDecode``): here they become the row as it is, and the columns one
 transposition of the rows (in C). The batch's events are built from these rows on demand
 (``auditor.packedevents``): a detector looks at few events one by one.
 """
@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from auditor.formats.event import _FIELDS
-from auditor.formats.spec import RowDecode
+from auditor.formats.spec import RawDecode
 from auditor.model import Event, Exposure
 from auditor.packedevents import Packed
 from auditor.pipeline import LineStart
@@ -47,7 +47,7 @@ class Rows:
 
 
 def decode_rows(
-    decode: RowDecode, fallback: Fallback, parts: Sequence[bytes], offset: int, file: str
+    decode: RawDecode, fallback: Fallback, parts: Sequence[bytes], offset: int, file: str
 ) -> Rows:
     """Each line of ``parts`` (whole lines, each with its newline, from ``offset`` in
     ``file``) as a store row: by ``decode``, or else by ``fallback``. The row's

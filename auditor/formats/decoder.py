@@ -40,9 +40,7 @@ from auditor.formats.spec import (
     FormatSpec,
     Parser,
     RawDecode,
-    RowDecode,
     raw_form,
-    row_form,
 )
 from auditor.formats.w3c import W3cDecode, W3cParser, header_layout, is_directive
 from auditor.model import Event, Line
@@ -365,15 +363,6 @@ class SourceDecoder:
         if state is None or state[1] is not None:
             return None
         return raw_form(state[0])
-
-    def row_for(self, file: str) -> RowDecode | None:
-        """``raw_for``'s form that gives the event's fields (``RowDecode``), if it has one."""
-        if self.auto:
-            return None
-        state = self._slow.states.get(file)
-        if state is None or state[1] is not None:
-            return None
-        return row_form(state[0])
 
     def take_choices(self) -> list[FormatChoice]:
         slow = self._slow

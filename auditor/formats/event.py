@@ -608,7 +608,7 @@ def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
 def assemble_row_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
     """``assemble_inline`` whose body ends in ``return [...]``, the event's fields in
     ``Event`` field order, instead of making the ``Event``: the body of a generated
-    ``RowDecode``. ``None`` when ``assemble_inline`` is, or its end is not the one read
+    ``RawDecode``. ``None`` when ``assemble_inline`` is, or its end is not the one read
     here (every field set on the draft, in field order)."""
     inline = assemble_inline()
     if inline is None:

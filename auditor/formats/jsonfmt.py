@@ -37,7 +37,6 @@ from auditor.formats.spec import (
     RAW_KEYS,
     BoundDecode,
     Ctx,
-    RowDecode,
     add_raw_form,
 )
 from auditor.model import Event, Line, Place
@@ -498,7 +497,7 @@ def compile_row_decoder(
     sch: Schema, kind: str, shape: tuple[str, ...] | None = None
 ) -> JsonRowDecode | None:
     """``compile_decoder``'s decoder with ``assemble_row_inline``'s body: the event's fields
-    as a list (see ``RowDecode``), not an ``Event``. ``None`` where ``compile_decoder``
+    as a list (see ``RawDecode``), not an ``Event``. ``None`` where ``compile_decoder``
     would not write ``assemble``'s body out."""
     keys = {key for key, _ in sch}
     if not keys <= set(RAW_KEYS) or "time" not in keys or not INLINE_ASSEMBLE:
@@ -1062,56 +1061,44 @@ def _bind_shaped(
     decoder: Shaped, ctx: Ctx, name: str, otherwise: BoundDecode | None
 ) -> BoundDecode:
     """``_bind_one`` of a ``Shaped`` decoder, with its bytes form (``RawDecode``)."""
-    shapes_get = decoder.shapes.get
-    for_shape = decoder.for_shape
-    # The last record's shape and its decoder: a logger writes one shape line after line,
-    # and comparing with it costs less than hashing the shape for the lookup (the keys are
-    # the same objects from line to line: orjson keeps them, so each compares by identity)
-    last_shape: tuple[str, ...] = ()
-    last_dec: JsonDecode | None = None
-
-    def parsed(data: str | bytes, place: Place) -> Event | None:
-        nonlocal last_shape, last_dec
-        try:
-            obj = _loads(data)
-        except _JSONDecodeError:
-            return None
-        if obj.__class__ is not dict:
-            return None
-        shape = tuple(obj)
-        if shape == last_shape and last_dec is not None:
-            return last_dec(obj, ctx, place, name)
-        dec = shapes_get(shape)
-        if dec is None:
-            dec = for_shape(shape)
-        last_shape, last_dec = shape, dec
-        return dec(obj, ctx, place, name)
+    parsed = _by_shape(decoder.shapes.get, decoder.for_shape, ctx, name, braced=False)
 
     def decode(text: str, line: Line) -> Event | None:
         if text[:1] != "{":  # what _json_object does, inline
             return None if otherwise is None else otherwise(text, line)
         return parsed(text, line)
 
-    def decode_raw(data: bytes, place: Place) -> Event | None:
-        # ``decode`` of the line's bytes: orjson reads them as they are (no text made of
-        # them), and rejects what is not UTF-8 (the usual way then decodes the line with
-        # replacement characters, as the line splitter does)
-        return parsed(data, place) if data[:1] == b"{" else None
-
-    add_raw_form(decode, decode_raw, _row_form(decoder, ctx, name) if decoder.has_rows() else None)
+    if decoder.has_rows():
+        # ``decode`` of the line's bytes, giving the event's fields: orjson reads them as
+        # they are (no text made of them), and rejects what is not UTF-8 (the usual way
+        # then decodes the line with replacement characters, as the line splitter does)
+        rows = _by_shape(decoder.row_shapes.get, decoder.rows_for_shape, ctx, name, braced=True)
+        add_raw_form(decode, rows)
     return decode
 
 
-def _row_form(decoder: Shaped, ctx: Ctx, name: str) -> RowDecode:
-    """``_bind_shaped``'s ``decode_raw``, giving the event's fields (``RowDecode``)."""
-    shapes_get = decoder.row_shapes.get
-    for_shape = decoder.rows_for_shape
-    last_shape: tuple[str, ...] = ()
-    last_dec: JsonRowDecode | None = None
+_R = TypeVar("_R")
 
-    def decode_row(data: bytes, place: Place) -> list[Any] | None:
+
+def _by_shape(
+    shapes_get: Callable[[tuple[str, ...]], Callable[[dict[str, Any], Ctx, Place, str], _R] | None],
+    for_shape: Callable[[tuple[str, ...]], Callable[[dict[str, Any], Ctx, Place, str], _R]],
+    ctx: Ctx,
+    name: str,
+    *,
+    braced: bool,
+) -> Callable[[str | bytes, Place], _R | None]:
+    """A line's JSON record decoded by the decoder of its shape; ``braced``: only a line
+    that starts with '{' (the caller checks otherwise)."""
+    # The last record's shape and its decoder: a logger writes one shape line after line,
+    # and comparing with it costs less than hashing the shape for the lookup (the keys are
+    # the same objects from line to line: orjson keeps them, so each compares by identity)
+    last_shape: tuple[str, ...] = ()
+    last_dec: Callable[[dict[str, Any], Ctx, Place, str], _R] | None = None
+
+    def parsed(data: str | bytes, place: Place) -> _R | None:
         nonlocal last_shape, last_dec
-        if data[:1] != b"{":
+        if braced and data[:1] != b"{":
             return None
         try:
             obj = _loads(data)
@@ -1128,7 +1115,7 @@ def _row_form(decoder: Shaped, ctx: Ctx, name: str) -> RowDecode:
         last_shape, last_dec = shape, dec
         return dec(obj, ctx, place, name)
 
-    return decode_row
+    return parsed
 
 
 _loads = orjson.loads

@@ -90,40 +90,26 @@ class Ctx:
 
 BoundDecode = Callable[[str, Line], Event | None]
 
-RawDecode = Callable[[bytes, Place], Event | None]
+RawDecode = Callable[[bytes, Place], list[Any] | None]
 """A ``BoundDecode`` that reads a line's bytes (with or without its newline) instead of
-its text, for a chunk of whole lines decoded without a ``Line`` each
-(``Pipeline.decode_whole_lines``).
-None where it cannot tell: the line then goes the usual way, and must come out the same;
-it never decodes a line its ``BoundDecode`` would not."""
+its text, and gives the event's fields as a list, in ``Event`` field order
+(``Event(*fields)`` is the event the ``BoundDecode`` gives), not an ``Event``: for a chunk
+of whole lines decoded straight into their store rows, without a ``Line`` or an ``Event``
+made per line (``Pipeline.decode_whole_lines``). None where it cannot tell: the line then
+goes the usual way, and must come out the same; it never decodes a line its
+``BoundDecode`` would not."""
 
 _RAW_FORMS: WeakKeyDictionary[BoundDecode, RawDecode] = WeakKeyDictionary()
 
 
-RowDecode = Callable[[bytes, Place], list[Any] | None]
-"""A ``RawDecode`` that gives the event's fields as a list, in ``Event`` field order
-(``Event(*fields)`` is the event ``RawDecode`` gives), not an ``Event``: a chunk decoded
-into its store rows (``Pipeline.decode_whole_lines``) needs no object made per line."""
-
-_ROW_FORMS: WeakKeyDictionary[BoundDecode, RowDecode] = WeakKeyDictionary()
-
-
-def add_raw_form(decode: BoundDecode, raw: RawDecode, rows: RowDecode | None = None) -> None:
-    """Register ``raw`` as the bytes form of ``decode`` (see ``RawDecode``), and ``rows``
-    as the form of it that gives the fields (``RowDecode``)."""
+def add_raw_form(decode: BoundDecode, raw: RawDecode) -> None:
+    """Register ``raw`` as the bytes form of ``decode`` (see ``RawDecode``)."""
     _RAW_FORMS[decode] = raw
-    if rows is not None:
-        _ROW_FORMS[decode] = rows
 
 
 def raw_form(decode: BoundDecode) -> RawDecode | None:
     """The bytes form of a bound decoder, if its parser gave it one (JSON formats)."""
     return _RAW_FORMS.get(decode)
-
-
-def row_form(decode: BoundDecode) -> RowDecode | None:
-    """The fields form of a bound decoder's bytes form (``RowDecode``), if it has one."""
-    return _ROW_FORMS.get(decode)
 
 
 class Parser(Protocol):
