@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, cast
 
 from auditor.model import Exposure
 
@@ -157,6 +158,39 @@ def route_template(path: str) -> str:
             ROUTE_CACHE.clear()
         ROUTE_CACHE[path] = route
     return route
+
+
+# Each segment of digits as "0", over paths joined by newlines: paths that differ only in
+# the numbers of such segments have one route (a digit segment is an id whatever its digits
+# and length, and every other segment is templated alone), so their routes are looked up
+# by this key, made for all of a chunk's paths in one substitution.
+_DIGIT_SEGMENTS = re.compile(r"/[0-9]+(?=[/\n]|\Z)")
+_BY_KEY: dict[str, str] = {}  # key -> route (bounded like the route memo)
+
+
+def route_templates(paths: Sequence[str]) -> list[str]:
+    """``route_template`` of each path: for the paths of a decoded chunk that were not
+    in the memo (half of those of a day of API traffic: ids), most of which share a key
+    with a path seen before (a regular expression's substitution and a call chain per
+    path cost 1.5 us; a key looked up, about a tenth). The paths go into the memo."""
+    if not paths:
+        return []
+    joined = "\n".join(paths)
+    if joined.count("\n") != len(paths) - 1:  # a path with a newline in it
+        return [route_template(p) for p in paths]
+    keys = _DIGIT_SEGMENTS.sub("/0", joined).split("\n")
+    routes = list(map(_BY_KEY.get, keys))
+    if None in routes:
+        if len(_BY_KEY) >= _ROUTE_CACHE_MAX:
+            _BY_KEY.clear()
+        for i, route in enumerate(routes):
+            if route is None:
+                route = routes[i] = _BY_KEY[keys[i]] = route_template(keys[i])
+    made = cast(list[str], routes)  # no None left
+    if len(ROUTE_CACHE) + len(paths) > _ROUTE_CACHE_MAX:
+        ROUTE_CACHE.clear()
+    ROUTE_CACHE.update(zip(paths, made, strict=True))
+    return made
 
 
 # --- request lines and targets -------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from auditor.formats.event import _FIELDS
 from auditor.formats.spec import RawDecode
 from auditor.model import Event, Exposure
+from auditor.normalize import route_templates
 from auditor.packedevents import Packed
 from auditor.pipeline import LineStart
 from auditor.store.eventblocks import BLOCK_MAX, exposure_dicts, serialize_rows
@@ -58,6 +59,7 @@ def decode_rows(
     rows, times, exposures = out.rows, out.times, out.exposures
     append, tappend, xappend = rows.append, times.append, exposures.append
     put, note = out.stamps.append, out.stamp_of.append
+    new_routes: list[list[Any]] = []
     last: object = None
     ms = 0
     k = -1
@@ -86,6 +88,8 @@ def decode_rows(
         note(k)
         tappend(ms)
         row[0] = ms
+        if row[10] is None:  # a path new to the route memo
+            new_routes.append(row)
         x = row[25]
         xappend(x)
         if x:
@@ -95,6 +99,10 @@ def decode_rows(
             row[25] = None
         append(row)
         pos = end
+    if new_routes:
+        routes = route_templates([row[9] for row in new_routes])
+        for row, route in zip(new_routes, routes, strict=True):
+            row[10] = route
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditor.formats.times import parse_time
 from auditor.normalize import (
@@ -20,6 +22,7 @@ from auditor.normalize import (
     parse_absolute,
     parse_request_line,
     route_template,
+    route_templates,
     scheme_from_https,
     split_client,
     split_hostport,
@@ -62,6 +65,55 @@ from auditor.normalize import (
 )
 def test_route_template(path: str, route: str) -> None:
     assert route_template(path) == route
+
+
+_ROUTE_CASES = [
+    "/users/42/orders/9f1c2b3a4d5e6f708192a3b4",
+    "/api/v1/users/12345",
+    "/api/v1/users/12345678901234/orders",  # a digit segment too long for the short way
+    "/api/v1/users/12345/",
+    "/x/550e8400-e29b-41d4-a716-446655440000/y",
+    "/x/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee/7",  # an id with no digit, beside one
+    "/x/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",  # no digit at all: kept as it is
+    "/static/app.12345.js",
+    "/api/v1/cart",
+    "/a//b/7",
+    "/7",
+    "/",
+    "",
+    "*",
+    "123.123.123.123",
+    "12/34",
+    "/٣/4",
+    "/a/1\n/b/2",  # a newline in a path (escaped in logs, but not in every one)
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_ROUTE_CASES),
+            st.text(alphabet="/ab1_~-.9Z\n%", max_size=30),
+            st.lists(
+                st.sampled_from(
+                    ["a", "v1", "42", "", "7" * 12, "x" * 11, "0123456789abcdef01", "a.b"]
+                )
+            ).map(lambda segs: "/" + "/".join(segs)),
+        ),
+        max_size=40,
+    )
+)
+def test_route_templates_of_a_chunk_are_each_paths_route_template(paths: list[str]) -> None:
+    """The new paths of a chunk templated together (``auditor.rowchunk``) get the routes
+    ``route_template`` gives each, one object per route, and go into its memo."""
+    ROUTE_CACHE.clear()
+    want = [route_template(p) for p in paths]
+    ROUTE_CACHE.clear()  # every path new again (the routes made stay: one object each)
+    got = route_templates(paths)
+    assert got == want
+    assert all(a is b for a, b in zip(got, want, strict=True))
+    assert all(ROUTE_CACHE[p] is r for p, r in zip(paths, got, strict=True))
 
 
 def test_route_template_is_cached() -> None:

@@ -623,10 +623,14 @@ def assemble_row_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
             values[name] = expr.split("  #", 1)[0].strip()
     if tuple(values) != _FIELDS:
         return None
+    # A path not in the route memo leaves its route None: ``route_templates`` makes the
+    # routes of a chunk's new paths together (``auditor.rowchunk``).
+    values["route"] = _MEMO_ONLY.sub(r"\1", values["route"])
     return params, head + "\n    return [" + ", ".join(values.values()) + "]", scope
 
 
 _DRAFT_SET = re.compile(r"^    e\.(\w+) = (.+)$", re.MULTILINE)
+_MEMO_ONLY = re.compile(r"^(_route_get\((\w+)\)) or route_template\(\2\)$")
 
 
 _fromtimestamp = datetime.fromtimestamp

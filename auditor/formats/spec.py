@@ -95,8 +95,9 @@ RawDecode = Callable[[bytes, Place], list[Any] | None]
 its text, and gives the event's fields as a list, in ``Event`` field order
 (``Event(*fields)`` is the event the ``BoundDecode`` gives), not an ``Event``: for a chunk
 of whole lines decoded straight into their store rows, without a ``Line`` or an ``Event``
-made per line (``Pipeline.decode_whole_lines``). None where it cannot tell: the line then
-goes the usual way, and must come out the same; it never decodes a line its
+made per line (``Pipeline.decode_whole_lines``). The route is None for a path not in the
+route memo (``normalize.route_templates`` makes it). None where it cannot tell: the line
+then goes the usual way, and must come out the same; it never decodes a line its
 ``BoundDecode`` would not."""
 
 _RAW_FORMS: WeakKeyDictionary[BoundDecode, RawDecode] = WeakKeyDictionary()
