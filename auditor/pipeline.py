@@ -477,7 +477,7 @@ class Pipeline:
         def fallback(pos: int, end: int, part: bytes) -> Event | None:
             return decode_line(decode, counter, source, file, pos, end, part[:-1])
 
-        got = decode_rows(raw, fallback, parts, offset, file)
+        got = decode_rows(raw, fallback, parts, offset, file, decoder.redactor)  # type: ignore[attr-defined]  # a SourceDecoder: it has raw_for
         n = len(got.rows)
         counter.lines_read += len(parts)
         counter.bytes_read += len(data)

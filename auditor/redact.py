@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Sequence
+from itertools import compress, repeat
+from operator import le, ne
 
 from auditor.model import Exposure
 from auditor.percent import decode, decode_offsets
@@ -54,6 +57,8 @@ _DIGITS_RE = re.compile(
 _DIGIT_SHAPE = bytes(
     ord("0") if 48 <= i <= 57 else ord("-") if i in (32, 43, 45) else ord(".") for i in range(256)
 )
+
+_DIGIT_SHAPE_LINES = _DIGIT_SHAPE[:10] + b"\n" + _DIGIT_SHAPE[11:]  # newlines kept
 
 
 def _shape(s: str) -> bytes:
@@ -241,6 +246,43 @@ class Redactor:
             if new_query is query:
                 _remember(self._clean_queries, query)
         return new_path, new_query, tuple(out)
+
+    def dirty_targets(self, paths: Sequence[str], queries: Sequence[str | None]) -> list[int]:
+        """The indexes of the targets (``paths[i]``, ``queries[i]``) that ``redact_target``
+        may change; every other one it gives back as it is, with no exposure. For the
+        targets of a decoded chunk, looked at together: ``needs_scan``'s tests, each over
+        all the paths at once (in C), and ``needs_scan`` itself only for a path one of them
+        points at; half the paths of a day of API traffic are new (ids), and one by one
+        they cost the memo lookups, the tests and a call each."""
+        n = len(paths)
+        joined = "\n".join(paths)
+        if joined.count("\n") != n - 1 or not joined.isascii():
+            # a newline in a path, or text whose lower case may change its length
+            suspects: set[int] | range = range(n)
+        else:
+            suspects = set()
+            if "@" in joined or ";" in joined or "%" in joined or ":" in joined:
+                suspects.update(
+                    i for i, p in enumerate(paths) if "@" in p or ";" in p or "%" in p or ":" in p
+                )
+            shapes = joined.encode().translate(_DIGIT_SHAPE_LINES).split(b"\n")
+            suspects.update(
+                compress(range(n), map(le, repeat(7), map(bytes.count, shapes, repeat(b"0"))))
+            )
+            lowered = joined.lower()
+            if lowered != joined:
+                suspects.update(compress(range(n), map(ne, paths, lowered.split("\n"))))
+        dirty = [i for i in suspects if needs_scan(paths[i])]
+        queries_memo = self._clean_queries
+        if any(q is not None for q in queries):
+            new, old = queries_memo.new, queries_memo.old
+            for i, q in enumerate(queries):
+                if q is not None and q not in new and q not in old:
+                    if query_needs_scan(q):
+                        dirty.append(i)
+                    else:
+                        _remember(queries_memo, q)
+        return sorted(set(dirty))
 
     def redact_url(self, url: str, location: str) -> tuple[str, tuple[Exposure, ...]]:
         """Mask a full URL (the Referer): userinfo, path, query and fragment."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditor.formats.event import _FIELDS
 from auditor.formats.spec import RawDecode
 from auditor.model import Event, Exposure
-from auditor.normalize import route_templates
+from auditor.normalize import RedactorLike, route_templates
 from auditor.packedevents import Packed
 from auditor.pipeline import LineStart
 from auditor.store.eventblocks import BLOCK_MAX, exposure_dicts, serialize_rows
@@ -48,18 +48,25 @@ class Rows:
 
 
 def decode_rows(
-    decode: RawDecode, fallback: Fallback, parts: Sequence[bytes], offset: int, file: str
+    decode: RawDecode,
+    fallback: Fallback,
+    parts: Sequence[bytes],
+    offset: int,
+    file: str,
+    redactor: RedactorLike,
 ) -> Rows:
     """Each line of ``parts`` (whole lines, each with its newline, from ``offset`` in
     ``file``) as a store row: by ``decode``, or else by ``fallback``. The row's
     epoch ms and stamp are worked out as ``epoch_ms`` and ``PackedEvents`` do for an event
-    (once per run of one timestamp object)."""
+    (once per run of one timestamp object). ``decode`` leaves the target (path, query) as
+    logged: ``redactor`` (the decoder's) redacts the chunk's targets together."""
     out = Rows()
     place = LineStart(file)
     rows, times, exposures = out.rows, out.times, out.exposures
     append, tappend, xappend = rows.append, times.append, exposures.append
     put, note = out.stamps.append, out.stamp_of.append
     new_routes: list[list[Any]] = []
+    fallbacks: set[int] = set()
     last: object = None
     ms = 0
     k = -1
@@ -76,7 +83,8 @@ def decode_rows(
             if event is None:
                 pos = end
                 continue
-            row = [getattr(event, name) for name in _FIELDS]
+            row = [getattr(event, name) for name in _FIELDS]  # redacted already
+            fallbacks.add(len(rows))
         ts = row[0]
         if ts is not last:
             last = ts
@@ -99,11 +107,50 @@ def decode_rows(
             row[25] = None
         append(row)
         pos = end
+    _redact_targets(out, fallbacks, redactor, new_routes)
     if new_routes:
         routes = route_templates([row[9] for row in new_routes])
         for row, route in zip(new_routes, routes, strict=True):
             row[10] = route
     return out
+
+
+def _redact_targets(
+    out: Rows, fallbacks: set[int], redactor: RedactorLike, new_routes: list[list[Any]]
+) -> None:
+    """Redact the targets of the rows ``decode`` made (those of ``fallbacks`` came from
+    events, redacted): each that ``Redactor.dirty_targets`` points at (all of them for a
+    redactor without it) as ``redact_target`` does it; its exposures go before those the
+    decoder found (the referrer's), as ``assemble`` orders them, and a path changed needs
+    its route again (``new_routes``)."""
+    rows = out.rows
+    mine = [i for i in range(len(rows)) if i not in fallbacks] if fallbacks else range(len(rows))
+    dirty_of = getattr(redactor, "dirty_targets", None)
+    if dirty_of is None:
+        dirty: Sequence[int] = range(len(mine))
+    else:
+        dirty = dirty_of([rows[i][9] for i in mine], [rows[i][11] for i in mine])
+    exposed = {i for i, _ in out.exposed}
+    for j in dirty:
+        i = mine[j]
+        row = rows[i]
+        path, query, found = redactor.redact_target(row[9], row[11])
+        if path != row[9]:
+            if row[10] is not None:
+                new_routes.append(row)
+            row[9] = path
+            row[10] = None
+        row[11] = query
+        if found:
+            both = found + out.exposures[i]
+            out.exposures[i] = both
+            row[25] = exposure_dicts(both)
+            if i not in exposed:
+                us = out.stamps[out.stamp_of[i]]
+                out.exposed.append((i, _EPOCH + timedelta(microseconds=us)))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def table(source: str, got: Rows) -> Packed:

@@ -63,6 +63,27 @@ ODD = [
 ]
 
 
+# Records whose target (or referrer) holds something to redact, or looks as if it might:
+# the bytes way redacts a chunk's targets together (``Redactor.dirty_targets``).
+PII = [
+    _record(13, RequestPath="/reset/jo@example.com?token=abc123"),
+    _record(
+        14,
+        RequestPath="/pay?card=4111111111111111",
+        request_Referer="https://x.example/?email=a@b.co",
+    ),
+    _record(15, RequestPath="/keys/AKIAIOSFODNN7EXAMPLE/x"),
+    _record(16, RequestPath="/u/1234567/x"),
+    _record(17, RequestPath="/A/B?Q=1"),
+    _record(18, RequestPath="/a;jsessionid=1234"),
+    _record(19, RequestPath="/a%40b.example/c"),
+    _record(20, RequestPath="/u/4111-1111-1111-1111"),
+    _record(21, request_Referer="https://x.example/u/jo@example.com"),
+    _record(22, RequestPath="/caf\u00e9/1234567?x=\u00e9"),
+    _record(23, RequestPath="/iban/DE89370400440532013000"),
+]
+
+
 def _pipeline(fmt: str = "traefik-json") -> Pipeline:
     return Pipeline({"t": build_decoder(FormatSpec(fmt), Redactor(b"k" * 32), "t")}, None)
 
@@ -106,8 +127,21 @@ def test_each_odd_line_comes_out_as_the_usual_way_makes_it(odd: bytes) -> None:
     _same(whole, _usual(_settled(), 1000, data))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(st.integers(0, 500).map(_record), st.sampled_from(ODD)), max_size=40))
+@pytest.mark.parametrize("pii", PII, ids=range(len(PII)))
+def test_a_target_to_redact_comes_out_as_the_usual_way_makes_it(pii: bytes) -> None:
+    data = b"\n".join([_record(1), pii, _record(5), pii, _record(2)]) + b"\n"
+    whole = _settled().decode_whole_lines("t", FILE, 1000, data, MAX)
+    assert whole is not None and whole.table is not None
+    _same(whole, _usual(_settled(), 1000, data))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(0, 500).map(_record), st.sampled_from(ODD), st.sampled_from(PII)),
+        max_size=40,
+    )
+)
 def test_any_mix_of_lines_comes_out_as_the_usual_way_makes_it(lines: list[bytes]) -> None:
     data = b"".join(line + b"\n" for line in lines)
     whole = _settled().decode_whole_lines("t", FILE, 77, data, MAX)

@@ -337,10 +337,11 @@ class SourceDecoder:
     directive line: see ``is_directive``). ``take_choices()`` drains what ``auto``
     decided since the last call. Never raises on any line."""
 
-    __slots__ = ("_decode", "_slow", "auto", "direct")
+    __slots__ = ("_decode", "_slow", "auto", "direct", "redactor")
 
     def __init__(self, spec: FormatSpec, redactor: RedactorLike, source: str) -> None:
         ctx = Ctx(source, redactor, _check_scheme(spec))
+        self.redactor = redactor  # the bytes form leaves the target to it (see raw_for)
         parser = parser_for(spec)
         self.auto = parser is None
         slow: _Auto | _Named = _Auto(ctx) if parser is None else _Named(parser, ctx)
@@ -353,7 +354,8 @@ class SourceDecoder:
         return self._decode(line)
 
     def raw_for(self, file: str) -> RawDecode | None:
-        """The bytes form of this decoder for ``file``'s lines (``RawDecode``), once it has one:
+        """The bytes form of this decoder for ``file``'s lines (``RawDecode``: the target
+        is left to ``redactor``), once it has one:
         a named format whose parser gives one (JSON), settled for the file by a line already
         decoded, with no prefix (syslog, container) to strip. ``auto`` never: it watches
         every line it decodes."""

@@ -607,7 +607,8 @@ def assemble_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
 @cache
 def assemble_row_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
     """``assemble_inline`` whose body ends in ``return [...]``, the event's fields in
-    ``Event`` field order, instead of making the ``Event``: the body of a generated
+    ``Event`` field order, instead of making the ``Event``, with the target (path and
+    query) as logged and its route None unless the memo has it: the body of a generated
     ``RawDecode``. ``None`` when ``assemble_inline`` is, or its end is not the one read
     here (every field set on the draft, in field order)."""
     inline = assemble_inline()
@@ -626,10 +627,16 @@ def assemble_row_inline() -> tuple[tuple[str, ...], str, dict[str, Any]] | None:
     # A path not in the route memo leaves its route None: ``route_templates`` makes the
     # routes of a chunk's new paths together (``auditor.rowchunk``).
     values["route"] = _MEMO_ONLY.sub(r"\1", values["route"])
+    # The target is left as logged: ``auditor.rowchunk`` has the redactor look at a
+    # chunk's targets together (``Redactor.dirty_targets``)
+    if head.count(_REDACT_TARGET) != 1:
+        return None
+    head = head.replace(_REDACT_TARGET, "    exposures = ()\n")
     return params, head + "\n    return [" + ", ".join(values.values()) + "]", scope
 
 
 _DRAFT_SET = re.compile(r"^    e\.(\w+) = (.+)$", re.MULTILINE)
+_REDACT_TARGET = "    pth, qry, exposures = redactor.redact_target(pth, qry)\n"
 _MEMO_ONLY = re.compile(r"^(_route_get\((\w+)\)) or route_template\(\2\)$")
 
 

@@ -95,10 +95,12 @@ RawDecode = Callable[[bytes, Place], list[Any] | None]
 its text, and gives the event's fields as a list, in ``Event`` field order
 (``Event(*fields)`` is the event the ``BoundDecode`` gives), not an ``Event``: for a chunk
 of whole lines decoded straight into their store rows, without a ``Line`` or an ``Event``
-made per line (``Pipeline.decode_whole_lines``). The route is None for a path not in the
-route memo (``normalize.route_templates`` makes it). None where it cannot tell: the line
-then goes the usual way, and must come out the same; it never decodes a line its
-``BoundDecode`` would not."""
+made per line (``Pipeline.decode_whole_lines``). Its path and query are as logged, not
+redacted yet, and its route None unless the route memo has the path: ``auditor.rowchunk``
+redacts and templates a chunk's targets together, with the decoder's redactor, so that the
+rows it makes are the events' rows. None where it cannot tell: the line then goes the
+usual way, and must come out the same; it never decodes a line its ``BoundDecode`` would
+not."""
 
 _RAW_FORMS: WeakKeyDictionary[BoundDecode, RawDecode] = WeakKeyDictionary()
 
